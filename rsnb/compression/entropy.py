@@ -239,7 +239,8 @@ class GaussianConditional(nn.Module):
         table = scale_table() if table is None else np.asarray(table, np.float64)
         self.tail_mass, self.scale_bound, self.likelihood_bound = tail_mass, scale_bound, likelihood_bound
         self.register_buffer('table', torch.from_numpy(table))
-        for n in ('freqs', 'lens', 'offsets'): self.register_buffer(n, torch.zeros(0, dtype=torch.int64))
+        # tables depend only on the fixed scale table: rebuilt on demand, not stored in the weights
+        for n in ('freqs', 'lens', 'offsets'): self.register_buffer(n, torch.zeros(0, dtype=torch.int64), persistent=False)
 
     def likelihood(self, y, scales, means):
         "P(unit bin around y) under N(means, scales) * U(-1/2, 1/2)."
@@ -272,7 +273,7 @@ def update(self:GaussianConditional):
 
 @patch
 def _check_tables(self:GaussianConditional):
-    if self.freqs.numel() == 0: raise CodecError('Gaussian conditional has no coding tables: call update()')
+    if self.freqs.numel() == 0: self.update()
 
 @patch
 def compress(self:GaussianConditional, y, scales, means):
