@@ -130,6 +130,13 @@ class EntropyBottleneck(nn.Module):
 # %% ../../nbs/40_compression.entropy.ipynb #c018
 from fastcore.basics import patch
 @patch
+def _load_from_state_dict(self:EntropyBottleneck, sd, prefix, *args, **kwargs):
+    "Resize the table buffers to the saved ones before loading."
+    for n in ('freqs', 'lens', 'offsets'):
+        if prefix + n in sd: setattr(self, n, torch.zeros_like(sd[prefix + n]))
+    return nn.Module._load_from_state_dict(self, sd, prefix, *args, **kwargs)
+
+@patch
 def _logits_cumulative(self:EntropyBottleneck, x, stop_gradient:bool):
     "Logit of the cumulative density at `x` (C,1,N)."
     for i in range(len(self.matrices)):

@@ -136,10 +136,13 @@ def _hyper64(self:MeanScaleHyperprior, z_hat):
 @patch
 @torch.no_grad()
 def compress(self:MeanScaleHyperprior, x:torch.Tensor, # (1,C,H,W), sides multiple of 64
-             rate:int=1):
+             rate:int=1, # rate index
+             crop=None): # (top, left, h, w) of y to code, in latent (stride-16) units; h, w multiples of 4
     "→ ([y_bytes, z_bytes], z latent shape)."
     g, _ = self._gains(rate, 1)
-    y = self.g_a(x) * g; z = self.h_a(y)
+    y = self.g_a(x) * g
+    if crop is not None: t, l, h, w = crop; y = y[..., t:t + h, l:l + w]
+    z = self.h_a(y)
     zb = self.entropy_bottleneck.compress(z)
     z_hat = self.entropy_bottleneck.decompress(zb, z.shape[-2:])
     scales, means = self._hyper64(z_hat)

@@ -1,0 +1,46 @@
+"""Train the default rsnb codec (mean-scale hyperprior, gain units for lo/me/hi) on CPU within a wall-clock budget.
+
+Usage: nice -n 10 .venv/bin/python benchmarks/compression_train.py --until 00:08 --out runs/compression/msh_default
+Held out: Landsat-8 scene columns >= 1280 and the crops c5/c6 (see rsnb.compression.train.training_items).
+"""
+import argparse, json, time, datetime as dt, os
+import torch
+from fastai.data.core import DataLoaders
+from rsnb.core import seed_everything
+from rsnb.compression.models import MeanScaleHyperprior
+from rsnb.compression.train import CropDataset, training_items, codec_learner, TimeBudget, DEFAULT_LMBDAS
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument('--until', default=None, help='UTC HH:MM to stop (overrides --seconds)')
+    p.add_argument('--seconds', type=float, default=3600)
+    p.add_argument('--out', default='runs/compression/msh_default')
+    p.add_argument('--N', type=int, default=64); p.add_argument('--M', type=int, default=96)
+    p.add_argument('--size', type=int, default=128); p.add_argument('--bs', type=int, default=8)
+    p.add_argument('--lr', type=float, default=3e-4); p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--init', default=None, help='state dict to start from')
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads); seed_everything(0)
+    secs = a.seconds
+    if a.until:
+        now = dt.datetime.now(dt.timezone.utc); h, m = map(int, a.until.split(':'))
+        end = now.replace(hour=h, minute=m, second=0, microsecond=0)
+        if end < now: end += dt.timedelta(days=1)
+        secs = (end - now).total_seconds()
+    os.makedirs(a.out, exist_ok=True)
+    items = training_items()
+    tr = CropDataset(items, size=a.size, n=a.bs * 200, seed=0)
+    va = CropDataset(items, size=a.size, n=8, seed=123, augment=False)
+    dls = DataLoaders.from_dsets(tr, va, bs=a.bs, num_workers=0)
+    m = MeanScaleHyperprior(a.N, a.M)
+    if a.init: m.load_state_dict(torch.load(a.init, weights_only=True))
+    logf = open(f'{a.out}/log.jsonl', 'a')
+    def log(d): logf.write(json.dumps(d) + '\n'); logf.flush()
+    tb = TimeBudget(secs, lr=a.lr, ckpt=f'{a.out}/ckpt.pth', every=300, log=log)
+    learn = codec_learner(m, dls, lmbdas=DEFAULT_LMBDAS, cbs=[tb])
+    json.dump(dict(vars(a), seconds=secs, lmbdas=DEFAULT_LMBDAS, n_items=len(items), started=time.time()),
+              open(f'{a.out}/config.json', 'w'))
+    with learn.no_bar(): learn.fit(100000)
+    log(dict(done=True, steps=tb.steps, seconds=time.time() - tb.t0))
+
+if __name__ == '__main__': main()
