@@ -1,0 +1,61 @@
+"""The docs site builds from the notebooks, has a page per notebook, shows API tables, and its internal links work."""
+import re, subprocess, sys
+from html.parser import HTMLParser
+from pathlib import Path
+from urllib.parse import urlparse, unquote
+import pytest, yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT/'tools'))
+from build_docs import page_name  # noqa: E402
+
+def notebooks():
+    return sorted(p for p in (ROOT/'nbs').rglob('*.ipynb')
+                  if not any(s.startswith(('_', '.')) for s in p.relative_to(ROOT/'nbs').parts))
+
+def sidebar_entries(node):
+    if isinstance(node, str): yield node
+    elif isinstance(node, list):
+        for n in node: yield from sidebar_entries(n)
+    elif isinstance(node, dict):
+        if 'href' in node: yield node['href']
+        yield from sidebar_entries(node.get('contents', []))
+
+def test_sidebar_lists_every_notebook_and_nothing_else():
+    side = yaml.safe_load((ROOT/'nbs'/'sidebar.yml').read_text())
+    entries = list(sidebar_entries(side['website']['sidebar']['contents']))
+    assert not [e for e in entries if e.endswith(('.yml', '.yaml'))]
+    nbs = {p.relative_to(ROOT/'nbs').as_posix() for p in notebooks()}
+    assert set(entries) == nbs, f'missing from sidebar: {nbs - set(entries)}; not notebooks: {set(entries) - nbs}'
+
+class Links(HTMLParser):
+    def __init__(self): super().__init__(); self.links = []
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == 'a' and a.get('href'): self.links.append(a['href'])
+
+@pytest.fixture(scope='module')
+def site():
+    r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py')], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return ROOT/'_docs'
+
+def test_every_notebook_has_a_page(site):
+    for nb in notebooks():
+        rel = nb.relative_to(ROOT/'nbs').parent
+        assert (site/rel/(page_name(nb)+'.html')).exists(), nb
+
+def test_api_tables_are_rendered(site):
+    html = (site/'weights.html').read_text()
+    assert 'fetch' in html and '<table' in html and 'allow_download' in html
+
+def test_internal_links_resolve(site):
+    bad = []
+    for page in site.rglob('*.html'):
+        p = Links(); p.feed(page.read_text())
+        for href in p.links:
+            u = urlparse(href)
+            if u.scheme or u.netloc or not u.path: continue
+            target = (page.parent/unquote(u.path)).resolve()
+            if not target.exists(): bad.append(f'{page.relative_to(site)} -> {href}')
+    assert not bad, bad[:20]
