@@ -40,7 +40,14 @@ def register_codec(model_id:str, model:torch.nn.Module):
     model.eval(); _REGISTRY[model_id] = (model, weights_hash(model)); return model
 
 # %% ../../nbs/42_compression.format.ipynb #c006
-def _build(card): return MeanScaleHyperprior(**card.get('kwargs', {}))
+def _build(card):
+    "Model from a card: `arch` (MeanScaleHyperprior or EGANet) and its `kwargs`."
+    arch = card.get('arch', 'MeanScaleHyperprior')
+    if arch == 'EGANet':
+        from rsnb.compression.egan import EGANet
+        return EGANet(**card.get('kwargs', {}))
+    if arch != 'MeanScaleHyperprior': raise CodecError(f'unknown codec architecture {arch!r}')
+    return MeanScaleHyperprior(**card.get('kwargs', {}))
 
 def _weights_file(model_id:str):
     p = Path(model_id)
@@ -191,7 +198,7 @@ def encode_array(arr:np.ndarray, # C×H×W raster (uint8, uint16, int16, float..
         secs.append(dict(kind='tile', group=gi, y0=y0, x0=x0, h=th, w=tw, zshape=list(zs), len_y=len(yb), len_z=len(zb)))
         parts += [yb, zb]
     m = meta
-    header = dict(model=dict(id=mid, sha256=sha, arch=type(model).__name__, kwargs=dict(N=model.N, M=model.M, in_ch=model.in_ch, n_rates=model.n_rates)),
+    header = dict(model=dict(id=mid, sha256=sha, arch=type(model).__name__, kwargs=dict(N=model.N, M=model.M, in_ch=model.in_ch, n_rates=model.n_rates, **{k: getattr(model, k) for k in ('width', 'n_res') if hasattr(model, k)})),
                   rate=int(rate), rate_name=RATE_NAMES[rate] if rate < len(RATE_NAMES) else str(rate),
                   shape=[C, H, W], dtype=arr.dtype.name,
                   band_names=[str(b) for b in (m.band_names if m is not None and len(m.band_names) == C else [f'band{i + 1}' for i in range(C)])],
