@@ -8,7 +8,7 @@ Docs: https://rsnb.github.io/rsnb/inpainting.losses.html.md"""
 __all__ = ['VGG_LAYERS', 'PER_LAYERS', 'STY_LAYERS', 'VGG16_FILE', 'masked_l1', 'VGGFeatures', 'gram', 'perceptual_style',
            'adv_g_loss', 'adv_d_loss', 'ECEALoss']
 
-# %% ../../nbs/53_inpainting.losses.ipynb #b8468fc2
+# %% ../../nbs/53_inpainting.losses.ipynb #e3e0f8ee
 import torch
 import torch.nn.functional as F
 import torchvision
@@ -17,7 +17,7 @@ from fastcore.basics import store_attr
 from ..core import DataMissing, ModelError
 from ..weights import find_weights
 
-# %% ../../nbs/53_inpainting.losses.ipynb #cabcd844
+# %% ../../nbs/53_inpainting.losses.ipynb #7d4602e8
 def masked_l1(a:torch.Tensor, b:torch.Tensor, # tensors of the same shape B×C×H×W
               w:torch.Tensor=None, # B×1×H×W weights (1 = counted); None: plain mean
              )->torch.Tensor:
@@ -27,7 +27,7 @@ def masked_l1(a:torch.Tensor, b:torch.Tensor, # tensors of the same shape B×C×
     w = w.expand_as(d)
     return (d*w).sum()/w.sum().clamp_min(1.)
 
-# %% ../../nbs/53_inpainting.losses.ipynb #8dada6ac
+# %% ../../nbs/53_inpainting.losses.ipynb #08f66fe5
 VGG_LAYERS = { # torchvision `features` index of each ReLU
     'vgg16': dict(relu1_1=1, relu1_2=3, relu2_1=6, relu2_2=8, relu3_1=11, relu3_3=15, relu4_1=18, relu4_3=22, relu5_1=25, relu5_2=27),
     'vgg19': dict(relu1_1=1, relu1_2=3, relu2_1=6, relu2_2=8, relu3_1=11, relu3_4=17, relu4_1=20, relu4_4=26, relu5_1=29, relu5_2=31)}
@@ -35,7 +35,7 @@ PER_LAYERS = ('relu1_1', 'relu2_1', 'relu3_1', 'relu4_1', 'relu5_1')
 STY_LAYERS = {'vgg16': ('relu2_2', 'relu3_3', 'relu4_3', 'relu5_2'), 'vgg19': ('relu2_2', 'relu3_4', 'relu4_4', 'relu5_2')}
 VGG16_FILE = 'lpips_v0.1_vgg16_torchvision_features.pth'
 
-# %% ../../nbs/53_inpainting.losses.ipynb #55d2cf2a
+# %% ../../nbs/53_inpainting.losses.ipynb #958fdc1e
 class VGGFeatures(nn.Module):
     "Frozen torchvision VGG `features`, truncated after the deepest layer asked for; returns {name: activation}."
     def __init__(self, layers:tuple=PER_LAYERS + STY_LAYERS['vgg16'], # layer names from `VGG_LAYERS`
@@ -64,7 +64,7 @@ class VGGFeatures(nn.Module):
         self.requires_grad_(False).eval()
     def train(self, mode=True): return super().train(False)   # always frozen, BN-free anyway
 
-# %% ../../nbs/53_inpainting.losses.ipynb #15f3212a
+# %% ../../nbs/53_inpainting.losses.ipynb #f2c2ce12
 def _band_groups(x):
     C = x.shape[1]
     if C == 3: return [x]
@@ -81,7 +81,7 @@ def _vgg_forward(self:VGGFeatures, x):
     return out
 VGGFeatures.forward = _vgg_forward
 
-# %% ../../nbs/53_inpainting.losses.ipynb #40a0009f
+# %% ../../nbs/53_inpainting.losses.ipynb #28777da4
 def gram(f:torch.Tensor # B×C×H×W features
         )->torch.Tensor: # B×C×C
     "Gram matrix normalised by C·H·W."
@@ -89,7 +89,7 @@ def gram(f:torch.Tensor # B×C×H×W features
     f = f.reshape(B, C, H*W)
     return f @ f.transpose(1, 2)/(C*H*W)
 
-# %% ../../nbs/53_inpainting.losses.ipynb #72a2f3cb
+# %% ../../nbs/53_inpainting.losses.ipynb #0cc8fddf
 def perceptual_style(vgg:VGGFeatures, # feature extractor
                      y:torch.Tensor, t:torch.Tensor, # prediction and target, B×C×H×W in [0, 1]
                      per_layers=PER_LAYERS, sty_layers=STY_LAYERS['vgg16'],
@@ -105,25 +105,29 @@ def perceptual_style(vgg:VGGFeatures, # feature extractor
     sty = sum(F.l1_loss(gram(a), gram(b)) for l in sty_layers for a, b in zip(fy[l], ft[l]))
     return per, sty
 
-# %% ../../nbs/53_inpainting.losses.ipynb #6436db87
+# %% ../../nbs/53_inpainting.losses.ipynb #a95cda48
 def adv_g_loss(d_fake): return (d_fake - 1).abs().mean()
 def adv_d_loss(d_real, d_fake): return ((d_real - 1).abs().mean() + d_fake.abs().mean())/2
 
-# %% ../../nbs/53_inpainting.losses.ipynb #8d0bbbc3
+# %% ../../nbs/53_inpainting.losses.ipynb #666b1968
 class ECEALoss:
     "The weighted generator loss of ECEA; call with outputs, targets and discriminator scores."
     def __init__(self, vgg:VGGFeatures=None, # feature extractor (None: perceptual/style terms are 0)
                  adv:float=1., per:float=0.5, sty:float=1e4, l1:float=100., cshe:float=80., # the paper's weights
                  divide:float=5.): # the original divides the weighted sum by 5
         store_attr()
-        arch = 'vgg19' if vgg is not None and 'relu3_4' in vgg.names.values() else 'vgg16'
-        self.sty_layers = STY_LAYERS[arch]
+        names = set(vgg.names.values()) if vgg is not None else set()
+        arch = 'vgg19' if 'relu3_4' in names or 'relu4_4' in names else 'vgg16'
+        self.per_layers = [l for l in PER_LAYERS if l in names]   # a VGG built with fewer layers uses those it has
+        self.sty_layers = [l for l in STY_LAYERS[arch] if l in names]
     def __call__(self, y, e_hat, t, e_t, d_fake=None, # prediction, predicted edges, target, target CSHE, D(prediction)
-                 known=None): # B×1×H×W, 1 where the target is observed
-        parts = dict(l1=masked_l1(y, t, known), cshe=masked_l1(e_hat, e_t, known))
+                 known=None, # B×1×H×W, 1 where the target is observed
+                 weight=None): # B×1×H×W pixel weights of the L1 and CSHE terms (default `known`)
+        w = known if weight is None else weight
+        parts = dict(l1=masked_l1(y, t, w), cshe=masked_l1(e_hat, e_t, w))
         parts['adv'] = adv_g_loss(d_fake) if d_fake is not None else y.new_zeros(())
         if self.vgg is not None and (self.per or self.sty):
-            parts['per'], parts['sty'] = perceptual_style(self.vgg, y, t, known=known, sty_layers=self.sty_layers)
+            parts['per'], parts['sty'] = perceptual_style(self.vgg, y, t, self.per_layers, self.sty_layers, known=known)
         else: parts['per'] = parts['sty'] = y.new_zeros(())
         total = sum(getattr(self, k)*v for k, v in parts.items())/self.divide
-        return total, {k: float(v) for k, v in parts.items()}
+        return total, {k: float(v.detach()) if torch.is_tensor(v) else float(v) for k, v in parts.items()}
