@@ -16,7 +16,7 @@ from .format import compress_raster, decompress_raster, DEFAULT_MODEL, RATE_NAME
 # %% ../../nbs/45_compression.cli.ipynb #c005
 def _rate(s):
     if s in RATE_NAMES: return RATE_NAMES.index(s)
-    try: return int(s)
+    try: return float(s)
     except ValueError: raise argparse.ArgumentTypeError(f'rate must be one of {RATE_NAMES} or an index, not {s!r}')
 
 def compress_main(argv=None) -> int:
@@ -25,7 +25,7 @@ def compress_main(argv=None) -> int:
     p.add_argument('src', help='input raster (GeoTIFF, PNG, ...; any band count, 8/16-bit)')
     p.add_argument('dst', help='output .rsc file')
     p.add_argument('--model', default=DEFAULT_MODEL, help='codec id or path to a saved codec (.pth)')
-    p.add_argument('--rate', type=_rate, default='me', help='lo | me | hi (or an index)')
+    p.add_argument('--rate', type=_rate, default='me', help='lo | me | hi, or a (fractional) rate index')
     p.add_argument('--tile', type=int, default=512, help='tile side in pixels (multiple of 64)')
     p.add_argument('-q', '--quiet', action='store_true')
     a = p.parse_args(argv)

@@ -75,7 +75,7 @@ MAX_PIXELS = 1 << 34  # refuse headers that would allocate absurd rasters
 def pack(header:dict, payload:bytes) -> bytes:
     "Container bytes for a header dict (payload fields are filled in) and payload."
     header = dict(header, payload_len=len(payload), payload_sha256=hashlib.sha256(payload).hexdigest())
-    hb = json.dumps(header, separators=(',', ':')).encode()
+    hb = zlib.compress(json.dumps(header, separators=(',', ':')).encode(), 9)
     return MAGIC + struct.pack('<HI', FORMAT_VERSION, len(hb)) + hb + struct.pack('<I', zlib.crc32(hb)) + payload
 
 # %% ../../nbs/42_compression.format.ipynb #c010
@@ -90,7 +90,7 @@ def unpack(data:bytes, name:str='<bytes>'):
     if 18 + n > len(data): raise CodecError(f'{name}: truncated file (header needs {n} bytes)')
     hb = data[14:14 + n]
     if struct.unpack('<I', data[14 + n:18 + n])[0] != zlib.crc32(hb): raise CodecError(f'{name}: header checksum mismatch (corrupt file)')
-    try: header = json.loads(hb.decode())
+    try: header = json.loads(zlib.decompress(hb).decode())
     except Exception: raise CodecError(f'{name}: header is not valid JSON (corrupt file)') from None
     if not isinstance(header, dict): raise CodecError(f'{name}: header is not a JSON object')
     payload = data[18 + n:]
@@ -113,7 +113,7 @@ def check_header(h:dict, name:str='<bytes>'):
         _req(k in h, name, f'missing field {k!r}')
     m = h['model']
     _req(isinstance(m, dict) and isinstance(m.get('id'), str) and isinstance(m.get('sha256'), str), name, 'model must have id and sha256')
-    _req(_isint(h['rate']), name, 'rate must be a non-negative integer')
+    _req(isinstance(h['rate'], (int, float)) and not isinstance(h['rate'], bool) and math.isfinite(h['rate']) and h['rate'] >= 0, name, 'rate must be a non-negative number')
     s = h['shape']
     _req(isinstance(s, list) and len(s) == 3 and all(_isint(v, 1) for v in s), name, 'shape must be 3 positive integers')
     C, H, W = s
@@ -165,14 +165,14 @@ def _tiles(Hp, Wp, T):
 
 def encode_array(arr:np.ndarray, # C×H×W raster (uint8, uint16, int16, float...)
                  model_id:str=DEFAULT_MODEL, # codec id or path
-                 rate:int=1, # rate index (0 lo, 1 me, 2 hi)
+                 rate:float=1, # rate index (0 lo, 1 me, 2 hi; fractional values interpolate)
                  meta:RasterMeta=None, # georeferencing (crs, transform, nodata, band names)
                  tile:int=512, # tile side (multiple of 64)
                  progress:bool=False) -> bytes:
     "Compress a raster to `.rsc` bytes."
     model, sha, mid = get_codec(model_id)
     if tile % 64 or tile < 64: raise CodecError(f'tile must be a positive multiple of 64, got {tile}')
-    if not 0 <= rate < model.n_rates: raise CodecError(f'rate {rate} outside 0..{model.n_rates - 1}')
+    if not 0 <= rate <= model.n_rates - 1: raise CodecError(f'rate {rate} outside 0..{model.n_rates - 1}')
     arr = np.asarray(arr); arr = arr[None] if arr.ndim == 2 else arr
     C, H, W = arr.shape
     nodata = None if meta is None else meta.nodata
@@ -199,7 +199,8 @@ def encode_array(arr:np.ndarray, # C×H×W raster (uint8, uint16, int16, float..
         parts += [yb, zb]
     m = meta
     header = dict(model=dict(id=mid, sha256=sha, arch=type(model).__name__, kwargs=dict(N=model.N, M=model.M, in_ch=model.in_ch, n_rates=model.n_rates, **{k: getattr(model, k) for k in ('width', 'n_res') if hasattr(model, k)})),
-                  rate=int(rate), rate_name=RATE_NAMES[rate] if rate < len(RATE_NAMES) else str(rate),
+                  rate=int(rate) if float(rate).is_integer() else float(rate),
+                  rate_name=RATE_NAMES[int(rate)] if float(rate).is_integer() and rate < len(RATE_NAMES) else str(rate),
                   shape=[C, H, W], dtype=arr.dtype.name,
                   band_names=[str(b) for b in (m.band_names if m is not None and len(m.band_names) == C else [f'band{i + 1}' for i in range(C)])],
                   crs=(m.crs.to_wkt() if m is not None and m.crs else None),
@@ -217,7 +218,7 @@ def decode_bytes(data:bytes, name:str='<bytes>', progress:bool=False):
     model, sha, mid = get_codec(h['model']['id'])
     if sha != h['model']['sha256']:
         raise CodecError(f"{name}: written with model '{mid}' weights {h['model']['sha256'][:12]}…, but the available weights are {sha[:12]}…")
-    if h['rate'] >= model.n_rates: raise CodecError(f"{name}: rate {h['rate']} not in the model")
+    if h['rate'] > model.n_rates - 1: raise CodecError(f"{name}: rate {h['rate']} not in the model")
     if len(h['groups'][0]) != model.in_ch: raise CodecError(f"{name}: groups of {len(h['groups'][0])} bands but the model takes {model.in_ch}")
     try: return _decode(h, payload, model, name, progress)
     except CodecError: raise
@@ -262,7 +263,7 @@ def _decode(h, payload, model, name, progress):
 # %% ../../nbs/42_compression.format.ipynb #c028
 def compress_raster(src, # input raster (GeoTIFF, PNG, ...)
                     dst, # output .rsc
-                    model_id:str=DEFAULT_MODEL, rate:int=1, tile:int=512, progress:bool=False) -> dict:
+                    model_id:str=DEFAULT_MODEL, rate:float=1, tile:int=512, progress:bool=False) -> dict:
     "Compress `src` to `dst`; returns a summary (bytes, bpp)."
     check_not_input(dst, src)
     arr, meta = read_raster(src)

@@ -106,10 +106,15 @@ class MeanScaleHyperprior(CompressionModel):
 # %% ../../nbs/41_compression.models.ipynb #c015
 @patch
 def _gains(self:MeanScaleHyperprior, rate, B:int):
-    r = torch.as_tensor(rate, dtype=torch.long, device=self.gain.device).reshape(-1)
+    "Gain and inverse gain (B,M,1,1) for integer rate indices, or geometric interpolation for a fractional rate."
+    r = torch.as_tensor(rate, device=self.gain.device).reshape(-1)
     if r.numel() == 1: r = r.expand(B)
-    if (r < 0).any() or (r >= self.n_rates).any(): raise CodecError(f'rate index {r.tolist()} outside 0..{self.n_rates - 1}')
-    return self.gain[r][:, :, None, None], self.inv_gain[r][:, :, None, None]
+    if (r < 0).any() or (r > self.n_rates - 1).any(): raise CodecError(f'rate index {r.tolist()} outside 0..{self.n_rates - 1}')
+    if not r.is_floating_point() or bool((r == r.round()).all()):
+        r = r.round().long(); return self.gain[r][:, :, None, None], self.inv_gain[r][:, :, None, None]
+    lo = r.floor().long().clamp(max=self.n_rates - 2); f = (r - lo)[:, None].float()
+    interp = lambda g: (g[lo].clamp_min(1e-6) ** (1 - f) * g[lo + 1].clamp_min(1e-6) ** f)[:, :, None, None]
+    return interp(self.gain), interp(self.inv_gain)
 
 @patch
 def forward(self:MeanScaleHyperprior, x:torch.Tensor, # (B,C,H,W) in [0,1], sides multiple of 64
