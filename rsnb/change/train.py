@@ -160,11 +160,11 @@ def train_change(dls,                   # training DataLoaders
     "Seed, build, fit and evaluate one change model; returns the learner and its scores and timings."
     seed_everything(seed)
     learn = change_learner(dls, arch, width=width, lr=lr, **kwargs)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     with learn.no_bar(), learn.no_logging(): learn.fit(epochs, lr)
-    dt = (time.perf_counter() - t) / max(epochs, 1)
+    dt, dc = (time.perf_counter() - t) / max(epochs, 1), (time.process_time() - c) / max(epochs, 1)
     res = evaluate_change(learn.model, eval_dl if eval_dl is not None else dls.valid, thresh)
-    res.update(arch=arch, width=width, seed=seed, epochs=epochs, params=count_params(learn.model), s_per_epoch=dt,
+    res.update(arch=arch, width=width, seed=seed, epochs=epochs, params=count_params(learn.model), s_per_epoch=dt, cpu_s_per_epoch=dc,
                train_loss=float(learn.recorder.values[-1][0]) if learn.recorder.values else None)
     return learn, res
 
@@ -184,7 +184,7 @@ def compare_change_models(dls,            # training DataLoaders
 
 # %% ../../nbs/33_change.train.ipynb #c032
 def summarize_runs(runs:list,   # result dicts of `compare_change_models`
-                   metrics=('precision', 'recall', 'f1', 'iou', 'oa', 'kappa', 's_per_epoch')) -> dict:
+                   metrics=('precision', 'recall', 'f1', 'iou', 'oa', 'kappa', 's_per_epoch', 'cpu_s_per_epoch')) -> dict:
     "{model: {metric: mean, metric_std: std, n: runs, params: count}} over seeds."
     out = {}
     for a in dict.fromkeys(r['arch'] for r in runs):
