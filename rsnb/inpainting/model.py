@@ -9,7 +9,7 @@ __all__ = ['tokens_to_map', 'map_to_tokens', 'PatchEmbed', 'Down', 'Up', 'cheb_c
            'ECEAStage', 'TokenFuse', 'ResBlock', 'PixelShuffleHead', 'init_weights', 'ECEAGenerator', 'composite',
            'PatchDiscriminator']
 
-# %% ../../nbs/52_inpainting.model.ipynb #793704d1
+# %% ../../nbs/52_inpainting.model.ipynb #8477d762
 import math
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from torch import nn
 from fastcore.basics import patch, store_attr
 from ..core import ModelError
 
-# %% ../../nbs/52_inpainting.model.ipynb #ff0af628
+# %% ../../nbs/52_inpainting.model.ipynb #dd86239c
 def tokens_to_map(t:torch.Tensor # B×N×C tokens of a square grid
                  )->torch.Tensor: # B×C×H×W map
     "Fold square-grid tokens into a feature map."
@@ -30,7 +30,7 @@ def map_to_tokens(x:torch.Tensor)->torch.Tensor:
     "Flatten a B×C×H×W map into B×HW×C tokens."
     return x.flatten(2).transpose(1, 2)
 
-# %% ../../nbs/52_inpainting.model.ipynb #3b637cc2
+# %% ../../nbs/52_inpainting.model.ipynb #bc9af981
 class PatchEmbed(nn.Module):
     "Cut an image into patches with a strided convolution and return tokens."
     def __init__(self, in_c:int, # input channels
@@ -40,7 +40,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_c, dim, patch, stride=patch, bias=False)
     def forward(self, x): return map_to_tokens(self.proj(x))
 
-# %% ../../nbs/52_inpainting.model.ipynb #741fc8fd
+# %% ../../nbs/52_inpainting.model.ipynb #2c219bb6
 class Down(nn.Module):
     "Tokens → map → conv 3×3 s2 (C→2C) → InstanceNorm → GELU → tokens."
     def __init__(self, dim:int): # input width
@@ -55,7 +55,7 @@ class Up(nn.Module):
         self.body = nn.Sequential(nn.Conv2d(dim, dim//2, 3, 1, 1, bias=False), nn.InstanceNorm2d(dim//2), nn.GELU())
     def forward(self, t): return map_to_tokens(self.body(F.interpolate(tokens_to_map(t), scale_factor=2, mode='nearest')))
 
-# %% ../../nbs/52_inpainting.model.ipynb #dfe3d5f7
+# %% ../../nbs/52_inpainting.model.ipynb #1e23cf87
 def cheb_clamp(o:torch.Tensor, # B×N×C attention output
                k:float=1.0, # number of standard deviations kept
                mode:str='mean'): # 'mean' (clamp to μ±kσ over tokens), 'as_code' (original: centred on o, identity), 'none'
@@ -68,7 +68,7 @@ def cheb_clamp(o:torch.Tensor, # B×N×C attention output
         return torch.max(mu - k*sd, torch.min(mu + k*sd, o))
     raise ModelError(f"cheb_clamp: unknown mode {mode!r} (use 'mean', 'as_code' or 'none')")
 
-# %% ../../nbs/52_inpainting.model.ipynb #2e6b9879
+# %% ../../nbs/52_inpainting.model.ipynb #8041c229
 class ECEAttention(nn.Module):
     "Edge-conditional expectation attention: softmax(Q(K+S)ᵀ/√d)V, Chebyshev-bounded, gated, projected."
     def __init__(self, dim:int, # token width C
@@ -86,7 +86,7 @@ class ECEAttention(nn.Module):
         self.gate, self.proj = nn.Linear(dim, dim, bias=qkv_bias), nn.Linear(dim, dim)
         self.attn_drop, self.proj_drop = nn.Dropout(attn_drop), nn.Dropout(proj_drop)
 
-# %% ../../nbs/52_inpainting.model.ipynb #a2e5f155
+# %% ../../nbs/52_inpainting.model.ipynb #7108f35e
 @patch
 def forward(self:ECEAttention, x, # B×N×C normed image tokens
             e): # B×N×C normed edge tokens
@@ -98,7 +98,7 @@ def forward(self:ECEAttention, x, # B×N×C normed image tokens
     o = cheb_clamp(o, self.k, self.cheb)
     return self.proj_drop(self.proj(o*self.gate(x)))
 
-# %% ../../nbs/52_inpainting.model.ipynb #5dba018a
+# %% ../../nbs/52_inpainting.model.ipynb #5aa643d9
 class DropPath(nn.Module):
     "Stochastic depth: drop the whole residual branch per sample."
     def __init__(self, p:float=0.): super().__init__(); self.p = p
@@ -121,7 +121,7 @@ class ECEABlock(nn.Module):
         x = x + self.dp(self.attn(self.n1(x), self.n2(e)))
         return x + self.dp(self.mlp(self.n3(x)))
 
-# %% ../../nbs/52_inpainting.model.ipynb #79bad8bf
+# %% ../../nbs/52_inpainting.model.ipynb #205fd5e1
 class ECEAStage(nn.Module):
     "Positional embedding, `depth` ECEA blocks and a final LayerNorm on one level's tokens."
     def __init__(self, n_tok:int, # tokens at this level
@@ -139,7 +139,7 @@ class ECEAStage(nn.Module):
         for b in self.blocks: x = x + b(x, e) if self.double_res else b(x, e)
         return self.norm(x)
 
-# %% ../../nbs/52_inpainting.model.ipynb #264092df
+# %% ../../nbs/52_inpainting.model.ipynb #c0605c51
 class TokenFuse(nn.Module):
     "Fuse two token sets: 'channel' (concat channels, 2C→C linear) or 'token' (the original Conv1d over 2N tokens)."
     def __init__(self, n_tok:int, dim:int, mode:str='channel'):
@@ -150,7 +150,7 @@ class TokenFuse(nn.Module):
     def forward(self, a, b):
         return self.mix(torch.cat([a, b], -1)) if self.mode == 'channel' else self.mix(torch.cat([a, b], 1))
 
-# %% ../../nbs/52_inpainting.model.ipynb #14235d26
+# %% ../../nbs/52_inpainting.model.ipynb #2dddfcd0
 class ResBlock(nn.Module):
     "conv 3×3-BN-PReLU-conv 3×3-BN with identity skip."
     def __init__(self, c:int):
@@ -172,14 +172,14 @@ class PixelShuffleHead(nn.Module):
         b1 = self.b1(tokens_to_map(t))
         return (torch.tanh(self.tail(b1 + self.res(b1))) + 1)/2
 
-# %% ../../nbs/52_inpainting.model.ipynb #7085c736
+# %% ../../nbs/52_inpainting.model.ipynb #a39e0cbf
 def init_weights(m:nn.Module):
     "The original's init: N(0, 0.02) for conv/linear weights, zero bias."
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
         nn.init.normal_(m.weight, 0., 0.02)
         if m.bias is not None: nn.init.zeros_(m.bias)
 
-# %% ../../nbs/52_inpainting.model.ipynb #1fb707ec
+# %% ../../nbs/52_inpainting.model.ipynb #714a0c71
 class ECEAGenerator(nn.Module):
     "U-shaped ECEA ViT generator with an edge stream; returns (image, edge map) in [0, 1]."
     def __init__(self, in_c:int=3, # image bands (the mask channel is added inside)
@@ -192,16 +192,17 @@ class ECEAGenerator(nn.Module):
                  ps_res:int=5, # residual blocks in each pixel-shuffle head
                  mid_res:int=5, # residual blocks in the edge bottleneck
                  drop:float=0., attn_drop:float=0., drop_path:float=0.,
-                 faithful:bool=False): # True: the original's bugs (double tanh, no-op clamp, token-axis fusion, double residual)
+                 faithful:bool=False, # True: the original's bugs (double tanh, no-op clamp, token-axis fusion, double residual)
+                 prefilled:bool=False): # True: the holes of x arrive pre-filled (e.g. by FillNodata) and are not zeroed
         super().__init__()
         L = len(dims)
         if not (len(depths) == len(heads) == L): raise ModelError("ECEAGenerator: dims, depths and heads need the same length")
         if any(dims[i+1] != 2*dims[i] for i in range(L-1)): raise ModelError(f"ECEAGenerator: dims {dims} must double at every level")
         g = img_size//patch
         if g*patch != img_size or g % 2**(L-1): raise ModelError(f"ECEAGenerator: img_size {img_size} is not divisible by patch×2^{L-1}")
-        store_attr('in_c,img_size,patch,dims,depths,heads,faithful')
+        store_attr('in_c,img_size,patch,dims,depths,heads,faithful,prefilled')
         self.config = dict(in_c=in_c, img_size=img_size, patch=patch, dims=list(dims), depths=list(depths), heads=list(heads),
-                           ps_hidden=ps_hidden, ps_res=ps_res, mid_res=mid_res, faithful=faithful)   # enough to rebuild it
+                           ps_hidden=ps_hidden, ps_res=ps_res, mid_res=mid_res, faithful=faithful, prefilled=prefilled)   # enough to rebuild it
         cheb, fuse, dr = ('as_code', 'token', True) if faithful else ('mean', 'channel', False)
         ntok = [(g//2**i)**2 for i in range(L)]
         kw = dict(drop=drop, attn_drop=attn_drop, drop_path=drop_path, cheb=cheb, double_res=dr)
@@ -221,7 +222,7 @@ class ECEAGenerator(nn.Module):
         self.head = PixelShuffleHead(dims[0], in_c, patch, ps_hidden, ps_res)
         self.apply(init_weights)
 
-# %% ../../nbs/52_inpainting.model.ipynb #615a2f15
+# %% ../../nbs/52_inpainting.model.ipynb #bb2b3df4
 @patch
 def forward(self:ECEAGenerator, x, # B×C×H×W image in [0, 1]
             m, # B×1×H×W mask, 1 = missing
@@ -232,7 +233,7 @@ def forward(self:ECEAGenerator, x, # B×C×H×W image in [0, 1]
     L = len(self.dims)
     E = [self.embed_e(e)]
     for d in self.down_e: E.append(d(E[-1]))
-    X = [self.enc[0](self.embed(torch.cat([x*(1 - m), m], 1)), E[0])]
+    X = [self.enc[0](self.embed(torch.cat([x if self.prefilled else x*(1 - m), m], 1)), E[0])]
     for i in range(1, L): X.append(self.enc[i](self.down[i-1](X[-1]), E[i]))
     f = map_to_tokens(self.mid(tokens_to_map(E[-1])))
     d, f = X[-1], f + E[-1]
@@ -245,14 +246,14 @@ def forward(self:ECEAGenerator, x, # B×C×H×W image in [0, 1]
     if self.faithful: img, edge = torch.tanh(img), torch.tanh(edge)
     return img, edge
 
-# %% ../../nbs/52_inpainting.model.ipynb #d1d98440
+# %% ../../nbs/52_inpainting.model.ipynb #86e96280
 def composite(x:torch.Tensor, # observed image
               y:torch.Tensor, # prediction
               m:torch.Tensor): # mask, 1 = missing
     "Known pixels from `x`, missing ones from `y` (bit-exact where m = 0)."
     return torch.where(m.bool().expand_as(x), y, x)
 
-# %% ../../nbs/52_inpainting.model.ipynb #54682de0
+# %% ../../nbs/52_inpainting.model.ipynb #926d50b2
 class PatchDiscriminator(nn.Module):
     "Spectral-norm PatchGAN with a sigmoid output, optionally conditioned on the hole mask."
     def __init__(self, in_c:int=3, # image bands

@@ -8,7 +8,7 @@ Docs: https://rsnb.github.io/rsnb/inpainting.train.html.md"""
 __all__ = ['SlcoffPatches', 'train_ecea', 'inpaint_array', 'save_ecea', 'load_ecea', 'gap_scores', 'eval_pairs', 'evaluate',
            'fillnodata_method', 'temporal_method']
 
-# %% ../../nbs/55_inpainting.train.ipynb #cdb479cb
+# %% ../../nbs/55_inpainting.train.ipynb #8a9a75fd
 import time
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from .model import ECEAGenerator, PatchDiscriminator, composite
 from .losses import ECEALoss, adv_d_loss
 from .baselines import fill_nodata, temporal_fill
 
-# %% ../../nbs/55_inpainting.train.ipynb #5f1b8e58
+# %% ../../nbs/55_inpainting.train.ipynb #6d7a0842
 class SlcoffPatches(Dataset):
     "Random crops of gappy tiles with extra holes from borrowed, simulated SLC-off or free-form masks."
     def __init__(self, tiles:list, # [(C×H×W float32 scaled image, bool H×W real-gap mask), ...]
@@ -35,14 +35,15 @@ class SlcoffPatches(Dataset):
                  borrow:list=None, # per tile, a list of bool H×W masks of other dates to borrow (or None)
                  p:tuple=(0.5, 0.35, 0.15), # probabilities of borrowed / simulated / free-form extra holes
                  max_missing:float=0.7, # resample crops whose real gaps exceed this fraction
+                 prefill:bool=False, # fill the holes of x with FillNodata (for `ECEAGenerator(prefilled=True)`)
                  seed:int=0):
         if not tiles: raise DataError("SlcoffPatches: no tiles")
-        self.tiles, self.size, self.n, self.borrow, self.max_missing = tiles, size, n, borrow, max_missing
+        self.tiles, self.size, self.n, self.borrow, self.max_missing, self.prefill = tiles, size, n, borrow, max_missing, prefill
         self.p = np.asarray(p, float)/np.sum(p)
         self.rng = np.random.default_rng(seed)
     def __len__(self): return self.n
 
-# %% ../../nbs/55_inpainting.train.ipynb #5db818d1
+# %% ../../nbs/55_inpainting.train.ipynb #6a4681d3
 def _extra_holes(self:SlcoffPatches, i, r0, c0):
     s, rng = self.size, self.rng
     kind = rng.choice(3, p=self.p)
@@ -64,6 +65,7 @@ def _getitem(self:SlcoffPatches, idx):
     hide = self._extra_holes(i, r0, c0) & ~rl
     m = rl | hide
     x = np.where(m[None], 0., t).astype(np.float32)
+    if self.prefill and not m.all(): x = fill_nodata(x, m)
     k = rng.integers(4)   # random flips / transposes keep the scan geometry family
     f = lambda a: np.ascontiguousarray(np.rot90(a, k, axes=(-2, -1))) if k % 2 == 0 else np.ascontiguousarray(np.flip(a, -1))
     x, t, m, rl = f(x), f(t), f(m), f(rl)
@@ -72,7 +74,7 @@ def _getitem(self:SlcoffPatches, idx):
 
 SlcoffPatches._extra_holes, SlcoffPatches.__getitem__ = _extra_holes, _getitem
 
-# %% ../../nbs/55_inpainting.train.ipynb #93e5b80b
+# %% ../../nbs/55_inpainting.train.ipynb #58e9fde0
 def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be None: no adversarial term)
                dl:DataLoader, # yields `SlcoffPatches` items
                epochs:int=1, lr:float=5e-4, betas:tuple=(0.95, 0.9995), # the README's run
@@ -107,7 +109,7 @@ def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be None:
             if max_seconds and time.time() - t0 > max_seconds: return hist
     return hist
 
-# %% ../../nbs/55_inpainting.train.ipynb #77557646
+# %% ../../nbs/55_inpainting.train.ipynb #3707a2c1
 def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anything in the holes)
                   miss:np.ndarray, # bool H×W, True = missing
                   overlap:int=None, # default a quarter of the tile
@@ -123,6 +125,7 @@ def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anythin
     wts = ramp_weights(t, ov)
     acc, wacc = np.zeros((C, H, W), np.float64), np.zeros((H, W), np.float64)
     wins = [(r, c) for r in tile_starts(H, t, ov) for c in tile_starts(W, t, ov) if not miss[r:r+t, c:c+t].all()]
+    if G.prefilled: x = fill_nodata(x, miss)
     device = torch.device(device or 'cpu'); G = G.to(device).eval()
     with torch.inference_mode():
         for i in range(0, len(wins), batch_size):
@@ -136,7 +139,7 @@ def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anythin
     pred = np.where(wacc > 0, acc/np.maximum(wacc, 1e-12), x)
     return np.where(miss[None], pred, x).astype(np.float32)
 
-# %% ../../nbs/55_inpainting.train.ipynb #63818117
+# %% ../../nbs/55_inpainting.train.ipynb #2c947dfe
 def save_ecea(G:ECEAGenerator, path, scaler:Scaler, band_names=(), **extra):
     "Save a generator with its card (architecture, scaler, bands)."
     return save_model(G, path, dict(arch='ECEAGenerator', kwargs=G.config, scaler=scaler.as_dict(), band_names=list(band_names), **extra))
@@ -148,7 +151,7 @@ def load_ecea(path)->tuple: # (ECEAGenerator in eval mode, Scaler, card)
     s = card['scaler']
     return G.eval(), Scaler(s['mode'], s['lo'], s['hi'], s['scale'], s['offset'], s['gamma'], s['convention']), card
 
-# %% ../../nbs/55_inpainting.train.ipynb #6cc36b30
+# %% ../../nbs/55_inpainting.train.ipynb #2e1eb3e3
 def gap_scores(pred:np.ndarray, truth:np.ndarray, # C×H×W reflectance, filled prediction and truth
                hide:np.ndarray, # bool H×W hidden holes (truth known there)
                real:np.ndarray, # bool H×W the truth's own gaps
@@ -172,11 +175,12 @@ def gap_scores(pred:np.ndarray, truth:np.ndarray, # C×H×W reflectance, filled 
     out['lpips'] = float(lpips(np.clip(ps[list(rgb)], 0, 1), np.clip(rs[list(rgb)], 0, 1), data_range=1., net=lpips_net))
     return out
 
-# %% ../../nbs/55_inpainting.train.ipynb #0159ee8b
+# %% ../../nbs/55_inpainting.train.ipynb #c654b239
 def eval_pairs(tiles:dict, # {(date, row, col): (C×H×W int array, bool H×W missing)}
                cols:tuple, # held-out tile columns
                min_hidden:int=500, # skip cases with fewer hidden pixels
                max_missing:float=0.6, # skip tiles missing more than this
+               max_hidden_total:float=0.8, # skip cases where less than 20 % of the tile stays observed
               )->list: # dicts: key, arr, real, hide, fills
     "Test cases with real gaps of another date hidden on valid pixels."
     dates = sorted({k[0] for k in tiles})
@@ -187,12 +191,12 @@ def eval_pairs(tiles:dict, # {(date, row, col): (C×H×W int array, bool H×W mi
         i = dates.index(d)
         others = [dates[(i + j) % len(dates)] for j in range(1, len(dates))]
         hide = tiles[(others[0], r, c)][1] & ~real
-        if hide.sum() < min_hidden: continue
+        if hide.sum() < min_hidden or (hide | real).mean() > max_hidden_total: continue
         fills = [tiles[(o, r, c)] for o in others[1:]] + [tiles[(others[0], r, c)]]
         out.append(dict(key=(d, r, c), arr=a, real=real, hide=hide, fills=fills))
     return out
 
-# %% ../../nbs/55_inpainting.train.ipynb #5524564d
+# %% ../../nbs/55_inpainting.train.ipynb #7e2ef2cb
 def evaluate(methods:dict, # {name: f(case) -> C×H×W filled array in product units}
              cases:list, # from `eval_pairs`
              scale:float=1e-4, # product units → reflectance
@@ -216,6 +220,6 @@ def evaluate(methods:dict, # {name: f(case) -> C×H×W filled array in product u
         agg[k]['seconds_per_tile'] = times[k]/len(cases)
     return agg
 
-# %% ../../nbs/55_inpainting.train.ipynb #f8b3404a
+# %% ../../nbs/55_inpainting.train.ipynb #e395f05b
 def fillnodata_method(cs): return fill_nodata(cs['arr'], cs['real'] | cs['hide'])
 def temporal_method(cs): return temporal_fill(cs['arr'], cs['real'] | cs['hide'], cs['fills'])[0]
