@@ -112,3 +112,18 @@ def test_deterministic_across_threads(tmp_path):
     outs = {subprocess.run([sys.executable, '-c', DET, str(nt), str(tmp_path/'tiny-det.pth'), str(tmp_path/'x.rsc')],
                            capture_output=True, text=True, env=env, check=True).stdout.strip() for nt in (1, 2, 1)}
     assert len(outs) == 1, outs
+
+def test_default_model_deterministic(tmp_path):
+    "The shipped codec: a held-out Landsat-8 crop decodes to the same pixels with 1 and 2 threads, in separate processes."
+    from rsnb.core import have_data, data_path
+    from rsnb.compression.format import _weights_file, DEFAULT_MODEL
+    from rsnb.geo import read_raster
+    f = _weights_file(DEFAULT_MODEL)
+    if f is None or not have_data('compression', 'landsat8_224077_rgb8'): pytest.skip('default codec weights or Landsat-8 crops not available')
+    img = sorted(data_path('compression', 'landsat8_224077_rgb8').rglob('*_c6.png'))[0]
+    a, _ = read_raster(img)
+    (tmp_path/'x.rsc').write_bytes(encode_array(a, DEFAULT_MODEL, rate=1.5, tile=128))
+    env = dict(os.environ, OMP_NUM_THREADS='2', MKL_NUM_THREADS='2')
+    outs = {subprocess.run([sys.executable, '-c', DET, str(nt), DEFAULT_MODEL, str(tmp_path/'x.rsc')],
+                           capture_output=True, text=True, env=env, check=True).stdout.strip() for nt in (1, 2)}
+    assert len(outs) == 1, outs

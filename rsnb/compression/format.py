@@ -19,7 +19,7 @@ from affine import Affine
 from ..core import CodecError, RsnbError, atomic_write, check_not_input
 from ..geo import RasterMeta, read_raster, write_raster, valid_mask
 from ..weights import find_weights, load_model
-from .models import MeanScaleHyperprior, fit_scaling, to_unit, from_unit
+from .models import MeanScaleHyperprior, fit_scaling, to_unit, from_unit, snap_unit
 
 # %% ../../nbs/42_compression.format.ipynb #c005
 RATE_NAMES = ('lo', 'me', 'hi')
@@ -245,11 +245,12 @@ def _decode(h, payload, model, name, progress):
     it = tiles
     if progress:
         from tqdm.auto import tqdm; it = tqdm(tiles, desc='decode tiles')
+    g64 = model.synthesis64()  # float64 synthesis + unit grid: pixels independent of the thread count
     with torch.no_grad():
         for gi, y0, x0, th, tw in it:
             ly0, lx0 = max(0, y0 // 16 - m), max(0, x0 // 16 - m)
             ly1, lx1 = min(Hp // 16, (y0 + th) // 16 + m), min(Wp // 16, (x0 + tw) // 16 + m)
-            out = model.g_s(lat[gi][..., ly0:ly1, lx0:lx1]).clamp(0, 1)[0].numpy()
+            out = snap_unit(g64(lat[gi][..., ly0:ly1, lx0:lx1].double()))[0].numpy()
             oy, ox = y0 - ly0 * 16, x0 - lx0 * 16
             for j, b in enumerate(groups[gi]):
                 u[b, y0:y0 + th, x0:x0 + tw] = out[j, oy:oy + th, ox:ox + tw]
