@@ -59,3 +59,9 @@ def test_internal_links_resolve(site):
             target = (page.parent/unquote(u.path)).resolve()
             if not target.exists(): bad.append(f'{page.relative_to(site)} -> {href}')
     assert not bad, bad[:20]
+
+def test_notebook_cells_are_docs_safe():
+    "nbdev's docs build executes import cells alone: imports must not share a cell with other code."
+    from check_nbs import problems
+    bad = [(nb.relative_to(ROOT).as_posix(), i, why) for nb in notebooks() for i, why, _ in problems(nb)]
+    assert not bad, bad
