@@ -105,3 +105,27 @@ def test_band_out_of_range_and_not_raster(tmp_path):
     (tmp_path/'b.tif').write_text('not a tiff')
     with pytest.raises(RasterError, match='b.tif'): MSImage.create(tmp_path/'b.tif')
     with pytest.raises(DataError, match='no images'): image_dls(tmp_path/'nothing', crop=4) if (tmp_path/'nothing').mkdir() is None else None
+
+def test_image_pair_and_scene_layout(tmp_path):
+    from rsnb.data import ImagePair
+    a, b = _write(tmp_path/'a.tif', img(4, 16, 16)), _write(tmp_path/'b.tif', img(4, 16, 12))
+    with pytest.raises(DataError, match='a.tif: .* but .*b.tif'): ImagePair.create(a, b)
+    for s, cities in (('train', ('c1', 'c2')), ('val', ('c3',))):
+        for c in cities:
+            _write(tmp_path/'cd'/s/c/'t1.tif', img(4, 40, 36)); _write(tmp_path/'cd'/s/c/'t2.tif', img(4, 40, 36))
+            _write(tmp_path/'cd'/s/c/'label.png', (rng.integers(0, 2, (40, 36)) * 255).astype(np.uint8), driver='PNG')
+    dls = change_dls(tmp_path/'cd', crop=16, crops_per_image=3, bs=2)
+    assert len(dls.train_ds) == 6 and len(dls.valid_ds) == 9            # 3×3 tiles of 16 px cover 40×36
+    t1, t2, lb = dls.one_batch()
+    assert t1.shape == (2, 4, 16, 16) and lb.shape == (2, 16, 16)
+    (tmp_path/'cd'/'train'/'c2'/'t2.tif').unlink()
+    with pytest.raises(DataError, match=r'c2: no t2 file'): change_dls(tmp_path/'cd', crop=16)
+
+def test_window_read_matches_cached(tmp_path):
+    from rsnb.data import LoadImage
+    a = img(3, 30, 40)
+    f = _write(tmp_path/'w.tif', a)
+    rec = dict(image=f, window=(5, 7, 10, 12))
+    x0, x1 = LoadImage('image', cache=False)(rec), LoadImage('image', cache=True)(rec)
+    assert torch.equal(x0.as_subclass(torch.Tensor), x1.as_subclass(torch.Tensor))
+    assert np.array_equal(x0.numpy(), a[:, 5:15, 7:19].astype(np.float32))
