@@ -42,7 +42,7 @@ def main(argv=None):
     cpu = min(t[1] for t in tt) / min(t[1] for t in tb)
     wall = min(t[0] for t in tt) / min(t[0] for t in tb)
     print(f'windows {stats}  CPU s: bare {min(t[1] for t in tb):.2f} tiled {min(t[1] for t in tt):.2f} -> ratio {cpu:.3f};  wall ratio {wall:.3f}')
-    return save('tiled_predict_overhead', dict(ratio=cpu, ratio_wall=wall, goal=1.10, timer='process CPU time (wall time is dominated by other processes on a shared machine)',
+    return save('tiled_predict_overhead' + ('' if a.out == 'classes' else f'_{a.out}'), dict(ratio=cpu, ratio_wall=wall, goal=1.10, timer='process CPU time (wall time is dominated by other processes on a shared machine)',
                 bare_wall_cpu_s=tb, tiled_wall_cpu_s=tt, windows=len(wins),
                 run=stats['run'], tile=a.tile, overlap=a.overlap, batch=a.batch, output=a.out,
                 model='small_cnn(3→32→32→32→4, 3×3)', scene=src.name))
