@@ -123,7 +123,7 @@ class EGALoss(nn.Module):
         if self.disc is not None:
             adv = F.softplus(-self.disc(out['x_hat'], out['y_hat'])).mean()  # -log D(x̂, ŷ)
             loss = loss + self.beta * adv
-        self.last = dict(bpp=float(b.mean()), psnr=float(10 * torch.log10(255 ** 2 / mse.clamp_min(1e-10))), adv=float(adv))
+        with torch.no_grad(): self.last = dict(bpp=float(b.mean()), psnr=float(10 * torch.log10(255 ** 2 / mse.clamp_min(1e-10))), adv=float(adv))
         self.cache = (out['x_hat'].detach(), out['y_hat'].detach(), x)
         return loss
 
