@@ -8,7 +8,7 @@ Docs: https://rsnb.github.io/rsnb/inpainting.train.html.md"""
 __all__ = ['SlcoffPatches', 'train_ecea', 'inpaint_array', 'save_ecea', 'load_ecea', 'gap_scores', 'eval_pairs', 'evaluate',
            'fillnodata_method', 'temporal_method']
 
-# %% ../../nbs/55_inpainting.train.ipynb #8a9a75fd
+# %% ../../nbs/55_inpainting.train.ipynb #2e076f5e
 import time
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from .model import ECEAGenerator, PatchDiscriminator, composite
 from .losses import ECEALoss, adv_d_loss
 from .baselines import fill_nodata, temporal_fill
 
-# %% ../../nbs/55_inpainting.train.ipynb #6d7a0842
+# %% ../../nbs/55_inpainting.train.ipynb #a6e10b04
 class SlcoffPatches(Dataset):
     "Random crops of gappy tiles with extra holes from borrowed, simulated SLC-off or free-form masks."
     def __init__(self, tiles:list, # [(C×H×W float32 scaled image, bool H×W real-gap mask), ...]
@@ -43,7 +43,7 @@ class SlcoffPatches(Dataset):
         self.rng = np.random.default_rng(seed)
     def __len__(self): return self.n
 
-# %% ../../nbs/55_inpainting.train.ipynb #6a4681d3
+# %% ../../nbs/55_inpainting.train.ipynb #2bff5d8e
 def _extra_holes(self:SlcoffPatches, i, r0, c0):
     s, rng = self.size, self.rng
     kind = rng.choice(3, p=self.p)
@@ -74,7 +74,9 @@ def _getitem(self:SlcoffPatches, idx):
 
 SlcoffPatches._extra_holes, SlcoffPatches.__getitem__ = _extra_holes, _getitem
 
-# %% ../../nbs/55_inpainting.train.ipynb #58e9fde0
+# %% ../../nbs/55_inpainting.train.ipynb #67f41b98
+def _finite_grads(m): return all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
+
 def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be None: no adversarial term)
                dl:DataLoader, # yields `SlcoffPatches` items
                epochs:int=1, lr:float=5e-4, betas:tuple=(0.95, 0.9995), # the README's run
@@ -89,7 +91,7 @@ def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be None:
     if loss.vgg is not None: loss.vgg.to(device)
     opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=betas, weight_decay=1e-5)
     opt_d = torch.optim.Adam(D.parameters(), lr=lr*0.01, betas=betas, weight_decay=1e-5) if D is not None else None
-    hist, t0, step = [], time.time(), 0
+    hist, t0, step, skipped = [], time.time(), 0, 0
     for ep in range(epochs):
         for b in progress_bar(dl, leave=False):
             x, m, e_in, t, e_t, known = (a.to(device) for a in b)
@@ -97,19 +99,23 @@ def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be None:
             yc = y if G.faithful else composite(x, y, m)
             d_fake = D(yc, m) if D is not None else None
             total, parts = loss(y, e_hat, t, e_t, d_fake, known=known, weight=known*(1 + hole_weight*m))
-            opt_g.zero_grad(); total.backward(); opt_g.step()
+            opt_g.zero_grad(); total.backward()
+            if not _finite_grads(G):   # skip a step rather than let one NaN poison the weights
+                skipped += 1; step += 1; continue
+            opt_g.step()
             if D is not None:
                 real = t*known + y.detach()*(1 - known)
                 d_loss = adv_d_loss(D(real, m), D(yc.detach(), m))
-                opt_d.zero_grad(); d_loss.backward(); opt_d.step()
+                opt_d.zero_grad(); d_loss.backward()
+                if _finite_grads(D): opt_d.step()
                 parts['d'] = float(d_loss)
-            parts.update(total=float(total), epoch=ep, step=step, seconds=time.time() - t0)
+            parts.update(total=float(total), epoch=ep, step=step, seconds=time.time() - t0, skipped=skipped)
             if step % log_every == 0: hist.append(parts)
             step += 1
             if max_seconds and time.time() - t0 > max_seconds: return hist
     return hist
 
-# %% ../../nbs/55_inpainting.train.ipynb #3707a2c1
+# %% ../../nbs/55_inpainting.train.ipynb #c98819f2
 def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anything in the holes)
                   miss:np.ndarray, # bool H×W, True = missing
                   overlap:int=None, # default a quarter of the tile
@@ -139,7 +145,7 @@ def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anythin
     pred = np.where(wacc > 0, acc/np.maximum(wacc, 1e-12), x)
     return np.where(miss[None], pred, x).astype(np.float32)
 
-# %% ../../nbs/55_inpainting.train.ipynb #2c947dfe
+# %% ../../nbs/55_inpainting.train.ipynb #4614d516
 def save_ecea(G:ECEAGenerator, path, scaler:Scaler, band_names=(), **extra):
     "Save a generator with its card (architecture, scaler, bands)."
     return save_model(G, path, dict(arch='ECEAGenerator', kwargs=G.config, scaler=scaler.as_dict(), band_names=list(band_names), **extra))
@@ -151,7 +157,7 @@ def load_ecea(path)->tuple: # (ECEAGenerator in eval mode, Scaler, card)
     s = card['scaler']
     return G.eval(), Scaler(s['mode'], s['lo'], s['hi'], s['scale'], s['offset'], s['gamma'], s['convention']), card
 
-# %% ../../nbs/55_inpainting.train.ipynb #2e1eb3e3
+# %% ../../nbs/55_inpainting.train.ipynb #9743ad55
 def gap_scores(pred:np.ndarray, truth:np.ndarray, # C×H×W reflectance, filled prediction and truth
                hide:np.ndarray, # bool H×W hidden holes (truth known there)
                real:np.ndarray, # bool H×W the truth's own gaps
@@ -175,7 +181,7 @@ def gap_scores(pred:np.ndarray, truth:np.ndarray, # C×H×W reflectance, filled 
     out['lpips'] = float(lpips(np.clip(ps[list(rgb)], 0, 1), np.clip(rs[list(rgb)], 0, 1), data_range=1., net=lpips_net))
     return out
 
-# %% ../../nbs/55_inpainting.train.ipynb #c654b239
+# %% ../../nbs/55_inpainting.train.ipynb #81b9f1b9
 def eval_pairs(tiles:dict, # {(date, row, col): (C×H×W int array, bool H×W missing)}
                cols:tuple, # held-out tile columns
                min_hidden:int=500, # skip cases with fewer hidden pixels
@@ -196,7 +202,7 @@ def eval_pairs(tiles:dict, # {(date, row, col): (C×H×W int array, bool H×W mi
         out.append(dict(key=(d, r, c), arr=a, real=real, hide=hide, fills=fills))
     return out
 
-# %% ../../nbs/55_inpainting.train.ipynb #7e2ef2cb
+# %% ../../nbs/55_inpainting.train.ipynb #293dd11c
 def evaluate(methods:dict, # {name: f(case) -> C×H×W filled array in product units}
              cases:list, # from `eval_pairs`
              scale:float=1e-4, # product units → reflectance
@@ -220,6 +226,6 @@ def evaluate(methods:dict, # {name: f(case) -> C×H×W filled array in product u
         agg[k]['seconds_per_tile'] = times[k]/len(cases)
     return agg
 
-# %% ../../nbs/55_inpainting.train.ipynb #e395f05b
+# %% ../../nbs/55_inpainting.train.ipynb #100ed7d6
 def fillnodata_method(cs): return fill_nodata(cs['arr'], cs['real'] | cs['hide'])
 def temporal_method(cs): return temporal_fill(cs['arr'], cs['real'] | cs['hide'], cs['fills'])[0]
