@@ -72,18 +72,18 @@ class WarmupPlateau(TrackerCallback):
         self.warmup, self.start_lr, self.patience, self.factor, self.start_epoch, self.min_lr = warmup, start_lr, patience, factor, start_epoch, min_lr
     def before_fit(self):
         super().before_fit()
-        self.base_lr = self.lr = self.opt.hypers[-1]['lr']
+        self.base_lr = self.cur_lr = self.opt.hypers[-1]['lr']
         self.it, self.wait = 0, 0
     def before_batch(self):
         if not self.training: return
-        lr = self.start_lr + (self.base_lr - self.start_lr) * self.it / self.warmup if self.it < self.warmup else self.lr
+        lr = self.start_lr + (self.base_lr - self.start_lr) * self.it / self.warmup if self.it < self.warmup else self.cur_lr
         self.opt.set_hyper('lr', lr)
         self.it += 1
     def after_epoch(self):
         super().after_epoch()
         if self.epoch < self.start_epoch or self.new_best: self.wait = 0; return
         self.wait += 1
-        if self.wait >= self.patience: self.lr, self.wait = max(self.lr * self.factor, self.min_lr), 0
+        if self.wait >= self.patience: self.cur_lr, self.wait = max(self.cur_lr * self.factor, self.min_lr), 0
 
 # %% ../../nbs/33_change.train.ipynb #c018
 def change_learner(dls,                    # DataLoaders yielding (t1, t2, mask)
