@@ -9,7 +9,7 @@ __all__ = ['tokens_to_map', 'map_to_tokens', 'PatchEmbed', 'Down', 'Up', 'cheb_c
            'ECEAStage', 'TokenFuse', 'ResBlock', 'PixelShuffleHead', 'init_weights', 'ECEAGenerator', 'composite',
            'PatchDiscriminator']
 
-# %% ../../nbs/52_inpainting.model.ipynb #304bcb75
+# %% ../../nbs/52_inpainting.model.ipynb #de31c59f
 import math
 import torch
 import torch.nn.functional as F
@@ -17,7 +17,7 @@ from torch import nn
 from fastcore.basics import patch, store_attr
 from ..core import ModelError
 
-# %% ../../nbs/52_inpainting.model.ipynb #7cccd19c
+# %% ../../nbs/52_inpainting.model.ipynb #3ee8b161
 def tokens_to_map(t:torch.Tensor # B×N×C tokens of a square grid
                  )->torch.Tensor: # B×C×H×W map
     "Fold square-grid tokens into a feature map."
@@ -30,7 +30,7 @@ def map_to_tokens(x:torch.Tensor)->torch.Tensor:
     "Flatten a B×C×H×W map into B×HW×C tokens."
     return x.flatten(2).transpose(1, 2)
 
-# %% ../../nbs/52_inpainting.model.ipynb #96aa2872
+# %% ../../nbs/52_inpainting.model.ipynb #cb0c7a77
 class PatchEmbed(nn.Module):
     "Cut an image into patches with a strided convolution and return tokens."
     def __init__(self, in_c:int, # input channels
@@ -40,7 +40,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_c, dim, patch, stride=patch, bias=False)
     def forward(self, x): return map_to_tokens(self.proj(x))
 
-# %% ../../nbs/52_inpainting.model.ipynb #3be6eedb
+# %% ../../nbs/52_inpainting.model.ipynb #decd9c5d
 class Down(nn.Module):
     "Tokens → map → conv 3×3 s2 (C→2C) → InstanceNorm → GELU → tokens."
     def __init__(self, dim:int): # input width
@@ -55,7 +55,7 @@ class Up(nn.Module):
         self.body = nn.Sequential(nn.Conv2d(dim, dim//2, 3, 1, 1, bias=False), nn.InstanceNorm2d(dim//2), nn.GELU())
     def forward(self, t): return map_to_tokens(self.body(F.interpolate(tokens_to_map(t), scale_factor=2, mode='nearest')))
 
-# %% ../../nbs/52_inpainting.model.ipynb #a66f4dc8
+# %% ../../nbs/52_inpainting.model.ipynb #713d3356
 def cheb_clamp(o:torch.Tensor, # B×N×C attention output
                k:float=1.0, # number of standard deviations kept
                mode:str='mean'): # 'mean' (clamp to μ±kσ over tokens), 'as_code' (original: centred on o, identity), 'none'
@@ -68,7 +68,7 @@ def cheb_clamp(o:torch.Tensor, # B×N×C attention output
         return torch.max(mu - k*sd, torch.min(mu + k*sd, o))
     raise ModelError(f"cheb_clamp: unknown mode {mode!r} (use 'mean', 'as_code' or 'none')")
 
-# %% ../../nbs/52_inpainting.model.ipynb #05b1b86c
+# %% ../../nbs/52_inpainting.model.ipynb #44470a8d
 class ECEAttention(nn.Module):
     "Edge-conditional expectation attention: softmax(Q(K+S)ᵀ/√d)V, Chebyshev-bounded, gated, projected."
     def __init__(self, dim:int, # token width C
@@ -86,7 +86,7 @@ class ECEAttention(nn.Module):
         self.gate, self.proj = nn.Linear(dim, dim, bias=qkv_bias), nn.Linear(dim, dim)
         self.attn_drop, self.proj_drop = nn.Dropout(attn_drop), nn.Dropout(proj_drop)
 
-# %% ../../nbs/52_inpainting.model.ipynb #f45830d9
+# %% ../../nbs/52_inpainting.model.ipynb #d5a27c8f
 @patch
 def forward(self:ECEAttention, x, # B×N×C normed image tokens
             e): # B×N×C normed edge tokens
@@ -98,7 +98,7 @@ def forward(self:ECEAttention, x, # B×N×C normed image tokens
     o = cheb_clamp(o, self.k, self.cheb)
     return self.proj_drop(self.proj(o*self.gate(x)))
 
-# %% ../../nbs/52_inpainting.model.ipynb #64f7f589
+# %% ../../nbs/52_inpainting.model.ipynb #68be38bf
 class DropPath(nn.Module):
     "Stochastic depth: drop the whole residual branch per sample."
     def __init__(self, p:float=0.): super().__init__(); self.p = p
@@ -121,7 +121,7 @@ class ECEABlock(nn.Module):
         x = x + self.dp(self.attn(self.n1(x), self.n2(e)))
         return x + self.dp(self.mlp(self.n3(x)))
 
-# %% ../../nbs/52_inpainting.model.ipynb #3430e5ea
+# %% ../../nbs/52_inpainting.model.ipynb #ea37992c
 class ECEAStage(nn.Module):
     "Positional embedding, `depth` ECEA blocks and a final LayerNorm on one level's tokens."
     def __init__(self, n_tok:int, # tokens at this level
@@ -139,7 +139,7 @@ class ECEAStage(nn.Module):
         for b in self.blocks: x = x + b(x, e) if self.double_res else b(x, e)
         return self.norm(x)
 
-# %% ../../nbs/52_inpainting.model.ipynb #9643009a
+# %% ../../nbs/52_inpainting.model.ipynb #01b3f826
 class TokenFuse(nn.Module):
     "Fuse two token sets: 'channel' (concat channels, 2C→C linear) or 'token' (the original Conv1d over 2N tokens)."
     def __init__(self, n_tok:int, dim:int, mode:str='channel'):
@@ -150,7 +150,7 @@ class TokenFuse(nn.Module):
     def forward(self, a, b):
         return self.mix(torch.cat([a, b], -1)) if self.mode == 'channel' else self.mix(torch.cat([a, b], 1))
 
-# %% ../../nbs/52_inpainting.model.ipynb #0c5afcdb
+# %% ../../nbs/52_inpainting.model.ipynb #c64c4bd4
 class ResBlock(nn.Module):
     "conv 3×3-BN-PReLU-conv 3×3-BN with identity skip."
     def __init__(self, c:int):
@@ -172,14 +172,14 @@ class PixelShuffleHead(nn.Module):
         b1 = self.b1(tokens_to_map(t))
         return (torch.tanh(self.tail(b1 + self.res(b1))) + 1)/2
 
-# %% ../../nbs/52_inpainting.model.ipynb #f4e139c6
+# %% ../../nbs/52_inpainting.model.ipynb #70e97b1e
 def init_weights(m:nn.Module):
     "The original's init: N(0, 0.02) for conv/linear weights, zero bias."
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Linear)):
         nn.init.normal_(m.weight, 0., 0.02)
         if m.bias is not None: nn.init.zeros_(m.bias)
 
-# %% ../../nbs/52_inpainting.model.ipynb #ef57759e
+# %% ../../nbs/52_inpainting.model.ipynb #fb99285a
 class ECEAGenerator(nn.Module):
     "U-shaped ECEA ViT generator with an edge stream; returns (image, edge map) in [0, 1]."
     def __init__(self, in_c:int=3, # image bands (the mask channel is added inside)
@@ -222,7 +222,7 @@ class ECEAGenerator(nn.Module):
         self.head = PixelShuffleHead(dims[0], in_c, patch, ps_hidden, ps_res)
         self.apply(init_weights)
 
-# %% ../../nbs/52_inpainting.model.ipynb #5fea9297
+# %% ../../nbs/52_inpainting.model.ipynb #c36bf556
 @patch
 def forward(self:ECEAGenerator, x, # B×C×H×W image in [0, 1]
             m, # B×1×H×W mask, 1 = missing
@@ -246,14 +246,14 @@ def forward(self:ECEAGenerator, x, # B×C×H×W image in [0, 1]
     if self.faithful: img, edge = torch.tanh(img), torch.tanh(edge)
     return img, edge
 
-# %% ../../nbs/52_inpainting.model.ipynb #2413ec01
+# %% ../../nbs/52_inpainting.model.ipynb #5876856d
 def composite(x:torch.Tensor, # observed image
               y:torch.Tensor, # prediction
               m:torch.Tensor): # mask, 1 = missing
     "Known pixels from `x`, missing ones from `y` (bit-exact where m = 0)."
     return torch.where(m.bool().expand_as(x), y, x)
 
-# %% ../../nbs/52_inpainting.model.ipynb #c1689659
+# %% ../../nbs/52_inpainting.model.ipynb #98450821
 class PatchDiscriminator(nn.Module):
     "Spectral-norm PatchGAN with a sigmoid output, optionally conditioned on the hole mask."
     def __init__(self, in_c:int=3, # image bands
