@@ -3,7 +3,7 @@
 Bare: the scene's windows (256 px, overlap 32) already in memory as tensors, forwarded in batches of 8.
 Tiled: `rsnb.tiles.predict_raster` on the GeoTIFF: reading strips, nodata check, the same forwards, sin² blending,
 argmax and writing a tiled, compressed uint8 GeoTIFF. Runs alternate; the minimum of each is compared.
-Usage: python benchmarks/tiled_predict_overhead.py [--repeats 3] [--threads 1] [--out probs|classes]
+Usage: python benchmarks/tiled_predict_overhead.py [--repeats 3] [--threads 1] [--out probs|classes] [--compress deflate|zstd]
 """
 import argparse, tempfile, time
 from pathlib import Path
@@ -15,7 +15,7 @@ from rsnb.tiles import predict_raster, tile_starts, to_classes, _pad
 def main(argv=None):
     ap = argparse.ArgumentParser(); ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--tile', type=int, default=256); ap.add_argument('--overlap', type=int, default=32)
-    ap.add_argument('--batch', type=int, default=8); ap.add_argument('--out', default='classes')
+    ap.add_argument('--batch', type=int, default=8); ap.add_argument('--out', default='classes'); ap.add_argument('--compress', default='deflate')
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     src = scene_path(); model = small_cnn()
@@ -34,7 +34,7 @@ def main(argv=None):
         with torch.inference_mode():
             for b in batches: f(b)
     def tiled():
-        predict_raster(f, src, tmp/'pred.tif', tile=a.tile, overlap=a.overlap, batch_size=a.batch, finalize=fin, progress=False)
+        predict_raster(f, src, tmp/'pred.tif', tile=a.tile, overlap=a.overlap, batch_size=a.batch, finalize=fin, compress=a.compress, progress=False)
     bare(); tiled()                                   # warm-up (allocators, GDAL, page cache)
     tb, tt = [], []
     for _ in range(a.repeats): tb.append(timed(bare)); tt.append(timed(tiled))
@@ -42,7 +42,8 @@ def main(argv=None):
     cpu = min(t[1] for t in tt) / min(t[1] for t in tb)
     wall = min(t[0] for t in tt) / min(t[0] for t in tb)
     print(f'windows {stats}  CPU s: bare {min(t[1] for t in tb):.2f} tiled {min(t[1] for t in tt):.2f} -> ratio {cpu:.3f};  wall ratio {wall:.3f}')
-    return save('tiled_predict_overhead' + ('' if a.out == 'classes' else f'_{a.out}'), dict(ratio=cpu, ratio_wall=wall, goal=1.10, timer='process CPU time (wall time is dominated by other processes on a shared machine)',
+    name = 'tiled_predict_overhead' + ('' if a.out == 'classes' else f'_{a.out}') + ('' if a.compress == 'deflate' else f'_{a.compress}')
+    return save(name, dict(compress=a.compress, ratio=cpu, ratio_wall=wall, goal=1.10, timer='process CPU time (wall time is dominated by other processes on a shared machine)',
                 bare_wall_cpu_s=tb, tiled_wall_cpu_s=tt, windows=len(wins),
                 run=stats['run'], tile=a.tile, overlap=a.overlap, batch=a.batch, output=a.out,
                 model='small_cnn(3→32→32→32→4, 3×3)', scene=src.name))
