@@ -12,6 +12,7 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument('run'); p.add_argument('--dest', default='rsnb/weights/compression_msh_default')
     p.add_argument('--rd', default=None, help='json with measured RD to put in the card')
+    p.add_argument('--note', default='', help='free text for the card')
     a = p.parse_args(argv)
     run = Path(a.run); cfg = json.load(open(run/'config.json'))
     log = [json.loads(l) for l in open(run/'log.jsonl')]
@@ -28,10 +29,12 @@ def main(argv=None):
                       'Held out: scene columns >= 1280, crops c5/c6, Sentinel-2 rio.'),
                 training=dict(steps=steps, batch=cfg['bs'], crop=cfg['size'], lr=cfg['lr'], optimizer='Adam (+ Adam 1e-3 on quantiles)',
                               schedule='time budget: flat then cosine to 10%', hardware='shared 2-core CPU (~9 concurrent jobs), 1 thread, nice 10',
-                              wall_clock_s=round(cfg['seconds'])),
+                              wall_clock_s=max([l.get('t', 0) for l in log] + [round(l.get('seconds', 0)) for l in log]),
+                              planned_budget_s=round(cfg['seconds'])),
                 last_log=log[-1] if log else None,
                 exported=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     if a.rd: card['measured_rd'] = json.load(open(a.rd))
+    if a.note: card['note'] = a.note
     save_model(m, a.dest, card)
     print(a.dest, steps, 'steps')
 
