@@ -5,7 +5,7 @@ Tiled: `rsnb.tiles.predict_raster` on the GeoTIFF: reading strips, nodata check,
 argmax and writing a tiled, compressed uint8 GeoTIFF. Runs alternate; the minimum of each is compared.
 Usage: python benchmarks/tiled_predict_overhead.py [--repeats 3] [--threads 1] [--out probs|classes] [--compress deflate|zstd]
 """
-import argparse, tempfile, time
+import argparse, shutil, tempfile, time
 from pathlib import Path
 import numpy as np, torch
 from _common import small_cnn, scene_path, save
@@ -39,6 +39,7 @@ def main(argv=None):
     tb, tt = [], []
     for _ in range(a.repeats): tb.append(timed(bare)); tt.append(timed(tiled))
     stats = predict_raster.last_stats
+    shutil.rmtree(tmp, ignore_errors=True)
     cpu = min(t[1] for t in tt) / min(t[1] for t in tb)
     wall = min(t[0] for t in tt) / min(t[0] for t in tb)
     print(f'windows {stats}  CPU s: bare {min(t[1] for t in tb):.2f} tiled {min(t[1] for t in tt):.2f} -> ratio {cpu:.3f};  wall ratio {wall:.3f}')
