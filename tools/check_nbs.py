@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""List notebook cells that break the docs build: imports mixed with other code (nbdev executes import cells when
-rendering docs, without the rest of the notebook) and show_doc calls sharing a cell. Exit 1 if any."""
+"""List notebook cells that break the docs build: imports mixed with other code in non-exported cells (nbdev executes
+import cells when rendering docs, without the rest of the notebook) and show_doc calls sharing a cell. Exit 1 if any."""
 import ast, json, re, sys
 from pathlib import Path
 
@@ -11,6 +11,7 @@ def problems(path):
     for i, c in enumerate(nb['cells']):
         if c['cell_type'] != 'code': continue
         src = ''.join(c['source'])
+        if re.search(r'^#\s*\|\s*export', src, re.M): continue  # exported cells run in the docs build anyway
         code = '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('#', '%', '!')))
         try: tree = ast.parse(code)
         except SyntaxError: continue
