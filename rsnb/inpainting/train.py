@@ -8,7 +8,7 @@ Docs: https://rsnb.github.io/rsnb/inpainting.train.html.md"""
 __all__ = ['SlcoffPatches', 'train_ecea', 'inpaint_array', 'save_ecea', 'load_ecea', 'gap_scores', 'eval_pairs', 'evaluate',
            'fillnodata_method', 'temporal_method']
 
-# %% ../../nbs/55_inpainting.train.ipynb #2e076f5e
+# %% ../../nbs/55_inpainting.train.ipynb #781569f1
 import time
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from .model import ECEAGenerator, PatchDiscriminator, composite
 from .losses import ECEALoss, adv_d_loss
 from .baselines import fill_nodata, temporal_fill
 
-# %% ../../nbs/55_inpainting.train.ipynb #a6e10b04
+# %% ../../nbs/55_inpainting.train.ipynb #85fcf2c0
 class SlcoffPatches(Dataset):
     "Random crops of gappy tiles with extra holes from borrowed, simulated SLC-off or free-form masks."
     def __init__(self, tiles:list, # [(C×H×W float32 scaled image, bool H×W real-gap mask), ...]
@@ -43,7 +43,7 @@ class SlcoffPatches(Dataset):
         self.rng = np.random.default_rng(seed)
     def __len__(self): return self.n
 
-# %% ../../nbs/55_inpainting.train.ipynb #2bff5d8e
+# %% ../../nbs/55_inpainting.train.ipynb #f4e352a9
 def _extra_holes(self:SlcoffPatches, i, r0, c0):
     s, rng = self.size, self.rng
     kind = rng.choice(3, p=self.p)
@@ -74,7 +74,7 @@ def _getitem(self:SlcoffPatches, idx):
 
 SlcoffPatches._extra_holes, SlcoffPatches.__getitem__ = _extra_holes, _getitem
 
-# %% ../../nbs/55_inpainting.train.ipynb #67f41b98
+# %% ../../nbs/55_inpainting.train.ipynb #33bbbf3e
 def _finite_grads(m): return all(torch.isfinite(p.grad).all() for p in m.parameters() if p.grad is not None)
 
 def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be None: no adversarial term)
@@ -115,7 +115,7 @@ def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be None:
             if max_seconds and time.time() - t0 > max_seconds: return hist
     return hist
 
-# %% ../../nbs/55_inpainting.train.ipynb #c98819f2
+# %% ../../nbs/55_inpainting.train.ipynb #48180d20
 def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anything in the holes)
                   miss:np.ndarray, # bool H×W, True = missing
                   overlap:int=None, # default a quarter of the tile
@@ -131,21 +131,22 @@ def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anythin
     wts = ramp_weights(t, ov)
     acc, wacc = np.zeros((C, H, W), np.float64), np.zeros((H, W), np.float64)
     wins = [(r, c) for r in tile_starts(H, t, ov) for c in tile_starts(W, t, ov) if not miss[r:r+t, c:c+t].all()]
+    x0 = x
     if G.prefilled: x = fill_nodata(x, miss)
     device = torch.device(device or 'cpu'); G = G.to(device).eval()
     with torch.inference_mode():
         for i in range(0, len(wins), batch_size):
             ws = wins[i:i+batch_size]
-            xs = np.stack([np.where(miss[r:r+t, c:c+t], 0., x[:, r:r+t, c:c+t]) for r, c in ws]).astype(np.float32)
+            xs = np.stack([x[:, r:r+t, c:c+t] if G.prefilled else np.where(miss[r:r+t, c:c+t], 0., x[:, r:r+t, c:c+t]) for r, c in ws]).astype(np.float32)
             ms = np.stack([miss[r:r+t, c:c+t] for r, c in ws])[:, None].astype(np.float32)
             es = np.stack([cshe(a, m[0]) for a, m in zip(xs, ms)])[:, None]
             y, _ = G(*(torch.from_numpy(a).to(device) for a in (xs, ms, es)))
             for (r, c), yi in zip(ws, y.float().cpu().numpy()):
                 acc[:, r:r+t, c:c+t] += yi*wts; wacc[r:r+t, c:c+t] += wts
     pred = np.where(wacc > 0, acc/np.maximum(wacc, 1e-12), x)
-    return np.where(miss[None], pred, x).astype(np.float32)
+    return np.where(miss[None], pred, x0).astype(np.float32)
 
-# %% ../../nbs/55_inpainting.train.ipynb #4614d516
+# %% ../../nbs/55_inpainting.train.ipynb #7960ede0
 def save_ecea(G:ECEAGenerator, path, scaler:Scaler, band_names=(), **extra):
     "Save a generator with its card (architecture, scaler, bands)."
     return save_model(G, path, dict(arch='ECEAGenerator', kwargs=G.config, scaler=scaler.as_dict(), band_names=list(band_names), **extra))
@@ -157,7 +158,7 @@ def load_ecea(path)->tuple: # (ECEAGenerator in eval mode, Scaler, card)
     s = card['scaler']
     return G.eval(), Scaler(s['mode'], s['lo'], s['hi'], s['scale'], s['offset'], s['gamma'], s['convention']), card
 
-# %% ../../nbs/55_inpainting.train.ipynb #9743ad55
+# %% ../../nbs/55_inpainting.train.ipynb #100ba387
 def gap_scores(pred:np.ndarray, truth:np.ndarray, # C×H×W reflectance, filled prediction and truth
                hide:np.ndarray, # bool H×W hidden holes (truth known there)
                real:np.ndarray, # bool H×W the truth's own gaps
@@ -181,7 +182,7 @@ def gap_scores(pred:np.ndarray, truth:np.ndarray, # C×H×W reflectance, filled 
     out['lpips'] = float(lpips(np.clip(ps[list(rgb)], 0, 1), np.clip(rs[list(rgb)], 0, 1), data_range=1., net=lpips_net))
     return out
 
-# %% ../../nbs/55_inpainting.train.ipynb #81b9f1b9
+# %% ../../nbs/55_inpainting.train.ipynb #14c7eb8f
 def eval_pairs(tiles:dict, # {(date, row, col): (C×H×W int array, bool H×W missing)}
                cols:tuple, # held-out tile columns
                min_hidden:int=500, # skip cases with fewer hidden pixels
@@ -202,7 +203,7 @@ def eval_pairs(tiles:dict, # {(date, row, col): (C×H×W int array, bool H×W mi
         out.append(dict(key=(d, r, c), arr=a, real=real, hide=hide, fills=fills))
     return out
 
-# %% ../../nbs/55_inpainting.train.ipynb #293dd11c
+# %% ../../nbs/55_inpainting.train.ipynb #319aec17
 def evaluate(methods:dict, # {name: f(case) -> C×H×W filled array in product units}
              cases:list, # from `eval_pairs`
              scale:float=1e-4, # product units → reflectance
@@ -226,6 +227,6 @@ def evaluate(methods:dict, # {name: f(case) -> C×H×W filled array in product u
         agg[k]['seconds_per_tile'] = times[k]/len(cases)
     return agg
 
-# %% ../../nbs/55_inpainting.train.ipynb #100ed7d6
+# %% ../../nbs/55_inpainting.train.ipynb #9dfd79a9
 def fillnodata_method(cs): return fill_nodata(cs['arr'], cs['real'] | cs['hide'])
 def temporal_method(cs): return temporal_fill(cs['arr'], cs['real'] | cs['hide'], cs['fills'])[0]
