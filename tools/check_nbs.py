@@ -8,6 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def problems(path):
     nb = json.loads(Path(path).read_text()); out = []
+    head = ''.join(''.join(c['source']) for c in nb['cells'][:2] if c['cell_type'] == 'raw')
+    if re.search(r'skip_showdoc:\s*true', head): return out  # the docs build executes nothing in it
     for i, c in enumerate(nb['cells']):
         if c['cell_type'] != 'code': continue
         src = ''.join(c['source'])
@@ -15,9 +17,12 @@ def problems(path):
         code = '\n'.join(l for l in src.splitlines() if not l.lstrip().startswith(('#', '%', '!')))
         try: tree = ast.parse(code)
         except SyntaxError: continue
-        body = [n for n in tree.body if ast.unparse(n) != 'nbdev.nbdev_export()']  # the standard last cell is fine
-        kinds = [isinstance(n, (ast.Import, ast.ImportFrom)) for n in body]
-        if any(kinds) and not all(kinds): out.append((i, 'imports mixed with other code', src))
+        if 'nbdev_export()' in src or re.search(r'^#\s*\|\s*eval:\s*false', src, re.M): continue  # not run by the docs
+        # nbdev runs any cell with an import *anywhere* in it; only imports, defs and classes are safe to run alone
+        has_import = any(isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.walk(tree))
+        safe = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+        if has_import and not all(isinstance(n, safe) for n in tree.body):
+            out.append((i, 'imports mixed with other code', src))
         if 'show_doc(' in code and len(tree.body) > 1: out.append((i, 'show_doc shares its cell', src))
     return out
 
