@@ -12,10 +12,12 @@ import yaml
 from .core import RsnbError, DataMissing, save_json, load_json, _repo_root
 
 # %% auto #0
-__all__ = ['record_results', 'results_rows', 'results_table', 'papers_dir', 'list_papers', 'load_params', 'run_paper', 'main']
+__all__ = ['resolve_out', 'record_results', 'results_rows', 'results_table', 'papers_dir', 'list_papers', 'load_params',
+           'run_paper', 'main']
 
 # %% ../nbs/09_repro.ipynb #62d691f5
-def _resolve_out(out_dir) -> Path:
+def resolve_out(out_dir) -> Path:
+    "`out_dir` as an absolute path; relative paths are taken from the repository root."
     p = Path(out_dir).expanduser()
     return p if p.is_absolute() else _repo_root()/p
 
@@ -32,7 +34,7 @@ def record_results(out_dir, # folder of this run (relative paths are taken from 
                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                machine=dict(python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
                             device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'))
-    return save_json(res, _resolve_out(out_dir)/'results.json')
+    return save_json(res, resolve_out(out_dir)/'results.json')
 
 # %% ../nbs/09_repro.ipynb #fb512a7f
 def results_rows(res:dict) -> list[tuple]:
@@ -93,7 +95,7 @@ def run_paper(paper:str, # slug of a notebook in nbs/papers
     if not nb.exists():
         raise RsnbError(f"{nb}: no reproduction notebook for '{paper}' (available: {', '.join(list_papers()) or 'none'})")
     pars = load_params(paper, params, overrides)
-    out = _resolve_out(out_root)/paper/datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    out = resolve_out(out_root)/paper/datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     out.mkdir(parents=True, exist_ok=True)
     pars['out_dir'] = str(out)
     # the kernel must be this interpreter (its kernelspec says `python`, found on PATH)

@@ -87,20 +87,6 @@ class EGANet(MeanScaleHyperprior):
         assert not unexpected and all(k.startswith('g_s.') for k in missing)
         return m
 
-# %% ../../nbs/44_compression.egan.ipynb #c015
-from fastcore.basics import patch
-@patch
-def forward(self:EGANet, x, rate=1):
-    "Reconstruction, likelihoods and the decoder-side latent ŷ (for the discriminator)."
-    g, ig = self._gains(rate, x.shape[0])
-    y = self.g_a(x) * g
-    z = self.h_a(y)
-    z_t, z_lik = self.entropy_bottleneck(z)
-    scales, means = self.h_s(z_t).chunk(2, 1)
-    _, y_lik = self.gaussian_conditional(y, scales, means)
-    y_hat = ((torch.round(y - means) - (y - means)).detach() + y) * ig
-    return dict(x_hat=self.g_s(y_hat), likelihoods=dict(y=y_lik, z=z_lik), y=y, y_hat=y_hat)
-
 # %% ../../nbs/44_compression.egan.ipynb #c018
 class EGALoss(nn.Module):
     "Generator loss: rate (rate-targeted λ) + MSE + LPIPS + adversarial + Sobel edge fidelity."

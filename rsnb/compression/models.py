@@ -119,16 +119,15 @@ def _gains(self:MeanScaleHyperprior, rate, B:int):
 @patch
 def forward(self:MeanScaleHyperprior, x:torch.Tensor, # (B,C,H,W) in [0,1], sides multiple of 64
             rate=1): # rate index, int or (B,) tensor
-    "Training/eval pass: reconstruction and likelihoods of y and z."
+    "Training/eval pass: reconstruction, likelihoods of y and z, and the decoder-side latent ŷ."
     g, ig = self._gains(rate, x.shape[0])
     y = self.g_a(x) * g
     z = self.h_a(y)
     z_t, z_lik = self.entropy_bottleneck(z)
     scales, means = self.h_s(z_t).chunk(2, 1)
     _, y_lik = self.gaussian_conditional(y, scales, means)
-    y_hat = (torch.round(y - means) - (y - means)).detach() + y  # STE rounding around the mean
-    x_hat = self.g_s(y_hat * ig)
-    return dict(x_hat=x_hat, likelihoods=dict(y=y_lik, z=z_lik), y=y)
+    y_hat = ((torch.round(y - means) - (y - means)).detach() + y) * ig  # STE rounding around the mean, gain undone
+    return dict(x_hat=self.g_s(y_hat), likelihoods=dict(y=y_lik, z=z_lik), y=y, y_hat=y_hat)
 
 # %% ../../nbs/41_compression.models.ipynb #c018
 @patch
