@@ -13,10 +13,11 @@ def main(argv=None):
     p.add_argument('run'); p.add_argument('--dest', default='rsnb/weights/compression_msh_default')
     p.add_argument('--rd', default=None, help='json with measured RD to put in the card')
     p.add_argument('--note', default='', help='free text for the card')
+    p.add_argument('--hardware', default='2-core CPU, 1 thread', help='what it trained on, for the card')
     a = p.parse_args(argv)
     run = Path(a.run); cfg = json.load(open(run/'config.json'))
     log = [json.loads(l) for l in open(run/'log.jsonl')]
-    steps = max([l.get('step', 0) for l in log] + [l.get('steps', 0) for l in log])
+    steps = max([l.get('step', 0) for l in log] + [l.get('steps', 0) for l in log]) + cfg.get('init_steps', 0)
     m = MeanScaleHyperprior(cfg['N'], cfg['M'])
     m.load_state_dict(torch.load(run/'ckpt.pth', weights_only=True)); m.eval().update()
     card = dict(model_id='compression_msh_default', arch='MeanScaleHyperprior',
@@ -28,9 +29,9 @@ def main(argv=None):
                       'landsat8_224077_rgb8 crops c0-c4 (8-bit); AID 150px (2400 JPEG); Sentinel-2 L1C 13-band norcia t1/t2 (random 3-band subsets). '
                       'Held out: scene columns >= 1280, crops c5/c6, Sentinel-2 rio.'),
                 training=dict(steps=steps, batch=cfg['bs'], crop=cfg['size'], lr=cfg['lr'], optimizer='Adam (+ Adam 1e-3 on quantiles)',
-                              schedule='time budget: flat then cosine to 10%', hardware='shared 2-core CPU (~9 concurrent jobs), 1 thread, nice 10',
+                              schedule='time budget: flat then cosine to 10%', hardware=a.hardware,
                               wall_clock_s=max([l.get('t', 0) for l in log] + [round(l.get('seconds', 0)) for l in log]),
-                              planned_budget_s=round(cfg['seconds'])),
+                              planned_budget_s=round(cfg['seconds']), init=cfg.get('init'), init_steps=cfg.get('init_steps', 0)),
                 last_log=log[-1] if log else None,
                 exported=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     if a.rd: card['measured_rd'] = json.load(open(a.rd))

@@ -38,7 +38,13 @@ def main(argv=None):
     def log(d): logf.write(json.dumps(d) + '\n'); logf.flush()
     tb = TimeBudget(secs, lr=a.lr, ckpt=f'{a.out}/ckpt.pth', every=300, log=log)
     learn = codec_learner(m, dls, lmbdas=DEFAULT_LMBDAS, cbs=[tb])
-    json.dump(dict(vars(a), seconds=secs, lmbdas=DEFAULT_LMBDAS, n_items=len(items), started=time.time()),
+    init_steps = 0   # steps already behind the --init checkpoint (read from its run's log), so the card counts them all
+    if a.init and os.path.exists(os.path.join(os.path.dirname(a.init), 'log.jsonl')):
+        for l in open(os.path.join(os.path.dirname(a.init), 'log.jsonl')):
+            d = json.loads(l); init_steps = max(init_steps, d.get('step', 0), d.get('steps', 0))
+        prev = os.path.join(os.path.dirname(a.init), 'config.json')
+        if os.path.exists(prev): init_steps += json.load(open(prev)).get('init_steps', 0)
+    json.dump(dict(vars(a), seconds=secs, lmbdas=DEFAULT_LMBDAS, n_items=len(items), started=time.time(), init_steps=init_steps),
               open(f'{a.out}/config.json', 'w'))
     with learn.no_bar(): learn.fit(100000)
     log(dict(done=True, steps=tb.steps, seconds=time.time() - tb.t0))

@@ -159,8 +159,9 @@ class ResBlock(nn.Module):
     def forward(self, x): return x + self.body(x)
 
 class PixelShuffleHead(nn.Module):
-    "SRGAN tail from level-1 tokens to an image in (0, 1)."
-    def __init__(self, in_c:int, out_c:int, patch:int=4, hidden:int=64, n_res:int=5):
+    "SRGAN tail from level-1 tokens to an image in (0, 1) (or to an unbounded correction)."
+    def __init__(self, in_c:int, out_c:int, patch:int=4, hidden:int=64, n_res:int=5,
+                 squash:bool=True): # (tanh + 1)/2 into (0, 1); False: the raw output (a residual head)
         super().__init__()
         n_up = int(math.log2(patch))
         if 2**n_up != patch: raise ModelError(f"PixelShuffleHead: patch {patch} is not a power of 2")
@@ -168,9 +169,11 @@ class PixelShuffleHead(nn.Module):
         self.res = nn.Sequential(*[ResBlock(hidden) for _ in range(n_res)], nn.Conv2d(hidden, hidden, 3, 1, 1), nn.BatchNorm2d(hidden))
         ups = [m for _ in range(n_up) for m in (nn.Conv2d(hidden, 4*hidden, 3, 1, 1), nn.PixelShuffle(2), nn.PReLU())]
         self.tail = nn.Sequential(*ups, nn.Conv2d(hidden, out_c, 9, padding=4))
+        self.squash = squash
     def forward(self, t):
         b1 = self.b1(tokens_to_map(t))
-        return (torch.tanh(self.tail(b1 + self.res(b1))) + 1)/2
+        o = self.tail(b1 + self.res(b1))
+        return (torch.tanh(o) + 1)/2 if self.squash else o
 
 # %% ../../nbs/52_inpainting.model.ipynb #70e97b1e
 def init_weights(m:nn.Module):
@@ -193,16 +196,19 @@ class ECEAGenerator(nn.Module):
                  mid_res:int=5, # residual blocks in the edge bottleneck
                  drop:float=0., attn_drop:float=0., drop_path:float=0.,
                  faithful:bool=False, # True: the original's bugs (double tanh, no-op clamp, token-axis fusion, double residual)
-                 prefilled:bool=False): # True: the holes of x arrive pre-filled (e.g. by FillNodata) and are not zeroed
+                 prefilled:bool=False, # True: the holes of x arrive pre-filled (e.g. by FillNodata) and are not zeroed
+                 residual:bool=False): # True (needs `prefilled`): the image head adds a zero-initialised correction to x
         super().__init__()
         L = len(dims)
         if not (len(depths) == len(heads) == L): raise ModelError("ECEAGenerator: dims, depths and heads need the same length")
         if any(dims[i+1] != 2*dims[i] for i in range(L-1)): raise ModelError(f"ECEAGenerator: dims {dims} must double at every level")
         g = img_size//patch
         if g*patch != img_size or g % 2**(L-1): raise ModelError(f"ECEAGenerator: img_size {img_size} is not divisible by patch×2^{L-1}")
-        store_attr('in_c,img_size,patch,dims,depths,heads,faithful,prefilled')
+        if residual and (not prefilled or faithful): raise ModelError("ECEAGenerator: residual=True needs prefilled=True and faithful=False")
+        store_attr('in_c,img_size,patch,dims,depths,heads,faithful,prefilled,residual')
         self.config = dict(in_c=in_c, img_size=img_size, patch=patch, dims=list(dims), depths=list(depths), heads=list(heads),
-                           ps_hidden=ps_hidden, ps_res=ps_res, mid_res=mid_res, faithful=faithful, prefilled=prefilled)   # enough to rebuild it
+                           ps_hidden=ps_hidden, ps_res=ps_res, mid_res=mid_res, faithful=faithful, prefilled=prefilled,
+                           residual=residual)   # enough to rebuild it
         cheb, fuse, dr = ('as_code', 'token', True) if faithful else ('mean', 'channel', False)
         ntok = [(g//2**i)**2 for i in range(L)]
         kw = dict(drop=drop, attn_drop=attn_drop, drop_path=drop_path, cheb=cheb, double_res=dr)
@@ -219,8 +225,9 @@ class ECEAGenerator(nn.Module):
         self.head_e = PixelShuffleHead(dims[0], 1, patch, ps_hidden, ps_res)
         self.embed_out = PatchEmbed(1, dims[0], patch)
         self.fuse_out = TokenFuse(ntok[0], dims[0], fuse)
-        self.head = PixelShuffleHead(dims[0], in_c, patch, ps_hidden, ps_res)
+        self.head = PixelShuffleHead(dims[0], in_c, patch, ps_hidden, ps_res, squash=not residual)
         self.apply(init_weights)
+        if residual: nn.init.zeros_(self.head.tail[-1].weight); nn.init.zeros_(self.head.tail[-1].bias)
 
 # %% ../../nbs/52_inpainting.model.ipynb #c36bf556
 @patch
@@ -243,6 +250,7 @@ def forward(self:ECEAGenerator, x, # B×C×H×W image in [0, 1]
         if i: f = f + E[i]
     edge = self.head_e(f)
     img = self.head(self.fuse_out(d, self.embed_out(edge)))
+    if self.residual: img = x + img
     if self.faithful: img, edge = torch.tanh(img), torch.tanh(edge)
     return img, edge
 
