@@ -1222,6 +1222,7 @@ d = { 'settings': { 'branch': 'main',
             'rsnb.weights': { 'rsnb.weights.fetch': ('weights.html#fetch', 'rsnb/weights.py'),
                               'rsnb.weights.find_weights': ('weights.html#find_weights', 'rsnb/weights.py'),
                               'rsnb.weights.load_model': ('weights.html#load_model', 'rsnb/weights.py'),
+                              'rsnb.weights.package_weights': ('weights.html#package_weights', 'rsnb/weights.py'),
                               'rsnb.weights.save_model': ('weights.html#save_model', 'rsnb/weights.py'),
                               'rsnb.weights.sha256sum': ('weights.html#sha256sum', 'rsnb/weights.py'),
                               'rsnb.weights.weights_dirs': ('weights.html#weights_dirs', 'rsnb/weights.py')}}}

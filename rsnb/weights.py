@@ -12,7 +12,7 @@ import torch
 from .core import RsnbError, ModelError, DataMissing, atomic_write, save_json, load_json, data_root
 
 # %% auto #0
-__all__ = ['weights_dirs', 'find_weights', 'sha256sum', 'fetch', 'save_model', 'load_model']
+__all__ = ['weights_dirs', 'find_weights', 'package_weights', 'sha256sum', 'fetch', 'save_model', 'load_model']
 
 # %% ../nbs/06_weights.ipynb #ee591d60
 def weights_dirs() -> list[Path]:
@@ -29,6 +29,13 @@ def find_weights(filename:str) -> Path|None:
     for d in weights_dirs():
         if (d/filename).is_file(): return d/filename
     return None
+
+# %% ../nbs/06_weights.ipynb #pw02
+def package_weights(filename:str) -> Path|None:
+    "A weight file shipped in `rsnb/weights/`, else the first `find_weights` hit, else None."
+    import rsnb
+    p = Path(rsnb.__file__).resolve().parent/'weights'/filename
+    return p if p.is_file() else find_weights(filename)
 
 # %% ../nbs/06_weights.ipynb #d031ac78
 def sha256sum(path, chunk:int=1<<20) -> str:

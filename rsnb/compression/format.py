@@ -18,7 +18,7 @@ import rasterio
 from affine import Affine
 from ..core import CodecError, RsnbError, atomic_write, check_not_input
 from ..geo import RasterMeta, read_raster, write_raster, valid_mask
-from ..weights import find_weights, load_model
+from ..weights import package_weights, load_model
 from .models import MeanScaleHyperprior, fit_scaling, to_unit, from_unit, snap_unit
 
 # %% ../../nbs/42_compression.format.ipynb #c005
@@ -52,9 +52,7 @@ def _build(card):
 def _weights_file(model_id:str):
     p = Path(model_id)
     if p.suffix in ('.pth', '.json') and p.exists(): return p
-    import rsnb
-    pkg = Path(rsnb.__file__).resolve().parent / 'weights' / f'{model_id}.pth'
-    return pkg if pkg.exists() else find_weights(f'{model_id}.pth')
+    return package_weights(f'{model_id}.pth')
 
 def get_codec(model_id:str=DEFAULT_MODEL):
     "(model, weights_hash, model_id) for an id or a path to a saved codec; `CodecError` if absent."
