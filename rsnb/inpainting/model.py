@@ -227,7 +227,7 @@ class ECEAGenerator(nn.Module):
         self.fuse_out = TokenFuse(ntok[0], dims[0], fuse)
         self.head = PixelShuffleHead(dims[0], in_c, patch, ps_hidden, ps_res, squash=not residual)
         self.apply(init_weights)
-        if residual: nn.init.zeros_(self.head.tail[-1].weight); nn.init.zeros_(self.head.tail[-1].bias)
+        if residual: nn.init.normal_(self.head.tail[-1].weight, 0., 1e-4); nn.init.zeros_(self.head.tail[-1].bias)   # near zero, not zero: see the text
 
 # %% ../../nbs/52_inpainting.model.ipynb #c36bf556
 @patch
