@@ -6,9 +6,11 @@ and saves it with `save_change_model` (card: data, epochs, seconds, validation s
 
 Usage: nice -n 5 .venv/bin/python benchmarks/change_downstream_model.py --minutes 30 --out rsnb/weights/change_dpcd_sztaki_cpu
 """
-import argparse, time, copy
+import argparse, time, tempfile
+import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelFitException
+from fastai.callback.tracker import SaveModelCallback
 from rsnb.core import seed_everything
 from rsnb.data import change_dls
 from rsnb.metrics import ChangeScore
@@ -17,15 +19,13 @@ from rsnb.change.train import change_learner, evaluate_change
 from rsnb.change.cli import save_change_model
 
 
-class KeepBest(Callback):
-    "Stop after `seconds`; remember the weights of the epoch with the best validation F1."
-    order = 90
-    def __init__(self, seconds): self.seconds, self.best, self.state, self.epoch_best = seconds, -1., None, -1
+class TimeLimit(Callback):
+    "Stop training after the epoch that passes `seconds` (runs after Recorder and SaveModelCallback)."
+    order = 70
+    def __init__(self, seconds): self.seconds = seconds
     def before_fit(self): self.t0 = time.time()
     def after_epoch(self):
-        f1 = self.recorder.values[-1][-1]
-        if f1 > self.best: self.best, self.state, self.epoch_best = f1, copy.deepcopy(self.model.state_dict()), self.epoch
-        print(f'epoch {self.epoch} f1 {f1:.4f} best {self.best:.4f} t {time.time() - self.t0:.0f}s', flush=True)
+        print(f'epoch {self.epoch} f1 {self.recorder.values[-1][-1]:.4f} t {time.time() - self.t0:.0f}s', flush=True)
         if time.time() - self.t0 > self.seconds: raise CancelFitException()
 
 
@@ -40,17 +40,18 @@ def main(argv=None):
     torch.set_num_threads(a.threads); seed_everything(a.seed)
     root = change_data(a.dataset)
     dls = change_dls(root, crop=a.crop, crops_per_image=a.cpi, bs=8)
-    kb = KeepBest(a.minutes*60)
-    learn = change_learner(dls, 'dpcd', width=a.width, lr=a.lr, warmup=50, monitor='f1', patience=30,
-                           metrics=[ChangeScore('f1', 0.5)], cbs=[kb])
+    tmp = tempfile.TemporaryDirectory()   # SaveModelCallback keeps the best epoch here and reloads it after fit
+    learn = change_learner(dls, 'dpcd', width=a.width, lr=a.lr, warmup=50, monitor='f1', patience=30, path=tmp.name,
+                           metrics=[ChangeScore('f1', 0.5)],
+                           cbs=[TimeLimit(a.minutes*60), SaveModelCallback(monitor='f1', fname='best', with_opt=False)])
     t0 = time.time()
     with learn.no_bar(), learn.no_logging(): learn.fit(10000, a.lr)
     secs = time.time() - t0
-    learn.model.load_state_dict(kb.state)
+    f1s = [v[-1] for v in learn.recorder.values]
     ev = change_dls(root, crop=None, bs=1, stats=dls.stats, aug=False).valid
     res = evaluate_change(learn.model, ev, 0.5)
     path = save_change_model(learn.model, a.out, 'dpcd', dls.stats, width=a.width, threshold=0.5,
-                             dataset=a.dataset, epochs_run=kb.epoch + 1, best_epoch=kb.epoch_best, train_seconds=round(secs),
+                             dataset=a.dataset, epochs_run=len(f1s), best_epoch=int(np.argmax(f1s)), train_seconds=round(secs),
                              crop=a.crop, crops_per_image=a.cpi, lr=a.lr, hardware=f'CPU, {a.threads} thread(s)',
                              val_whole_images={k: float(res[k]) for k in ('precision', 'recall', 'f1', 'iou')})
     print(path, {k: round(float(res[k]), 4) for k in ('precision', 'recall', 'f1', 'iou')})

@@ -12,10 +12,14 @@ import time
 import numpy as np, pandas as pd
 import torch
 from ..core import CodecError
-from ..metrics import psnr, ms_ssim, lpips, sam, bd_rate, bd_psnr
+from fastprogress.fastprogress import progress_bar
+from ..metrics import psnr, ms_ssim, lpips, sam, bd_rate, bd_psnr, confusion_matrix, binarize, change_scores
 from ..codecs import get_codec as get_classical, encode_at_bpp
 from .models import fit_scaling, to_unit, bpp as est_bpp
-from .format import get_codec, encode_array, decode_bytes, unpack
+from .format import get_codec, encode_array, decode_bytes, unpack, band_groups
+from ..data import BandStats
+from ..change.cli import load_change_model
+from ..change.train import predict_change
 
 # %% ../../nbs/46_compression.evaluate.ipynb #c005
 def _range(ref):
@@ -54,7 +58,6 @@ def image_metrics(out:np.ndarray, # decoded C×H×W
 def _est(model, arr, rate):
     off, sc = fit_scaling(arr)
     x = torch.from_numpy(to_unit(arr, off, sc))
-    from rsnb.compression.format import band_groups
     H, W = arr.shape[1:]; tot = 0.
     with torch.no_grad():
         for g in band_groups(arr.shape[0], model.in_ch):
@@ -152,11 +155,6 @@ def downstream_change(pairs:list, # [(name, t1 C×H×W, t2 C×H×W, change label
                       threshold:float=None, # default: the detector's card
                       progress:bool=True) -> pd.DataFrame:
     "Change-detection scores on decoded t1/t2 pairs, per codec and operating point, with the uncompressed `original` row."
-    from fastprogress.fastprogress import progress_bar
-    from rsnb.change.cli import load_change_model
-    from rsnb.change.train import predict_change
-    from rsnb.data import BandStats
-    from rsnb.metrics import confusion_matrix, binarize, change_scores
     model, card = load_change_model(detector) if not isinstance(detector, tuple) else detector
     stats, thr = BandStats.from_dict(card['stats']), card.get('threshold', 0.5) if threshold is None else threshold
     def cm_of(t1, t2, lab):
