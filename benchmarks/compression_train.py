@@ -1,6 +1,7 @@
 """Train the default rsnb codec (mean-scale hyperprior, gain units for lo/me/hi) on CPU within a wall-clock budget.
 
 Usage: nice -n 10 .venv/bin/python benchmarks/compression_train.py --until 00:08 --out runs/compression/msh_default
+       (resume: --init runs/compression/msh_default/ckpt.pth; --balanced samples sources by CODEC_SHARES)
 Held out: Landsat-8 scene columns >= 1280 and the crops c5/c6 (see rsnb.compression.train.training_items).
 """
 import argparse, json, time, datetime as dt, os
@@ -8,7 +9,7 @@ import torch
 from fastai.data.core import DataLoaders
 from rsnb.core import seed_everything
 from rsnb.compression.models import MeanScaleHyperprior
-from rsnb.compression.train import CropDataset, training_items, codec_learner, TimeBudget, DEFAULT_LMBDAS
+from rsnb.compression.train import CropDataset, training_items, codec_learner, TimeBudget, DEFAULT_LMBDAS, CODEC_SHARES
 
 def main(argv=None):
     p = argparse.ArgumentParser()
@@ -19,6 +20,7 @@ def main(argv=None):
     p.add_argument('--size', type=int, default=128); p.add_argument('--bs', type=int, default=8)
     p.add_argument('--lr', type=float, default=3e-4); p.add_argument('--threads', type=int, default=1)
     p.add_argument('--init', default=None, help='state dict to start from')
+    p.add_argument('--balanced', action='store_true', help='sample sources by CODEC_SHARES instead of by raster area')
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads); seed_everything(0)
     secs = a.seconds
@@ -29,8 +31,9 @@ def main(argv=None):
         secs = (end - now).total_seconds()
     os.makedirs(a.out, exist_ok=True)
     items = training_items()
-    tr = CropDataset(items, size=a.size, n=a.bs * 200, seed=0)
-    va = CropDataset(items, size=a.size, n=8, seed=123, augment=False)
+    shares = CODEC_SHARES if a.balanced else None
+    tr = CropDataset(items, size=a.size, n=a.bs * 200, seed=0, shares=shares)
+    va = CropDataset(items, size=a.size, n=8, seed=123, augment=False, shares=shares)
     dls = DataLoaders.from_dsets(tr, va, bs=a.bs, num_workers=0)
     m = MeanScaleHyperprior(a.N, a.M)
     if a.init: m.load_state_dict(torch.load(a.init, weights_only=True))
@@ -44,7 +47,7 @@ def main(argv=None):
             d = json.loads(l); init_steps = max(init_steps, d.get('step', 0), d.get('steps', 0))
         prev = os.path.join(os.path.dirname(a.init), 'config.json')
         if os.path.exists(prev): init_steps += json.load(open(prev)).get('init_steps', 0)
-    json.dump(dict(vars(a), seconds=secs, lmbdas=DEFAULT_LMBDAS, n_items=len(items), started=time.time(), init_steps=init_steps),
+    json.dump(dict(vars(a), seconds=secs, shares=shares, lmbdas=DEFAULT_LMBDAS, n_items=len(items), started=time.time(), init_steps=init_steps),
               open(f'{a.out}/config.json', 'w'))
     with learn.no_bar(): learn.fit(100000)
     log(dict(done=True, steps=tb.steps, seconds=time.time() - tb.t0))
