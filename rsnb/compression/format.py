@@ -196,7 +196,7 @@ def encode_array(arr:np.ndarray, # C×H×W raster (uint8, uint16, int16, float..
         secs.append(dict(kind='tile', group=gi, y0=y0, x0=x0, h=th, w=tw, zshape=list(zs), len_y=len(yb), len_z=len(zb)))
         parts += [yb, zb]
     m = meta
-    header = dict(model=dict(id=mid, sha256=sha, arch=type(model).__name__, kwargs=dict(N=model.N, M=model.M, in_ch=model.in_ch, n_rates=model.n_rates, **{k: getattr(model, k) for k in ('width', 'n_res') if hasattr(model, k)})),
+    header = dict(model=dict(id=mid, sha256=sha, arch=type(model).__name__, kwargs=dict(N=model.N, M=model.M, in_ch=model.in_ch, n_rates=model.n_rates, **{k: getattr(model, k) for k in ('width', 'n_res', 'generator') if hasattr(model, k)})),
                   rate=int(rate) if float(rate).is_integer() else float(rate),
                   rate_name=RATE_NAMES[int(rate)] if float(rate).is_integer() and rate < len(RATE_NAMES) else str(rate),
                   shape=[C, H, W], dtype=arr.dtype.name,
