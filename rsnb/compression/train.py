@@ -62,8 +62,12 @@ LANDSAT_HOLDOUT_X = 1280  # scene columns >= this (crops c5, c6) are never train
 CODEC_SHARES = dict(landsat_scene=.3, landsat_crops=.3, aid=.25, s2_norcia=.15)  # fraction of training crops per source
 
 def _load(path, bands=None):
+    "(array with nodata pixels set to each band's valid mean, as `encode_array` does before coding; valid mask)."
     a, meta = read_raster(path, bands=bands)
     v = valid_mask(a, meta.nodata)
+    if not v.all() and v.any():
+        a = a.copy()
+        for c in range(a.shape[0]): a[c][~v] = np.round(a[c][v].mean()).astype(a.dtype) if a.dtype.kind in 'iu' else a[c][v].mean()
     return a, v
 
 def training_items(holdout_x:int=LANDSAT_HOLDOUT_X, # Landsat scene columns reserved for evaluation
