@@ -12,7 +12,7 @@ SCRIPT = textwrap.dedent('''
     from fastai.distributed import *
     from fastai.torch_core import rank_distrib, num_distrib
     from rsnb.core import seed_everything
-    from rsnb.classification.learner import scene_dls, scene_learner, save_scene_model, load_scene_model
+    from rsnb.classification.learner import scene_dls, scene_learner, save_scene_model, load_scene_model, distrib_ctx
     root, out = Path(sys.argv[1]), Path(sys.argv[2])
     seed_everything(0)
     class Count(Callback):
@@ -21,7 +21,7 @@ SCRIPT = textwrap.dedent('''
             if self.training: self.n += 1; self.seen += self.xb[0].shape[0]
     dls = scene_dls(root, 0.5, seed=0, bs=4, stats=dict(mean=[127.5]*3, std=[127.5]*3, names=['red', 'green', 'blue']))
     learn = scene_learner(dls, arch='resnet18', size=32, cbs=[Count()], lr=1e-2)
-    with learn.distrib_ctx(sync_bn=False):
+    with distrib_ctx(learn, sync_bn=False):
         learn.fit(2)
     r = rank_distrib()
     cnt = learn.cbs.filter(lambda c: isinstance(c, Count))[0]

@@ -31,7 +31,7 @@ from .datasets import scene_root, split_fraction, check_classes
 # %% auto #0
 __all__ = ['imagenet_stats', 'scene_dls', 'keras_affine', 'PaperAugment', 'ResizeInput', 'scene_learner', 'evaluate_scene',
            'scene_card', 'save_scene_model', 'load_scene_model', 'predict_scenes', 'predict_folder',
-           'backbone_features', 'head_learner']
+           'BackendDistributedDL', 'BackendDistributedTrainer', 'distrib_ctx', 'backbone_features', 'head_learner']
 
 # %% ../../nbs/14_classification.learner.ipynb #7d1fbcf4
 def imagenet_stats(arch:str, # architecture with registered ImageNet weights
@@ -206,16 +206,32 @@ def predict_folder(model, card:dict, root, bs:int=32) -> dict:
     return dict(files=files, pred=pred, labels=labels, oa=float((pred == labels).mean()))
 
 # %% ../../nbs/14_classification.learner.ipynb #3561edaf
-from fastcore.basics import patch
-from fastai.distributed import DistributedDL
+from contextlib import contextmanager
+from fastai.distributed import DistributedDL, DistributedTrainer
+from fastai.torch_core import num_distrib
 
-@patch
-def _broadcast(self:DistributedDL, t, rank):
-    "Broadcast the list `t` from `rank` on the device the process group's backend needs (CUDA for NCCL, CPU for gloo)."
-    dev = 'cuda' if torch.distributed.get_backend() == 'nccl' else 'cpu'
-    t = torch.tensor(t, dtype=torch.long, device=dev)
-    torch.distributed.broadcast(t, rank)
-    return t.cpu().tolist()
+class BackendDistributedDL(DistributedDL):
+    "fastai's `DistributedDL`, broadcasting indices on the device the process group's backend needs (CUDA for NCCL, CPU for gloo)."
+    def _broadcast(self, t, rank):
+        dev = 'cuda' if torch.distributed.get_backend() == 'nccl' else 'cpu'
+        t = torch.tensor(t, dtype=torch.long, device=dev)
+        torch.distributed.broadcast(t, rank)
+        return t.cpu().tolist()
+
+class BackendDistributedTrainer(DistributedTrainer):
+    "fastai's `DistributedTrainer`, wrapping the data loaders in `BackendDistributedDL`."
+    def _wrap_dl(self, dl): return dl if isinstance(dl, DistributedDL) else BackendDistributedDL(dl, device=self.learn.model.device)
+
+@contextmanager
+def distrib_ctx(learn:Learner, # the learner to train in data-parallel mode
+                sync_bn:bool=True, # replace batch norms by `nn.SyncBatchNorm`
+                **kwargs): # passed to `accelerate.Accelerator`
+    "fastai's `Learner.distrib_ctx` for a process launched by `accelerate launch`, with gloo (CPU) as well as NCCL; a no-op in a single process."
+    if num_distrib() > 1:
+        learn.add_cb(BackendDistributedTrainer(sync_bn, **kwargs))
+        if rank_distrib(): learn.remove_cb(ProgressCallback)
+    try: yield learn
+    finally: learn.detach_distributed()
 
 # %% ../../nbs/14_classification.learner.ipynb #4e3ed682
 def backbone_features(model:SceneClassifier, # the backbone's weights are used as they are
