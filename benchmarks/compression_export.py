@@ -33,7 +33,9 @@ def main(argv=None):
                 normalisation='uint8: x/255; other dtypes: per-band 0.1-99.9 percentile of valid pixels -> [0,1] (no clipping), stored per file',
                 data=('random 128x128 crops (flips/rot90): Landsat-8 LC08_224077_20200518 B4B3B2 uint16 columns < 1280; '
                       'landsat8_224077_rgb8 crops c0-c4 (8-bit); AID 150px (2400 JPEG); Sentinel-2 L1C 13-band norcia t1/t2 (random 3-band subsets). '
-                      'Held out: scene columns >= 1280, crops c5/c6, Sentinel-2 rio.'),
+                      'Held out: scene columns >= 1280, crops c5/c6, Sentinel-2 rio.'
+                      + (f" Sampling: rasters weighted by sqrt(area) (AID ~98 % of crops) for the first {cfg.get('init_steps', 0)} steps, then sources "
+                         f"by shares {json.dumps(cfg['shares'])} with nodata pixels set to the band mean." if cfg.get('shares') else '')),
                 training=dict(steps=steps, batch=cfg['bs'], crop=cfg['size'], lr=cfg['lr'], optimizer='Adam (+ Adam 1e-3 on quantiles)',
                               schedule='time budget: flat then cosine to 10%', hardware=a.hardware,
                               wall_clock_s=max([l.get('t', 0) for l in log] + [round(l.get('seconds', 0)) for l in log]),
