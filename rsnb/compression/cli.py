@@ -1,4 +1,4 @@
-"""`rsnb-compress in.tif out.rsc [--model ID --rate lo|me|hi --tile 512]` and `rsnb-decompress out.rsc back.tif`.
+"""`rsnb-compress in.tif out.rsc [--model ID --rate lo|me|hi --tile 512]` and `rsnb-decompress out.rsc back.tif [--model WEIGHTS]`.
 
 Docs: https://rsnb.github.io/rsnb/compression.cli.html.md"""
 
@@ -10,8 +10,8 @@ __all__ = ['compress_main', 'decompress_main']
 # %% ../../nbs/45_compression.cli.ipynb #c002
 import argparse, sys, time
 from pathlib import Path
-from ..core import RsnbError
-from .format import compress_raster, decompress_raster, DEFAULT_MODEL, RATE_NAMES
+from .format import compress_raster, decompress_raster, DEFAULT_MODEL, RATE_NAMES, get_codec, register_codec, unpack
+from ..core import RsnbError, CodecError
 
 # %% ../../nbs/45_compression.cli.ipynb #c005
 def _rate(s):
@@ -37,13 +37,24 @@ def compress_main(argv=None) -> int:
     return 0
 
 # %% ../../nbs/45_compression.cli.ipynb #c006
+def _use_model(src, path):
+    "Make the weights at `path` the codec for `src`'s model id, if their hash is the one `src` was written with."
+    h, _ = unpack(Path(src).read_bytes(), str(src))
+    model, sha, _ = get_codec(str(path))
+    if sha != h['model']['sha256']:
+        raise CodecError(f"{src}: written with weights {h['model']['sha256'][:12]}…, but --model {path} holds {sha[:12]}…")
+    register_codec(h['model']['id'], model)
+
 def decompress_main(argv=None) -> int:
     "rsnb-decompress: .rsc → GeoTIFF"
     p = argparse.ArgumentParser('rsnb-decompress', description='Decode an .rsc file to a GeoTIFF with its original georeferencing.')
     p.add_argument('src', help='input .rsc file'); p.add_argument('dst', help='output GeoTIFF')
+    p.add_argument('--model', default=None, help="the codec's weights (.pth beside its .json card) when the file was written "
+                   "with a model that is neither shipped nor in the weights folders; must be the very weights the file names")
     p.add_argument('-q', '--quiet', action='store_true')
     a = p.parse_args(argv)
     try:
+        if a.model: _use_model(a.src, a.model)
         t = time.time(); decompress_raster(a.src, a.dst, progress=not a.quiet)
     except RsnbError as e:
         print(f'rsnb-decompress: error: {e}', file=sys.stderr); return 1
