@@ -154,7 +154,7 @@ class AuxOptimizer(Callback):
         self.aux_opt = torch.optim.Adam(qs, lr=self.lr)
     def after_step(self):
         self.aux_opt.zero_grad(); a = self.learn.model.aux_loss(); a.backward(); self.aux_opt.step()
-        self.learn.aux = float(a)
+        self.learn.aux = float(a.detach())
 
 # %% ../../nbs/43_compression.train.ipynb #c017
 class TimeBudget(Callback):

@@ -129,7 +129,7 @@ class ECEADiscriminator(Callback):
         d_loss = adv_d_loss(self.D(real, m), self.D(yc.detach(), m))
         self.opt_d.zero_grad(); d_loss.backward()
         if _finite_grads(self.D): self.opt_d.step()
-        self.loss_func.parts['d'] = float(d_loss)
+        self.loss_func.parts['d'] = float(d_loss.detach())
 
 class NoValidation(Callback):
     "Skip fastai's validation pass (the original has none; `evaluate` scores held-out tiles)."
@@ -144,7 +144,7 @@ class ECEAHistory(Callback):
         if not self.training: return
         if self.step % self.log_every == 0:
             sk = self.learn.skip_non_finite.skipped
-            self.hist.append(dict(self.loss_func.parts, total=float(self.learn.loss), epoch=self.epoch, step=self.step,
+            self.hist.append(dict(self.loss_func.parts, total=float(self.learn.loss.detach()), epoch=self.epoch, step=self.step,
                                   seconds=time.time() - self.t0, skipped=sk))
         self.step += 1
         if self.max_seconds and time.time() - self.t0 > self.max_seconds: raise CancelFitException()
