@@ -65,7 +65,7 @@ def export_egan(run, cfg, log, a):
                 normalisation=base_card['normalisation'],
                 data=base_card['data'] + (' Sampled by source shares ' + json.dumps(cfg['shares']) if cfg.get('shares') else ''),
                 training=dict(stage='GAN (stage 2) only; stage 1 = the trained base decoder (generator=base)' if cfg['generator'] == 'base' else 'warm + GAN',
-                              steps=max([l['step'] for l in gan] or [0]), batch=cfg['bs'], crop=cfg['size'], lr=cfg['lr'],
+                              steps=max([l['step'] for l in gan] + [l.get('steps', 0) for l in log if l.get('stage') == 'gan' and l.get('done')]), batch=cfg['bs'], crop=cfg['size'], lr=cfg['lr'],
                               schedule='time budget: flat then cosine to 10%', hardware=a.hardware,
                               wall_clock_s=max([l.get('t', 0) for l in gan] or [0]), planned_budget_s=cfg.get('seconds2')),
                 last_log=gan[-1] if gan else None, exported=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))

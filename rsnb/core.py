@@ -91,6 +91,8 @@ def atomic_write(dest, # the final path
     os.close(fd); tmp = Path(tmp)
     try:
         yield tmp
+        um = os.umask(0); os.umask(um)  # mkstemp makes 0600 files; outputs get the mode any new file would
+        os.chmod(tmp, dest.stat().st_mode & 0o7777 if dest.exists() else 0o666 & ~um)
         os.replace(tmp, dest)
     finally:
         if tmp.exists(): tmp.unlink()
