@@ -14,6 +14,7 @@ import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from fastai.callback.core import Callback
+from ..core import ModelError
 from .models import MeanScaleHyperprior, conv, deconv
 
 # %% ../../nbs/44_compression.egan.ipynb #c005
@@ -76,7 +77,7 @@ class EGANet(MeanScaleHyperprior):
     def __init__(self, N:int=64, M:int=96, in_ch:int=3, n_rates:int=3, gains=(0.5, 1., 2.), width:int=128, n_res:int=3,
                  generator:str='hific'): # 'hific': `Generator(M, in_ch, width, n_res)`; 'base': the hyperprior's GDN synthesis
         super().__init__(N, M, in_ch, n_rates, gains)
-        if generator not in ('hific', 'base'): raise ValueError(f"EGANet: generator must be 'hific' or 'base', got {generator!r}")
+        if generator not in ('hific', 'base'): raise ModelError(f"EGANet: generator must be 'hific' or 'base', got {generator!r}")
         self.width, self.n_res, self.generator = width, n_res, generator
         if generator == 'hific': self.g_s = Generator(M, in_ch, width, n_res)
 
