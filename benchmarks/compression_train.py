@@ -1,7 +1,8 @@
 """Train the default rsnb codec (mean-scale hyperprior, gain units for lo/me/hi) on CPU within a wall-clock budget.
 
 Usage: nice -n 10 .venv/bin/python benchmarks/compression_train.py --until 00:08 --out runs/compression/msh_default
-       (resume: --init runs/compression/msh_default/ckpt.pth; --balanced samples sources by CODEC_SHARES)
+       (resume: --init runs/compression/msh_default/ckpt.pth or --init rsnb/weights/compression_msh_default.pth;
+        --balanced samples sources by CODEC_SHARES)
 Held out: Landsat-8 scene columns >= 1280 and the crops c5/c6 (see rsnb.compression.train.training_items).
 """
 import argparse, json, time, datetime as dt, os
@@ -47,6 +48,8 @@ def main(argv=None):
             d = json.loads(l); init_steps = max(init_steps, d.get('step', 0), d.get('steps', 0))
         prev = os.path.join(os.path.dirname(a.init), 'config.json')
         if os.path.exists(prev): init_steps += json.load(open(prev)).get('init_steps', 0)
+    elif a.init and os.path.exists(os.path.splitext(a.init)[0] + '.json'):  # shipped weights: their card counts the steps
+        init_steps = json.load(open(os.path.splitext(a.init)[0] + '.json')).get('training', {}).get('steps', 0)
     json.dump(dict(vars(a), seconds=secs, shares=shares, lmbdas=DEFAULT_LMBDAS, n_items=len(items), started=time.time(), init_steps=init_steps),
               open(f'{a.out}/config.json', 'w'))
     with learn.no_bar(): learn.fit(100000)
