@@ -28,3 +28,9 @@ def save(name, res):
     save_json(res, RESULTS/f'{name}.json')
     print(json.dumps(res, indent=2))
     return res
+
+def jsonl_logger(path):
+    "A function appending one JSON line per call to `path` (flushed, so a crashed run keeps its log)."
+    f = open(path, 'a')
+    def log(d): f.write(json.dumps(d) + '\n'); f.flush()
+    return log

@@ -7,11 +7,9 @@ Usage: .venv/bin/python benchmarks/compression_export.py runs/compression/msh_de
 import argparse, json, time
 from pathlib import Path
 import torch
-from rsnb.core import load_json
 from rsnb.weights import save_model
 from rsnb.compression.models import MeanScaleHyperprior
 from rsnb.compression.egan import EGANet
-from rsnb.compression.format import weights_hash
 
 def main(argv=None):
     p = argparse.ArgumentParser()
@@ -48,30 +46,28 @@ def main(argv=None):
     print(a.dest, steps, 'steps')
 
 def export_egan(run, cfg, log, a):
-    "EGANet card for a GAN-stage run of compression_train_egan.py."
-    base_card = load_json(Path(cfg['base']).with_suffix('.json'))
-    kw = dict(base_card['kwargs'], width=cfg['width'], n_res=cfg['n_res'], generator=cfg['generator'])
+    "EGANet card for a GAN-stage run of compression_train_egan.py (its base as recorded when the run started)."
+    bc = cfg['base_card']
+    kw = dict(bc['kwargs'], width=cfg['width'], n_res=cfg['n_res'], generator=cfg['generator'])
     m = EGANet(**kw); m.load_state_dict(torch.load(run/'ckpt_gan.pth', weights_only=True)); m.eval().update()
-    base = MeanScaleHyperprior(**base_card['kwargs']); base.load_state_dict(torch.load(cfg['base'], weights_only=True))
-    gan = [l for l in log if l.get('stage') == 'gan' and 'step' in l]
-    mid = Path(a.dest).name
-    card = dict(model_id=mid, arch='EGANet', kwargs=kw, rates=base_card['rates'],
-                base=dict(model_id=base_card['model_id'], sha256=weights_hash(base), steps=base_card['training']['steps'],
-                          lmbdas=base_card['lmbdas']),
+    gan = [l for l in log if l.get('stage') == 'gan']
+    steps = max([l.get('step', 0) for l in gan] + [l.get('steps', 0) for l in gan])
+    card = dict(model_id=Path(a.dest).name, arch='EGANet', kwargs=kw, rates=bc['rates'],
+                base=dict(model_id=bc['model_id'], sha256=bc['weights_sha256'], steps=bc['steps'], lmbdas=bc['lmbdas']),
                 bitstream='identical to the base codec (encoder, hyperprior, gains and entropy models frozen)' if cfg['decoder_only'] else 'own',
                 loss=('HiFiC generator loss without the rate term (frozen): 0.075*2^-5 * MSE(0-255) + 1.0 * LPIPS(alex) + 0.15 * -log D(x_hat, y_hat) '
                       '+ 1.0 * Sobel-magnitude L1 (edge fidelity)' if cfg['decoder_only'] else 'HiFiC generator loss with rate-targeted lambda, see EGALoss'),
                 discriminator=dict(arch='PatchDiscriminator (conditional on y_hat, spectral norm)', widths=cfg['dwidths'], optimizer='Adam(1e-4, betas 0.5/0.999)'),
-                normalisation=base_card['normalisation'],
-                data=base_card['data'] + (' Sampled by source shares ' + json.dumps(cfg['shares']) if cfg.get('shares') else ''),
+                normalisation=bc['normalisation'],
+                data=f"base: {bc['data']} GAN stage: the same rasters" + (f", sources by shares {json.dumps(cfg['shares'])}." if cfg.get('shares') else '.'),
                 training=dict(stage='GAN (stage 2) only; stage 1 = the trained base decoder (generator=base)' if cfg['generator'] == 'base' else 'warm + GAN',
-                              steps=max([l['step'] for l in gan] + [l.get('steps', 0) for l in log if l.get('stage') == 'gan' and l.get('done')]), batch=cfg['bs'], crop=cfg['size'], lr=cfg['lr'],
+                              steps=steps, batch=cfg['bs'], crop=cfg['size'], lr=cfg['lr'],
                               schedule='time budget: flat then cosine to 10%', hardware=a.hardware,
                               wall_clock_s=max([l.get('t', 0) for l in gan] or [0]), planned_budget_s=cfg.get('seconds2')),
-                last_log=gan[-1] if gan else None, exported=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+                last_log=[l for l in gan if 'step' in l][-1], exported=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     if a.rd: card['measured_rd'] = json.load(open(a.rd))
     if a.note: card['note'] = a.note
     save_model(m, a.dest, card)
-    print(a.dest, card['training']['steps'], 'GAN steps')
+    print(a.dest, steps, 'GAN steps')
 
 if __name__ == '__main__': main()

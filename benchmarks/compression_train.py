@@ -8,6 +8,7 @@ Held out: Landsat-8 scene columns >= 1280 and the crops c5/c6 (see rsnb.compress
 import argparse, json, time, datetime as dt, os
 import torch
 from fastai.data.core import DataLoaders
+from _common import jsonl_logger
 from rsnb.core import seed_everything
 from rsnb.compression.models import MeanScaleHyperprior
 from rsnb.compression.train import CropDataset, training_items, codec_learner, TimeBudget, DEFAULT_LMBDAS, CODEC_SHARES
@@ -38,8 +39,7 @@ def main(argv=None):
     dls = DataLoaders.from_dsets(tr, va, bs=a.bs, num_workers=0)
     m = MeanScaleHyperprior(a.N, a.M)
     if a.init: m.load_state_dict(torch.load(a.init, weights_only=True))
-    logf = open(f'{a.out}/log.jsonl', 'a')
-    def log(d): logf.write(json.dumps(d) + '\n'); logf.flush()
+    log = jsonl_logger(f'{a.out}/log.jsonl')
     tb = TimeBudget(secs, lr=a.lr, ckpt=f'{a.out}/ckpt.pth', every=300, log=log)
     learn = codec_learner(m, dls, lmbdas=DEFAULT_LMBDAS, cbs=[tb])
     init_steps = 0   # steps already behind the --init checkpoint (read from its run's log), so the card counts them all

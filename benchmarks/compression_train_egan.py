@@ -13,9 +13,11 @@ import argparse, json, time, os
 import torch
 from fastai.data.core import DataLoaders
 from fastai.learner import Learner
+from _common import jsonl_logger
 from rsnb.core import seed_everything
 from rsnb.weights import load_model, save_model
 from rsnb.compression.models import MeanScaleHyperprior
+from rsnb.compression.format import weights_hash
 from rsnb.compression.egan import EGANet, PatchDiscriminator, EGALoss, DiscriminatorStep, freeze_codec
 from rsnb.compression.train import CropDataset, training_items, RateCallback, AuxOptimizer, codec_splitter, TimeBudget, CODEC_SHARES
 
@@ -46,9 +48,11 @@ def main(argv=None):
     items = training_items()
     shares = CODEC_SHARES if a.balanced else None
     mk = lambda n, s, aug: CropDataset(items, size=a.size, n=n, seed=s, augment=aug, shares=shares)
-    logf = open(f'{a.out}/log.jsonl', 'a')
-    def log(d): logf.write(json.dumps(d) + '\n'); logf.flush()
-    json.dump(dict(vars(a), shares=shares, base_card=card.get('model_id'), started=time.time()), open(f'{a.out}/config.json', 'w'))
+    log = jsonl_logger(f'{a.out}/log.jsonl')
+    # what the base was *when this run started* (its file may be overwritten later): the export writes it into the card
+    base_card = dict(model_id=card.get('model_id'), weights_sha256=weights_hash(base), steps=card.get('training', {}).get('steps'),
+                     **{k: card[k] for k in ('kwargs', 'rates', 'lmbdas', 'normalisation', 'data') if k in card})
+    json.dump(dict(vars(a), shares=shares, base_card=base_card, started=time.time()), open(f'{a.out}/config.json', 'w'))
     for stage, steps, disc in (('warm', a.steps1, None), ('gan', a.steps2, D)):
         budget = a.seconds2 if stage == 'gan' else None
         if steps <= 0 and not budget: continue

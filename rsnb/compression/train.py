@@ -175,7 +175,7 @@ class TimeBudget(Callback):
         if not self.training: return
         self.steps += 1
         if self.log and self.steps % 50 == 0:
-            self.log(dict(step=self.steps, t=round(time.time() - self.t0), loss=float(self.learn.loss), **self.learn.loss_func.last))
+            self.log(dict(step=self.steps, t=round(time.time() - self.t0), loss=float(self.learn.loss.detach()), **self.learn.loss_func.last))
         if self.ckpt and time.time() - self.tsave > self.every: self.save(); self.tsave = time.time()
         if time.time() - self.t0 > self.seconds: raise CancelFitException()
     def save(self):

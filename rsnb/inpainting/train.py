@@ -10,7 +10,7 @@ __all__ = ['SlcoffPatches', 'ECEABatch', 'ECEALearnLoss', 'SkipNonFinite', 'ECEA
            'evaluate', 'fillnodata_method', 'temporal_method']
 
 # %% ../../nbs/55_inpainting.train.ipynb #781569f1
-import time
+import time, contextlib
 import numpy as np
 import torch
 from functools import partial
@@ -139,14 +139,13 @@ class ECEAHistory(Callback):
     "Loss parts every `log_every` training steps (skipped steps included in the count); stops after `max_seconds`."
     order = 60
     def __init__(self, log_every:int=20, max_seconds:float=None): self.log_every, self.max_seconds = log_every, max_seconds
-    def before_fit(self): self.hist, self.step, self.t0 = [], 0, time.time()
+    def before_fit(self): self.hist, self.t0 = [], time.time()
     def after_batch(self):
         if not self.training: return
-        if self.step % self.log_every == 0:
-            sk = self.learn.skip_non_finite.skipped
-            self.hist.append(dict(self.loss_func.parts, total=float(self.learn.loss.detach()), epoch=self.epoch, step=self.step,
-                                  seconds=time.time() - self.t0, skipped=sk))
-        self.step += 1
+        step = self.train_iter - 1  # fastai's count, already advanced for this batch
+        if step % self.log_every == 0:
+            self.hist.append(dict(self.loss_func.parts, total=float(self.learn.loss.detach()), epoch=self.epoch, step=step,
+                                  seconds=time.time() - self.t0, skipped=self.learn.skip_non_finite.skipped))
         if self.max_seconds and time.time() - self.t0 > self.max_seconds: raise CancelFitException()
 
 # %% ../../nbs/55_inpainting.train.ipynb #eceal01
@@ -171,10 +170,7 @@ def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, dl:DataLoader, epochs:int=
                progress:bool=True)->list: # history: dicts of loss parts per logged step
     "Build `ecea_learner` (same arguments), fit `epochs` at a constant `lr` (the original's schedule), return the history."
     learn = ecea_learner(G, D, dl, lr, betas, loss, hole_weight, device, max_seconds, log_every)
-    with learn.no_logging():
-        if progress: learn.fit(epochs, lr)
-        else:
-            with learn.no_bar(): learn.fit(epochs, lr)
+    with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit(epochs, lr)
     return learn.ecea_history.hist
 
 # %% ../../nbs/55_inpainting.train.ipynb #48180d20
