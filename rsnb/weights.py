@@ -1,4 +1,4 @@
-"""Finding pretrained weights offline, downloading them only when asked (URL + checksum), and saving trained models as a state dict plus a JSON model card.
+"""Finding weights offline, downloading them only when asked (URL + checksum, Google Drive included), saving models as a state dict plus a JSON model card, the registry of released checkpoints, and finding a model by name.
 
 Docs: https://rsnb.github.io/rsnb/weights.html.md"""
 
@@ -6,22 +6,39 @@ Docs: https://rsnb.github.io/rsnb/weights.html.md"""
 
 # %% ../nbs/06_weights.ipynb #108bb273
 from __future__ import annotations
-import os, hashlib, shutil, urllib.request
+import os, re, sys, json, difflib, hashlib, importlib, shutil, socket, urllib.request, urllib.error, urllib.parse
+import html as _html, http.cookiejar, datetime
 from pathlib import Path
 import torch
 from .core import RsnbError, ModelError, DataMissing, atomic_write, save_json, load_json, data_root
 
 # %% auto #0
-__all__ = ['weights_dirs', 'find_weights', 'package_weights', 'sha256sum', 'fetch', 'save_model', 'load_model']
+__all__ = ['TASKS', 'weights_cache', 'shared_weights_dir', 'weights_dirs', 'find_weights', 'package_weights', 'sha256sum',
+           'fetch', 'save_model', 'load_model', 'registry_dirs', 'registry', 'registry_formats', 'registry_entry',
+           'converter_for', 'shipped_models', 'cached_models', 'resolve_model', 'registry_names']
+
+# %% ../nbs/06_weights.ipynb #wc01
+def weights_cache() -> Path:
+    "Where rsnb stores converted weights (and `downloads/` of released files): `$RSNB_WEIGHTS`, else `~/.cache/rsnb/weights`."
+    env = os.environ.get('RSNB_WEIGHTS')
+    return Path(env).expanduser() if env else Path('~/.cache/rsnb/weights').expanduser()
+
+def shared_weights_dir() -> Path|None:
+    "`shared/weights` beside the source checkout rsnb is installed from (editable installs), or None."
+    import rsnb
+    root = Path(rsnb.__file__).resolve().parent.parent
+    if not ((root/'pyproject.toml').is_file() and (root/'nbs').is_dir()): return None
+    p = root.parent/'shared'/'weights'
+    return p if p.is_dir() else None
 
 # %% ../nbs/06_weights.ipynb #ee591d60
 def weights_dirs() -> list[Path]:
-    "Folders searched for weight files, in order."
-    dirs = []
-    if os.environ.get('RSNB_WEIGHTS'): dirs.append(Path(os.environ['RSNB_WEIGHTS']).expanduser())
-    dirs.append(Path(torch.hub.get_dir())/'checkpoints')
-    dirs.append(Path('~/.cache/rsnb').expanduser())
-    dirs.append(data_root().parent/'weights')
+    "Folders searched for weight files, in order (see above)."
+    cache = weights_cache()
+    dirs = [cache, cache/'downloads']
+    dirs += [Path(d).expanduser() for d in os.environ.get('RSNB_WEIGHTS_DIRS', '').split(os.pathsep) if d]
+    dirs += [Path(torch.hub.get_dir())/'checkpoints', Path('~/.cache/rsnb').expanduser()]
+    if (s := shared_weights_dir()) is not None: dirs.append(s)
     return dirs
 
 def find_weights(filename:str) -> Path|None:
@@ -99,3 +116,135 @@ def load_model(path, # `name`, `name.pth` or `name.json`
     try: model.load_state_dict(sd, strict=strict)
     except RuntimeError as e: raise ModelError(f'{pth}: weights do not fit the model built from its card: {e}') from None
     return model, card
+
+# %% ../nbs/06_weights.ipynb #rg02
+TASKS = ('classification', 'segmentation', 'change', 'compression', 'inpainting')
+_REQUIRED = ('name', 'task', 'format', 'url', 'filename')
+_NAME_RE = re.compile(r'[a-z0-9][a-z0-9._-]*')
+
+def registry_dirs() -> list[Path]:
+    "Folders whose `*.json` files make the registry: `$RSNB_REGISTRY_DIRS` if set, else the package's `rsnb/registry`."
+    env = os.environ.get('RSNB_REGISTRY_DIRS')
+    if env: return [Path(d).expanduser() for d in env.split(os.pathsep) if d]
+    import rsnb
+    return [Path(rsnb.__file__).resolve().parent/'registry']
+
+# %% ../nbs/06_weights.ipynb #rg03
+def _read_registry(dirs=None) -> tuple[dict, dict]:
+    "Read and validate every registry file: `(formats, entries)`, each value carrying its `registry_file`."
+    files = sorted(f for d in (dirs if dirs is not None else registry_dirs()) for f in Path(d).glob('*.json'))
+    formats, entries = {}, {}
+    for f in files:
+        data = load_json(f)
+        if not isinstance(data, dict) or not isinstance(data.get('formats', {}), dict) or not isinstance(data.get('entries', []), list):
+            raise ModelError(f"{f}: not a registry file (expected {{'formats': {{...}}, 'entries': [...]}})")
+        for fmt, spec in data.get('formats', {}).items():
+            if not isinstance(spec, dict) or not re.fullmatch(r'[\w.]+:\w+', str(spec.get('converter', ''))):
+                raise ModelError(f"{f}: format '{fmt}' needs a 'converter' given as 'package.module:function'")
+            if fmt in formats and formats[fmt]['converter'] != spec['converter']:
+                raise ModelError(f"{f}: format '{fmt}' is already defined with another converter in {formats[fmt]['registry_file']}")
+            formats[fmt] = {**spec, 'registry_file': str(f)}
+    for f in files:
+        for i, e in enumerate(load_json(f).get('entries', [])):
+            if not isinstance(e, dict): raise ModelError(f"{f}: entry {i} is not an object")
+            missing = [k for k in _REQUIRED if not e.get(k)]
+            if missing: raise ModelError(f"{f}: entry {e.get('name', i)!r} lacks {', '.join(missing)}")
+            n = e['name']
+            if not _NAME_RE.fullmatch(n): raise ModelError(f"{f}: entry name {n!r} must be lowercase letters, digits, '.', '_' or '-'")
+            if n in entries: raise ModelError(f"{f}: entry {n!r} is also defined in {entries[n]['registry_file']}")
+            if e['task'] not in TASKS: raise ModelError(f"{f}: entry {n!r} has unknown task {e['task']!r} (one of {', '.join(TASKS)})")
+            if e['format'] not in formats:
+                raise ModelError(f"{f}: entry {n!r} has unknown format {e['format']!r} (known: {', '.join(sorted(formats)) or 'none'})")
+            if not isinstance(e.get('config', {}), dict): raise ModelError(f"{f}: entry {n!r}: 'config' must be an object")
+            entries[n] = {'config': {}, **e, 'registry_file': str(f)}
+    return formats, entries
+
+# %% ../nbs/06_weights.ipynb #rg04
+def registry(dirs=None, # registry folders; default `registry_dirs()`
+            ) -> dict[str, dict]:
+    "Every released checkpoint the registry knows, by name (each entry with its `registry_file`)."
+    return _read_registry(dirs)[1]
+
+def registry_formats(dirs=None) -> dict[str, dict]:
+    "The checkpoint formats the registry's converters read, by the name `rsnb-weights convert --from` takes."
+    return _read_registry(dirs)[0]
+
+def _close(name, names) -> str:
+    close = difflib.get_close_matches(name, list(names), n=5, cutoff=0.5)
+    return f"; did you mean: {', '.join(close)}?" if close else ''
+
+def registry_entry(name:str, dirs=None) -> dict:
+    "The registry entry `name`, or `ModelError` with the closest names."
+    reg = registry(dirs)
+    if name not in reg:
+        raise ModelError(f"{name}: not in the registry ({len(reg)} entries in {', '.join(map(str, dirs or registry_dirs()))})"
+                         + (_close(name, reg) or '; `rsnb-weights list` shows them'))
+    return reg[name]
+
+def converter_for(format:str, dirs=None):
+    "The converter function `(path, config) -> (model, card)` of a registry format, imported when asked for."
+    fmts = registry_formats(dirs)
+    if format not in fmts:
+        raise ModelError(f"{format}: unknown checkpoint format (known: {', '.join(sorted(fmts)) or 'none'})")
+    mod, fn = fmts[format]['converter'].split(':')
+    try: return getattr(importlib.import_module(mod), fn)
+    except (ImportError, AttributeError) as e:
+        raise ModelError(f"{fmts[format]['registry_file']}: converter {fmts[format]['converter']} of format '{format}' cannot be imported ({e})") from None
+
+# %% ../nbs/06_weights.ipynb #rm02
+def _pair(path) -> tuple[Path, Path]:
+    "The `.pth` and `.json` of a saved model given as `name`, `name.pth` or `name.json`."
+    path = Path(path).expanduser(); stem = path.with_suffix('') if path.suffix in ('.pth', '.json') else path
+    return stem.with_name(stem.name+'.pth'), stem.with_name(stem.name+'.json')
+
+def shipped_models() -> list[str]:
+    "Names of the models shipped in the package (`rsnb/weights/NAME.pth` with its `NAME.json` card)."
+    import rsnb
+    d = Path(rsnb.__file__).resolve().parent/'weights'
+    return sorted(p.stem for p in d.glob('*.pth') if p.with_suffix('.json').is_file())
+
+def cached_models() -> list[str]:
+    "Names of the converted models in `weights_cache()`."
+    d = weights_cache()
+    return sorted(p.stem for p in d.glob('*.pth') if p.with_suffix('.json').is_file()) if d.is_dir() else []
+
+# %% ../nbs/06_weights.ipynb #rm03
+def _check_task(pth:Path, task:str|None) -> Path:
+    if task is None: return pth
+    card = load_json(_pair(pth)[1])
+    if card.get('task') not in (None, task):
+        raise ModelError(f"{pth}: is a {card['task']} model, not a {task} model")
+    return pth
+
+def resolve_model(name_or_path, # a path (with or without .pth/.json), a shipped model id, or a registry name
+                  task:str|None=None, # when given, the model card's task must be this one
+                 ) -> Path:
+    "The `.pth` of the saved rsnb model `name_or_path` names (see the lookup order above)."
+    s = str(name_or_path)
+    pth, js = _pair(s)
+    if pth.is_file() or js.is_file() or Path(s).expanduser().exists():
+        if not pth.is_file(): raise ModelError(f"{pth}: not found (a saved rsnb model is a .pth state dict plus a .json card)")
+        if not js.is_file():
+            raise ModelError(f"{pth}: no model card {js.name} beside it; a checkpoint from elsewhere? "
+                             f"convert it with `rsnb-weights convert {s} DST --from FORMAT`")
+        return _check_task(pth, task)
+    if os.sep in s or '/' in s or s.endswith(('.pth', '.json')):
+        raise ModelError(f"{s}: not found (a saved rsnb model is a .pth state dict plus a .json card)")
+    import rsnb
+    for d in (Path(rsnb.__file__).resolve().parent/'weights', weights_cache()):
+        p, j = d/f'{s}.pth', d/f'{s}.json'
+        if p.is_file() and j.is_file(): return _check_task(p, task)
+    names = registry_names()
+    if s in names:
+        raise DataMissing(f"{s}: released checkpoint not converted yet (not in {weights_cache()}); "
+                          f"run `rsnb-weights get {s}` (add --download to fetch it)")
+    known = sorted(set(shipped_models()) | set(cached_models()) | set(names))
+    close = difflib.get_close_matches(s, known, n=5, cutoff=0.5)
+    raise ModelError(f"{s}: no such model (not a file, not shipped in rsnb/weights, not in {weights_cache()}, not a registry name)"
+                     + (f"; did you mean: {', '.join(close)}?" if close else '; `rsnb-weights list` shows the registry'))
+
+# %% ../nbs/06_weights.ipynb #rm04
+def registry_names() -> list[str]:
+    "Names of the registry entries (empty when the registry cannot be read; `registry()` reports why)."
+    try: return sorted(registry())
+    except RsnbError: return []
