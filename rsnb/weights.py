@@ -13,9 +13,11 @@ import torch
 from .core import RsnbError, ModelError, DataMissing, atomic_write, save_json, load_json, data_root
 
 # %% auto #0
-__all__ = ['TASKS', 'weights_cache', 'shared_weights_dir', 'weights_dirs', 'find_weights', 'package_weights', 'sha256sum',
-           'fetch', 'save_model', 'load_model', 'registry_dirs', 'registry', 'registry_formats', 'registry_entry',
-           'converter_for', 'shipped_models', 'cached_models', 'resolve_model', 'registry_names']
+__all__ = ['GDRIVE_BASE', 'TASKS', 'weights_cache', 'shared_weights_dir', 'weights_dirs', 'find_weights', 'package_weights',
+           'shipped_models', 'cached_models', 'sha256sum', 'check_file', 'gdrive_url', 'download_url', 'fetch',
+           'save_model', 'load_model', 'registry_dirs', 'registry', 'registry_formats', 'registry_entry',
+           'converter_for', 'registry_table', 'convert_checkpoint', 'verify_source', 'get_weights', 'resolve_model',
+           'registry_names']
 
 # %% ../nbs/06_weights.ipynb #wc01
 def weights_cache() -> Path:
@@ -54,6 +56,23 @@ def package_weights(filename:str) -> Path|None:
     p = Path(rsnb.__file__).resolve().parent/'weights'/filename
     return p if p.is_file() else find_weights(filename)
 
+# %% ../nbs/06_weights.ipynb #rm02
+def _pair(path) -> tuple[Path, Path]:
+    "The `.pth` and `.json` of a saved model given as `name`, `name.pth` or `name.json`."
+    path = Path(path).expanduser(); stem = path.with_suffix('') if path.suffix in ('.pth', '.json') else path
+    return stem.with_name(stem.name+'.pth'), stem.with_name(stem.name+'.json')
+
+def shipped_models() -> list[str]:
+    "Names of the models shipped in the package (`rsnb/weights/NAME.pth` with its `NAME.json` card)."
+    import rsnb
+    d = Path(rsnb.__file__).resolve().parent/'weights'
+    return sorted(p.stem for p in d.glob('*.pth') if p.with_suffix('.json').is_file())
+
+def cached_models() -> list[str]:
+    "Names of the converted models in `weights_cache()`."
+    d = weights_cache()
+    return sorted(p.stem for p in d.glob('*.pth') if p.with_suffix('.json').is_file()) if d.is_dir() else []
+
 # %% ../nbs/06_weights.ipynb #d031ac78
 def sha256sum(path, chunk:int=1<<20) -> str:
     "Hex SHA-256 of a file, read in chunks."
@@ -62,24 +81,138 @@ def sha256sum(path, chunk:int=1<<20) -> str:
         for b in iter(lambda: f.read(chunk), b''): h.update(b)
     return h.hexdigest()
 
+def check_file(path, # the file to check
+               sha256:str|None=None, # expected SHA-256 (hex)
+               size:int|None=None, # expected size in bytes
+               sha256_prefix:str|None=None, # expected start of the SHA-256, used when no full `sha256` is given
+               what:str='the published', # who states the expected values, for the message
+              ) -> str:
+    "The file's SHA-256 after checking it against what is expected; `ModelError` naming the file when it differs."
+    path = Path(path); n = path.stat().st_size
+    if size is not None and n != int(size):
+        raise ModelError(f"{path}: {n:,} bytes, {what} size is {int(size):,} (truncated download or another file)")
+    h = sha256sum(path)
+    if sha256 and h != sha256.lower():
+        raise ModelError(f"{path}: SHA-256 {h} does not match {what} {sha256} (hash mismatch: corrupt or another file)")
+    if not sha256 and sha256_prefix and not h.startswith(sha256_prefix.lower()):
+        raise ModelError(f"{path}: SHA-256 {h} does not start with {what} prefix {sha256_prefix} (hash mismatch: corrupt or another file)")
+    return h
+
+# %% ../nbs/06_weights.ipynb #gd02
+GDRIVE_BASE = 'https://drive.google.com'
+
+def gdrive_url(file_id:str, # the id in a Drive share link (`/file/d/ID/view`, `open?id=ID`)
+               base:str|None=None, # the Drive server (default `GDRIVE_BASE`)
+              ) -> str:
+    "The direct-download URL of a Google Drive file."
+    return f"{(base or GDRIVE_BASE).rstrip('/')}/uc?export=download&id={urllib.parse.quote(file_id)}"
+
+def download_url(url:str) -> str:
+    "`url`, with a Google Drive share link (`/file/d/ID/...`, `open?id=ID`) turned into its direct-download URL."
+    u = urllib.parse.urlparse(url)
+    if u.hostname in ('drive.google.com', 'docs.google.com'):
+        m = re.search(r'/file/d/([\w-]+)', u.path) or re.search(r'(?:^|&)id=([\w-]+)', u.query)
+        if m and not u.path.startswith('/uc'): return gdrive_url(m.group(1))
+    return url
+
+# %% ../nbs/06_weights.ipynb #gd04
+from html.parser import HTMLParser
+
+class _Forms(HTMLParser):
+    "Forms of an HTML page (action, method, input fields), its links and title."
+    def __init__(self):
+        super().__init__(); self.forms, self.links, self.title, self._in_title = [], [], '', False
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == 'form': self.forms.append({'action': a.get('action') or '', 'method': (a.get('method') or 'get').lower(), 'fields': {}})
+        elif tag == 'input' and self.forms and a.get('name'): self.forms[-1]['fields'][a['name']] = a.get('value') or ''
+        elif tag == 'a' and a.get('href'): self.links.append(a['href'])
+        elif tag == 'title': self._in_title = True
+    def handle_endtag(self, tag):
+        if tag == 'title': self._in_title = False
+    def handle_data(self, data):
+        if self._in_title: self.title += data
+
+def _confirm_request(page:str, page_url:str, cookies:list[str], first_url:str):
+    "The request that confirms a Google-Drive-style download warning: `(url, post_data or None)`, or None."
+    for c in cookies:
+        m = re.match(r'\s*download_warning[^=]*=([^;]+)', c)
+        if m: return first_url + ('&' if '?' in first_url else '?') + 'confirm=' + urllib.parse.quote(m.group(1)), None
+    p = _Forms(); p.feed(page)
+    for f in p.forms:
+        if 'confirm' in f['fields']:
+            url = urllib.parse.urljoin(page_url, f['action'])
+            q = urllib.parse.urlencode(f['fields'])
+            return (url, q.encode()) if f['method'] == 'post' else (url + ('&' if '?' in url else '?') + q, None)
+    for href in p.links:
+        if re.search(r'[?&]confirm=', _html.unescape(href)): return urllib.parse.urljoin(page_url, _html.unescape(href)), None
+    return None
+
+def _page_title(page:str) -> str:
+    p = _Forms(); p.feed(page); return ' '.join(p.title.split())[:100]
+
+# %% ../nbs/06_weights.ipynb #gd05
+def _is_html(r, head:bytes) -> bool:
+    return r.headers.get_content_type() == 'text/html' or head.lstrip()[:15].lower().startswith((b'<!doctype html', b'<html'))
+
+def _open(url:str, opener, data=None, timeout:float=60):
+    "The response to `url`; no network -> `DataMissing`, an HTTP error -> `RsnbError`, each naming the URL."
+    try: return opener.open(urllib.request.Request(url, data=data, headers={'User-Agent': 'rsnb'}), timeout=timeout)
+    except urllib.error.HTTPError as e: raise RsnbError(f"{url}: HTTP {e.code} {e.reason}") from None
+    except (urllib.error.URLError, socket.timeout, ConnectionError, OSError) as e:
+        raise DataMissing(f"{url}: cannot download (no network?): {getattr(e, 'reason', e)}") from None
+
+def _download(url:str, tmp:Path, progress:bool=True, timeout:float=60):
+    "Download `url` into `tmp`, following a Google-Drive-style confirmation page; an HTML answer is an error."
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    r, data = _open(url, opener, timeout=timeout), None
+    for _ in range(4):
+        head = r.read(1 << 16)
+        if not _is_html(r, head): break
+        page = (head + r.read(1 << 20)).decode('utf-8', 'replace'); r.close()
+        nxt = _confirm_request(page, r.geturl(), r.headers.get_all('Set-Cookie') or [], url)
+        if nxt is None:
+            raise RsnbError(f"{url}: the server answered with an HTML page ('{_page_title(page) or 'untitled'}'), not the file; "
+                            "nothing saved (on Google Drive: quota exceeded, file not shared or removed?)")
+        r = _open(nxt[0], opener, data=nxt[1], timeout=timeout)
+    else: raise RsnbError(f"{url}: still an HTML page after confirming the download; nothing saved")
+    total = int(r.headers.get('Content-Length') or 0) or None
+    from tqdm.auto import tqdm
+    with r, open(tmp, 'wb') as f, tqdm(total=total, unit='B', unit_scale=True, file=sys.stderr, disable=not progress,
+                                        desc=Path(urllib.parse.urlparse(url).path).name or 'download', leave=False) as bar:
+        n = 0
+        while head:
+            f.write(head); n += len(head); bar.update(len(head))
+            try: head = r.read(1 << 20)
+            except (socket.timeout, ConnectionError, OSError) as e:
+                raise DataMissing(f"{url}: download interrupted after {n:,} bytes ({e}); nothing saved") from None
+    if total is not None and n != total:
+        raise RsnbError(f"{url}: download truncated ({n:,} of {total:,} bytes); nothing saved")
+    return n
+
 # %% ../nbs/06_weights.ipynb #b59583c0
-def fetch(url:str, # where the file is published (http(s):// or file://)
+def fetch(url:str, # where the file is published (http(s)://, file://, a Google Drive link)
           dest, # where it goes
           sha256:str|None=None, # expected checksum; None skips the check (not recommended)
           allow_download:bool=False, # download when `dest` is missing (needs a network)
+          size:int|None=None, # expected size in bytes
+          sha256_prefix:str|None=None, # expected start of the checksum (when only that is published)
+          progress:bool=True, # progress bar on stderr while downloading
          ) -> Path:
-    "Return `dest` after verifying its checksum, downloading it from `url` first if allowed."
+    "Return `dest` after verifying it, downloading it from `url` first if allowed."
     dest = Path(dest).expanduser()
     if not dest.exists():
         if not allow_download:
             raise DataMissing(f"{dest}: not found. Download it from {url} (or pass allow_download=True / --download)")
         with atomic_write(dest) as tmp:
-            with urllib.request.urlopen(url) as r, open(tmp, 'wb') as f: shutil.copyfileobj(r, f)
-            if sha256 and sha256sum(tmp) != sha256:
-                raise RsnbError(f"{url}: downloaded file has SHA-256 {sha256sum(tmp)}, expected {sha256}; not kept")
+            try: _download(download_url(url), tmp, progress=progress)
+            except DataMissing as e: raise DataMissing(f"{e}; download it another way and put the file in {dest.parent}") from None
+            try: check_file(tmp, sha256, size, sha256_prefix)
+            except ModelError as e: raise ModelError(f"{url}: downloaded file not kept ({dest.name}): {str(e).split(': ', 1)[1]}") from None
         return dest
-    if sha256 and sha256sum(dest) != sha256:
-        raise RsnbError(f"{dest}: SHA-256 {sha256sum(dest)} does not match the published {sha256}; delete it and fetch again")
+    try: check_file(dest, sha256, size, sha256_prefix)
+    except ModelError as e: raise ModelError(f"{e}; delete it and fetch again") from None
     return dest
 
 # %% ../nbs/06_weights.ipynb #1c50ea0a
@@ -132,7 +265,7 @@ def registry_dirs() -> list[Path]:
 # %% ../nbs/06_weights.ipynb #rg03
 def _read_registry(dirs=None) -> tuple[dict, dict]:
     "Read and validate every registry file: `(formats, entries)`, each value carrying its `registry_file`."
-    files = sorted(f for d in (dirs if dirs is not None else registry_dirs()) for f in Path(d).glob('*.json'))
+    files = [f for d in (dirs if dirs is not None else registry_dirs()) for f in sorted(Path(d).glob('*.json'))]
     formats, entries = {}, {}
     for f in files:
         data = load_json(f)
@@ -191,22 +324,111 @@ def converter_for(format:str, dirs=None):
     except (ImportError, AttributeError) as e:
         raise ModelError(f"{fmts[format]['registry_file']}: converter {fmts[format]['converter']} of format '{format}' cannot be imported ({e})") from None
 
-# %% ../nbs/06_weights.ipynb #rm02
-def _pair(path) -> tuple[Path, Path]:
-    "The `.pth` and `.json` of a saved model given as `name`, `name.pth` or `name.json`."
-    path = Path(path).expanduser(); stem = path.with_suffix('') if path.suffix in ('.pth', '.json') else path
-    return stem.with_name(stem.name+'.pth'), stem.with_name(stem.name+'.json')
+# %% ../nbs/06_weights.ipynb #rg06
+def registry_table(reg:dict|None=None) -> 'pandas.DataFrame':
+    "The registry as a table: one row per entry (name, task, format, dataset, paper score, file size, family file)."
+    import pandas as pd
+    reg = registry() if reg is None else reg
+    def score(e):
+        s = e.get('paper_score') or {}
+        return f"{s.get('metric', '')} {s.get('value') if s.get('value') is not None else '?'}".strip() if s else ''
+    rows = [{'name': n, 'task': e['task'], 'format': e['format'], 'dataset': e.get('dataset') or '',
+             'paper score': score(e), 'size (MB)': round(e['size']/1e6, 1) if e.get('size') else None,
+             'family': Path(e['registry_file']).stem} for n, e in sorted(reg.items())]
+    return pd.DataFrame(rows, columns=['name', 'task', 'format', 'dataset', 'paper score', 'size (MB)', 'family'])
 
-def shipped_models() -> list[str]:
-    "Names of the models shipped in the package (`rsnb/weights/NAME.pth` with its `NAME.json` card)."
-    import rsnb
-    d = Path(rsnb.__file__).resolve().parent/'weights'
-    return sorted(p.stem for p in d.glob('*.pth') if p.with_suffix('.json').is_file())
+# %% ../nbs/06_weights.ipynb #cv02
+_META = ('dataset', 'bands', 'normalisation', 'classes', 'palette', 'paper_score', 'licence', 'checksum_note',
+         'source_repo', 'notes')
 
-def cached_models() -> list[str]:
-    "Names of the converted models in `weights_cache()`."
-    d = weights_cache()
-    return sorted(p.stem for p in d.glob('*.pth') if p.with_suffix('.json').is_file()) if d.is_dir() else []
+def convert_checkpoint(src, # the checkpoint file, in `format`
+                       dst, # where the rsnb model goes: `dst.pth` + `dst.json`
+                       format:str, # a registry format (`registry_formats()`)
+                       config:dict|None=None, # passed to the converter (architecture, quality...)
+                       entry:dict|None=None, # the registry entry `src` is the published file of, if any
+                       overwrite:bool=False, # replace an existing `dst`
+                       checksum:str|None=None, # how `src`'s checksum was established, for the card
+                       dirs=None, # registry folders; default `registry_dirs()`
+                      ) -> Path:
+    "Convert `src` with `format`'s converter and save it as an rsnb model; the `.pth` written."
+    src = Path(src).expanduser(); pth, js = _pair(dst)
+    if not src.is_file(): raise DataMissing(f"{src}: not found")
+    if not overwrite and (pth.exists() or js.exists()): raise RsnbError(f"{pth}: exists; pass overwrite=True (--overwrite) to replace it")
+    from rsnb.core import check_not_input
+    check_not_input(pth, src); check_not_input(js, src)
+    fn, config = converter_for(format, dirs), dict(config or {})
+    try: model, card = fn(src, config)
+    except RsnbError: raise
+    except Exception as e:
+        raise ModelError(f"{src}: the '{format}' converter failed: {type(e).__name__}: {e}") from None
+    if not isinstance(model, torch.nn.Module) or not isinstance(card, dict) or not card.get('task') or not card.get('arch'):
+        raise ModelError(f"{src}: the '{format}' converter returned no model or a card without 'task' and 'arch'")
+    if entry and card['task'] != entry['task']:
+        raise ModelError(f"{src}: converted to a {card['task']} model, but the registry entry {entry['name']} is a {entry['task']} model")
+    from rsnb import __version__
+    meta = {k: entry[k] for k in _META if entry and entry.get(k) is not None}
+    source = {'file': src.name, 'sha256': sha256sum(src), 'size': src.stat().st_size, 'format': format, 'config': config,
+              'registry_name': entry['name'] if entry else None, 'url': entry.get('url') if entry else None,
+              'checksum': checksum or ('sha256 and size of the converted file (no published checksum checked)'),
+              'converted_with': f'rsnb {__version__}'}
+    full = {**meta, **card, 'name': entry['name'] if entry else pth.stem, 'source': source}
+    if entry: full['registry'] = {k: v for k, v in entry.items() if k != 'registry_file'}
+    model.eval()
+    return save_model(model, pth, full)
+
+# %% ../nbs/06_weights.ipynb #cv04
+def _recorded_file() -> Path: return weights_cache()/'recorded.json'
+
+def verify_source(path, # the published file (downloaded, found, or given)
+                  entry:dict, # its registry entry
+                 ) -> str:
+    "Check `path` against the entry's checksum (or the one recorded at first download); how it was checked."
+    path = Path(path)
+    if entry.get('sha256') or entry.get('size'):
+        check_file(path, entry.get('sha256'), entry.get('size'), entry.get('sha256_prefix'), what='the published')
+        return 'published ' + ' and '.join(k for k in ('sha256', 'size') if entry.get(k)) + ' matched'
+    if entry.get('sha256_prefix'):
+        check_file(path, sha256_prefix=entry['sha256_prefix'], what='the published')
+        h = sha256sum(path)
+        return f'sha256 {h} starts with the published prefix {entry["sha256_prefix"]}'
+    rec_file = _recorded_file()
+    rec = load_json(rec_file) if rec_file.is_file() else {}
+    r = rec.get(entry['filename'])
+    if r:
+        check_file(path, r['sha256'], r['size'], what=f"the recorded (first download, {r['recorded']})")
+        return f"no checksum published: sha256 and size recorded at first download ({r['recorded']}) matched"
+    h, n = sha256sum(path), path.stat().st_size
+    now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
+    rec[entry['filename']] = {'name': entry['name'], 'sha256': h, 'size': n, 'recorded': now, 'url': entry.get('url')}
+    save_json(rec, rec_file)
+    return f"no checksum published: sha256 and size recorded at first download ({now})"
+
+# %% ../nbs/06_weights.ipynb #cv05
+def get_weights(name:str, # a registry name
+                download:bool=False, # download the published file when it is not on this machine
+                src=None, # use this file as the published one (checked all the same)
+                overwrite:bool=False, # convert again even when `weights_cache()/NAME.pth` exists
+                dirs=None, # registry folders; default `registry_dirs()`
+                progress:bool=True, # progress bar on stderr while downloading
+               ) -> Path:
+    "The converted model `weights_cache()/NAME.pth` of a registry entry, converting (and downloading) it first if needed."
+    entry = registry_entry(name, dirs)
+    out, js = _pair(weights_cache()/name)
+    if out.is_file() and js.is_file() and not overwrite: return out
+    if src is not None:
+        p = Path(src).expanduser()
+        if not p.is_file(): raise DataMissing(f"{p}: not found")
+    else:
+        p = find_weights(entry['filename'])
+        if p is None:
+            dl = weights_cache()/'downloads'
+            if not download:
+                raise DataMissing(f"{entry['filename']}: not found in {', '.join(map(str, weights_dirs()))}; run `rsnb-weights get {name} --download`, "
+                                  f"or download {entry['url']} and put it in {dl} (or pass --src FILE)")
+            p = fetch(entry['url'], dl/entry['filename'], entry.get('sha256'), allow_download=True, size=entry.get('size'),
+                      sha256_prefix=entry.get('sha256_prefix'), progress=progress)
+    how = verify_source(p, entry)
+    return convert_checkpoint(p, out, entry['format'], entry.get('config'), entry=entry, overwrite=True, checksum=how, dirs=dirs)
 
 # %% ../nbs/06_weights.ipynb #rm03
 def _check_task(pth:Path, task:str|None) -> Path:
