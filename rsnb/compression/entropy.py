@@ -111,9 +111,10 @@ class EntropyBottleneck(nn.Module):
                  filters=(3, 3, 3), # hidden widths of the density network
                  init_scale:float=10., # initial spread of the density
                  tail_mass:float=1e-9, # probability mass left outside the table support
-                 likelihood_bound:float=1e-9):
+                 likelihood_bound:float=1e-9,
+                 stable:bool=True): # bin probability with the sign trick (rsnb) or as CompressAI's plain difference
         super().__init__()
-        self.channels, self.tail_mass, self.likelihood_bound = channels, tail_mass, likelihood_bound
+        self.channels, self.tail_mass, self.likelihood_bound, self.stable = channels, tail_mass, likelihood_bound, stable
         f = (1,) + tuple(filters) + (1,)
         scale = init_scale ** (1 / (len(filters) + 1))
         self.matrices, self.biases, self.factors = nn.ParameterList(), nn.ParameterList(), nn.ParameterList()
@@ -164,8 +165,10 @@ def likelihood(self:EntropyBottleneck, x:torch.Tensor):
     v = x.transpose(0, 1).reshape(C, 1, -1)
     lo = self._logits_cumulative(v - .5, stop_gradient=False)
     up = self._logits_cumulative(v + .5, stop_gradient=False)
-    sign = -torch.sign(lo + up).detach()
-    lik = torch.abs(torch.sigmoid(sign * up) - torch.sigmoid(sign * lo))
+    if self.stable:
+        sign = -torch.sign(lo + up).detach()
+        lik = torch.abs(torch.sigmoid(sign * up) - torch.sigmoid(sign * lo))
+    else: lik = torch.sigmoid(up) - torch.sigmoid(lo)  # CompressAI >= 1.2
     lik = lower_bound(lik, self.likelihood_bound)
     return lik.reshape(C, x.shape[0], *x.shape[2:]).transpose(0, 1)
 
@@ -249,18 +252,19 @@ class GaussianConditional(nn.Module):
         # tables depend only on the fixed scale table: rebuilt on demand, not stored in the weights
         for n in ('freqs', 'lens', 'offsets'): self.register_buffer(n, torch.zeros(0, dtype=torch.int64), persistent=False)
 
-    def likelihood(self, y, scales, means):
-        "P(unit bin around y) under N(means, scales) * U(-1/2, 1/2)."
+    def likelihood(self, y, scales, means=None):
+        "P(unit bin around y) under N(means, scales) * U(-1/2, 1/2) (means None: zero-mean, the scale hyperprior)."
         s = lower_bound(scales, self.scale_bound)
-        v = torch.abs(y - means)
-        n = torch.distributions.Normal(0., 1.)
-        lik = n.cdf((.5 - v) / s) - n.cdf((-.5 - v) / s)
+        v = torch.abs(y - means) if means is not None else torch.abs(y)
+        cdf = lambda t: .5 * torch.erfc(-(2 ** -.5) * t)  # the complementary error function keeps the tails accurate
+        lik = cdf((.5 - v) / s) - cdf((-.5 - v) / s)
         return lower_bound(lik, self.likelihood_bound)
 
-    def forward(self, y, scales, means, noise:bool=None):
-        "Returns (y_tilde, likelihoods): noisy in training, mean-rounded in eval."
+    def forward(self, y, scales, means=None, noise:bool=None):
+        "Returns (y_tilde, likelihoods): noisy in training, mean-rounded (rounded when means is None) in eval."
         noise = self.training if noise is None else noise
-        yt = y + torch.empty_like(y).uniform_(-.5, .5) if noise else torch.round(y - means) + means
+        if noise: yt = y + torch.empty_like(y).uniform_(-.5, .5)
+        else: yt = torch.round(y - means) + means if means is not None else torch.round(y)
         return yt, self.likelihood(yt, scales, means)
 
 # %% ../../nbs/40_compression.entropy.ipynb #c030

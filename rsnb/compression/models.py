@@ -1,4 +1,4 @@
-"""Ballé et al. 2018's factorized-prior codec and Minnen et al. 2018's mean–scale hyperprior, for any number of bands, with variable-rate gain units and real bitstreams through `compression.entropy`.
+"""Ballé et al. 2018's factorized-prior and scale-hyperprior codecs, Minnen et al. 2018's mean–scale hyperprior (variable-rate gain units, or single-rate as in CompressAI), and Cheng et al. 2020's anchor with its context model, for any number of bands, with real bitstreams through `compression.entropy`.
 
 Docs: https://rsnb.github.io/rsnb/compression.models.html.md"""
 
@@ -6,15 +6,18 @@ Docs: https://rsnb.github.io/rsnb/compression.models.html.md"""
 
 # %% auto #0
 __all__ = ['UNIT_GRID', 'GDN', 'conv', 'deconv', 'CompressionModel', 'bpp', 'analysis', 'synthesis', 'FactorizedPrior',
-           'MeanScaleHyperprior', 'snap_unit', 'fit_scaling', 'to_unit', 'from_unit']
+           'MeanScaleHyperprior', 'snap_unit', 'ScaleHyperprior', 'conv3x3', 'conv1x1', 'subpel_conv3x3',
+           'ResidualBlock', 'ResidualBlockWithStride', 'ResidualBlockUpsample', 'MaskedConv2d', 'Cheng2020Anchor',
+           'build_codec', 'fit_scaling', 'to_unit', 'from_unit']
 
 # %% ../../nbs/41_compression.models.ipynb #c002
-import copy, math
+import copy, math, struct, zlib
 import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
+import constriction
 from fastcore.basics import patch
 from ..core import CodecError
-from .entropy import lower_bound, EntropyBottleneck, GaussianConditional
+from .entropy import lower_bound, EntropyBottleneck, GaussianConditional, scale_index, snap_mean, _model
 
 # %% ../../nbs/41_compression.models.ipynb #c005
 class GDN(nn.Module):
@@ -65,24 +68,53 @@ def analysis(ci, N, M):
 def synthesis(M, N, co):
     return nn.Sequential(deconv(M, N), GDN(N, True), deconv(N, N), GDN(N, True), deconv(N, N), GDN(N, True), deconv(N, co))
 
+# %% ../../nbs/41_compression.models.ipynb #c011a
+def _single_rate(rate):
+    "Single-rate codecs (the CompressAI zoo: one model per quality) accept rate 0 only."
+    r = torch.as_tensor(rate)
+    if bool((r != 0).any()): raise CodecError(f'this codec has a single rate (0); got rate {r.tolist()}')
+
+@patch
+def synthesis64(self:CompressionModel):
+    "A float64 copy of g_s for deterministic decoding."
+    return copy.deepcopy(self.g_s).double().eval()
+
+@patch
+@torch.no_grad()
+def decompress(self:CompressionModel, strings, zshape, rate=0):
+    "Bytes → image in [0,1] (padded size), synthesised in float64 and snapped to the unit grid."
+    return snap_unit(self.synthesis64()(self.decompress_latent(strings, zshape, rate).double()))
+
+# %% ../../nbs/41_compression.models.ipynb #c011b
 class FactorizedPrior(CompressionModel):
-    "Ballé 2018 factorized-prior codec for `in_ch`-band images in [0,1]."
-    stride = 16
+    "Ballé 2018 factorized-prior codec for `in_ch`-band images in [0,1] (CompressAI's `bmshj2018-factorized`)."
+    stride, n_rates = 64, 1
     def __init__(self, N:int=64, # transform width
                  M:int=96, # latent channels
-                 in_ch:int=3): # bands
+                 in_ch:int=3, # bands
+                 eb_filters=(3, 3, 3), # entropy-bottleneck widths (CompressAI: (3, 3, 3, 3))
+                 eb_stable:bool=True): # bottleneck likelihood form (CompressAI: False)
         super().__init__()
         self.N, self.M, self.in_ch = N, M, in_ch
         self.g_a, self.g_s = analysis(in_ch, N, M), synthesis(M, N, in_ch)
-        self.entropy_bottleneck = EntropyBottleneck(M)
-    def forward(self, x):
-        y = self.g_a(x); y_t, lik = self.entropy_bottleneck(y)
-        return dict(x_hat=self.g_s(y_t), likelihoods=dict(y=lik))
-    def compress(self, x):
-        "x (1,C,H,W), sides multiple of 16 → (list of bytes, latent shape)."
-        y = self.g_a(x); return [self.entropy_bottleneck.compress(y)], tuple(y.shape[-2:])
-    def decompress(self, strings, shape):
-        return self.g_s(self.entropy_bottleneck.decompress(strings[0], shape)).clamp(0, 1)
+        self.entropy_bottleneck = EntropyBottleneck(M, filters=eb_filters, stable=eb_stable)
+    def forward(self, x, rate=0):
+        _single_rate(rate)
+        y = self.g_a(x); y_hat, lik = self.entropy_bottleneck(y)
+        return dict(x_hat=self.g_s(y_hat), likelihoods=dict(y=lik), y=y, y_hat=y_hat)
+    @torch.no_grad()
+    def compress(self, x, rate=0, crop=None):
+        "x (1,C,H,W), sides multiple of 64 → ([y_bytes, b''], shape on the stride-64 grid), as the `.rsc` tiles expect."
+        _single_rate(rate)
+        y = self.g_a(x)
+        if crop is not None: t, l, h, w = crop; y = y[..., t:t + h, l:l + w]
+        if y.shape[-2] % 4 or y.shape[-1] % 4: raise CodecError(f'latent {tuple(y.shape[-2:])} is not on the stride-64 grid (image sides must be multiples of 64)')
+        return [self.entropy_bottleneck.compress(y), b''], (y.shape[-2] // 4, y.shape[-1] // 4)
+    @torch.no_grad()
+    def decompress_latent(self, strings, zshape, rate=0):
+        "Bytes → ŷ, the input of g_s."
+        _single_rate(rate)
+        return self.entropy_bottleneck.decompress(strings[0], (4 * zshape[0], 4 * zshape[1]))
 
 # %% ../../nbs/41_compression.models.ipynb #c014
 class MeanScaleHyperprior(CompressionModel):
@@ -92,21 +124,28 @@ class MeanScaleHyperprior(CompressionModel):
                  M:int=96, # latent channels
                  in_ch:int=3, # bands
                  n_rates:int=3, # operating points (gain-unit pairs)
-                 gains=(0.5, 1., 2.)): # initial gain per rate (must have n_rates entries)
+                 gains=(0.5, 1., 2.), # initial gain per rate (must have n_rates entries); None: single rate, no gain units (CompressAI's mbt2018-mean)
+                 eb_filters=(3, 3, 3), # entropy-bottleneck widths (CompressAI: (3, 3, 3, 3))
+                 eb_stable:bool=True): # bottleneck likelihood form (CompressAI: False)
         super().__init__()
+        if gains is None: n_rates = 1
         self.N, self.M, self.in_ch, self.n_rates = N, M, in_ch, n_rates
         self.g_a, self.g_s = analysis(in_ch, N, M), synthesis(M, N, in_ch)
         self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.LeakyReLU(inplace=True), conv(N, N), nn.LeakyReLU(inplace=True), conv(N, N))
         self.h_s = nn.Sequential(deconv(N, M), nn.LeakyReLU(inplace=True), deconv(M, M * 3 // 2), nn.LeakyReLU(inplace=True),
                                  conv(M * 3 // 2, M * 2, 3, 1))
-        g = torch.tensor(gains, dtype=torch.float32)[:n_rates, None].repeat(1, M)
-        self.gain, self.inv_gain = nn.Parameter(g.clone()), nn.Parameter(1 / g)
-        self.entropy_bottleneck, self.gaussian_conditional = EntropyBottleneck(N), GaussianConditional()
+        if gains is None: self.register_parameter('gain', None); self.register_parameter('inv_gain', None)
+        else:
+            g = torch.tensor(gains, dtype=torch.float32)[:n_rates, None].repeat(1, M)
+            self.gain, self.inv_gain = nn.Parameter(g.clone()), nn.Parameter(1 / g)
+        self.entropy_bottleneck = EntropyBottleneck(N, filters=eb_filters, stable=eb_stable)
+        self.gaussian_conditional = GaussianConditional()
 
 # %% ../../nbs/41_compression.models.ipynb #c015
 @patch
 def _gains(self:MeanScaleHyperprior, rate, B:int):
     "Gain and inverse gain (B,M,1,1) for integer rate indices, or geometric interpolation for a fractional rate."
+    if self.gain is None: _single_rate(rate); return 1., 1.  # single-rate: y·1 is exact
     r = torch.as_tensor(rate, device=self.gain.device).reshape(-1)
     if r.numel() == 1: r = r.expand(B)
     if (r < 0).any() or (r > self.n_rates - 1).any(): raise CodecError(f'rate index {r.tolist()} outside 0..{self.n_rates - 1}')
@@ -126,7 +165,7 @@ def forward(self:MeanScaleHyperprior, x:torch.Tensor, # (B,C,H,W) in [0,1], side
     z_t, z_lik = self.entropy_bottleneck(z)
     scales, means = self.h_s(z_t).chunk(2, 1)
     _, y_lik = self.gaussian_conditional(y, scales, means)
-    y_hat = ((torch.round(y - means) - (y - means)).detach() + y) * ig  # STE rounding around the mean, gain undone
+    y_hat = ((torch.round(y - means) + means).detach() + (y - y.detach())) * ig  # STE: the value is exactly round(y-μ)+μ, gain undone
     return dict(x_hat=self.g_s(y_hat), likelihoods=dict(y=y_lik, z=z_lik), y=y, y_hat=y_hat)
 
 # %% ../../nbs/41_compression.models.ipynb #c018
@@ -176,6 +215,210 @@ def synthesis64(self:MeanScaleHyperprior):
 def decompress(self:MeanScaleHyperprior, strings, zshape, rate:int=1):
     "Bytes → image in [0,1] (padded size), synthesised in float64 and snapped to the unit grid."
     return snap_unit(self.synthesis64()(self.decompress_latent(strings, zshape, rate).double()))
+
+# %% ../../nbs/41_compression.models.ipynb #sh01
+class ScaleHyperprior(CompressionModel):
+    "Ballé 2018 scale hyperprior (CompressAI's `bmshj2018-hyperprior`): a zero-mean Gaussian whose scales come from z."
+    stride, n_rates = 64, 1
+    def __init__(self, N:int=128, # transform width
+                 M:int=192, # latent channels
+                 in_ch:int=3, # bands
+                 eb_filters=(3, 3, 3, 3), # entropy-bottleneck widths
+                 eb_stable:bool=False): # bottleneck likelihood form (CompressAI's plain difference)
+        super().__init__()
+        self.N, self.M, self.in_ch = N, M, in_ch
+        self.g_a, self.g_s = analysis(in_ch, N, M), synthesis(M, N, in_ch)
+        self.h_a = nn.Sequential(conv(M, N, 3, 1), nn.ReLU(inplace=True), conv(N, N), nn.ReLU(inplace=True), conv(N, N))
+        self.h_s = nn.Sequential(deconv(N, N), nn.ReLU(inplace=True), deconv(N, N), nn.ReLU(inplace=True),
+                                 conv(N, M, 3, 1), nn.ReLU(inplace=True))
+        self.entropy_bottleneck = EntropyBottleneck(N, filters=eb_filters, stable=eb_stable)
+        self.gaussian_conditional = GaussianConditional()
+    def forward(self, x, rate=0):
+        "Reconstruction, likelihoods of y and z, ŷ (noisy in training, round(y) in eval)."
+        _single_rate(rate)
+        y = self.g_a(x); z = self.h_a(torch.abs(y))
+        z_hat, z_lik = self.entropy_bottleneck(z)
+        y_hat, y_lik = self.gaussian_conditional(y, self.h_s(z_hat))
+        return dict(x_hat=self.g_s(y_hat), likelihoods=dict(y=y_lik, z=z_lik), y=y, y_hat=y_hat)
+
+@patch
+@torch.no_grad()
+def compress(self:ScaleHyperprior, x, rate=0, crop=None):
+    "x (1,C,H,W), sides multiple of 64 → ([y_bytes, z_bytes], z shape); `crop` as in `MeanScaleHyperprior.compress`."
+    _single_rate(rate)
+    y = self.g_a(x)
+    if crop is not None: t, l, h, w = crop; y = y[..., t:t + h, l:l + w]
+    z = self.h_a(torch.abs(y))
+    zb = self.entropy_bottleneck.compress(z)
+    scales = copy.deepcopy(self.h_s).double()(self.entropy_bottleneck.decompress(zb, z.shape[-2:]).double())
+    return [self.gaussian_conditional.compress(y, scales, torch.zeros_like(scales)), zb], tuple(z.shape[-2:])
+
+@patch
+@torch.no_grad()
+def decompress_latent(self:ScaleHyperprior, strings, zshape, rate=0):
+    "Bytes → ŷ = round(y), the input of g_s."
+    _single_rate(rate)
+    scales = copy.deepcopy(self.h_s).double()(self.entropy_bottleneck.decompress(strings[1], zshape).double())
+    return self.gaussian_conditional.decompress(strings[0], scales, torch.zeros_like(scales))
+
+# %% ../../nbs/41_compression.models.ipynb #ch01
+def conv3x3(ci, co, s=1): return nn.Conv2d(ci, co, 3, s, 1)
+def conv1x1(ci, co, s=1): return nn.Conv2d(ci, co, 1, s)
+def subpel_conv3x3(ci, co, r=1): return nn.Sequential(nn.Conv2d(ci, co * r ** 2, 3, padding=1), nn.PixelShuffle(r))
+
+class ResidualBlock(nn.Module):
+    "conv3×3 – LeakyReLU – conv3×3 – LeakyReLU, plus the input (1×1 conv when widths differ)."
+    def __init__(self, ci, co):
+        super().__init__()
+        self.conv1, self.leaky_relu, self.conv2 = conv3x3(ci, co), nn.LeakyReLU(inplace=True), conv3x3(co, co)
+        self.skip = conv1x1(ci, co) if ci != co else None
+    def forward(self, x):
+        out = self.leaky_relu(self.conv2(self.leaky_relu(self.conv1(x))))
+        return out + (self.skip(x) if self.skip is not None else x)
+
+class ResidualBlockWithStride(nn.Module):
+    "Strided conv3×3 – LeakyReLU – conv3×3 – GDN, plus a strided 1×1 skip."
+    def __init__(self, ci, co, stride=2):
+        super().__init__()
+        self.conv1, self.leaky_relu, self.conv2, self.gdn = conv3x3(ci, co, stride), nn.LeakyReLU(inplace=True), conv3x3(co, co), GDN(co)
+        self.skip = conv1x1(ci, co, stride) if stride != 1 or ci != co else None
+    def forward(self, x):
+        out = self.gdn(self.conv2(self.leaky_relu(self.conv1(x))))
+        return out + (self.skip(x) if self.skip is not None else x)
+
+class ResidualBlockUpsample(nn.Module):
+    "Sub-pixel conv – LeakyReLU – conv3×3 – IGDN, plus a sub-pixel conv of the input."
+    def __init__(self, ci, co, upsample=2):
+        super().__init__()
+        self.subpel_conv, self.leaky_relu = subpel_conv3x3(ci, co, upsample), nn.LeakyReLU(inplace=True)
+        self.conv, self.igdn, self.upsample = conv3x3(co, co), GDN(co, inverse=True), subpel_conv3x3(ci, co, upsample)
+    def forward(self, x): return self.igdn(self.conv(self.leaky_relu(self.subpel_conv(x)))) + self.upsample(x)
+
+class MaskedConv2d(nn.Conv2d):
+    "PixelCNN's type-A masked convolution: each output sees only the inputs above it and to its left."
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        m = torch.ones_like(self.weight.data); h, w = m.shape[-2:]
+        m[:, :, h // 2, w // 2:] = 0; m[:, :, h // 2 + 1:] = 0
+        self.register_buffer('mask', m)
+    def forward(self, x): return F.conv2d(x, self.weight * self.mask, self.bias, self.stride, self.padding)
+
+# %% ../../nbs/41_compression.models.ipynb #ch02
+class Cheng2020Anchor(CompressionModel):
+    "Cheng et al. 2020's anchor codec (CompressAI's `cheng2020-anchor`): residual transforms, hyperprior and a 5×5 context model."
+    stride, n_rates = 64, 1
+    def __init__(self, N:int=192, # width of every layer (latent channels M = N)
+                 in_ch:int=3, # bands
+                 eb_filters=(3, 3, 3, 3), eb_stable:bool=False): # entropy bottleneck as in CompressAI
+        super().__init__()
+        self.N = self.M = N; self.in_ch = in_ch; lr = lambda: nn.LeakyReLU(inplace=True)
+        self.g_a = nn.Sequential(ResidualBlockWithStride(in_ch, N), ResidualBlock(N, N), ResidualBlockWithStride(N, N), ResidualBlock(N, N),
+                                 ResidualBlockWithStride(N, N), ResidualBlock(N, N), conv3x3(N, N, 2))
+        self.h_a = nn.Sequential(conv3x3(N, N), lr(), conv3x3(N, N), lr(), conv3x3(N, N, 2), lr(), conv3x3(N, N), lr(), conv3x3(N, N, 2))
+        self.h_s = nn.Sequential(conv3x3(N, N), lr(), subpel_conv3x3(N, N, 2), lr(), conv3x3(N, N * 3 // 2), lr(),
+                                 subpel_conv3x3(N * 3 // 2, N * 3 // 2, 2), lr(), conv3x3(N * 3 // 2, N * 2))
+        self.g_s = nn.Sequential(ResidualBlock(N, N), ResidualBlockUpsample(N, N), ResidualBlock(N, N), ResidualBlockUpsample(N, N),
+                                 ResidualBlock(N, N), ResidualBlockUpsample(N, N), ResidualBlock(N, N), subpel_conv3x3(N, in_ch, 2))
+        self.entropy_bottleneck = EntropyBottleneck(N, filters=eb_filters, stable=eb_stable)
+        self.context_prediction = MaskedConv2d(N, 2 * N, 5, padding=2)
+        self.entropy_parameters = nn.Sequential(nn.Conv2d(N * 12 // 3, N * 10 // 3, 1), lr(), nn.Conv2d(N * 10 // 3, N * 8 // 3, 1), lr(),
+                                                nn.Conv2d(N * 8 // 3, N * 6 // 3, 1))
+        self.gaussian_conditional = GaussianConditional()
+    def forward(self, x, rate=0):
+        "CompressAI's forward: x̂ and the context from round(y) (noise in training), likelihoods of round(y−μ)+μ."
+        _single_rate(rate)
+        y = self.g_a(x); z = self.h_a(y)
+        z_hat, z_lik = self.entropy_bottleneck(z)
+        params = self.h_s(z_hat)
+        y_hat = y + torch.empty_like(y).uniform_(-.5, .5) if self.training else torch.round(y)
+        scales, means = self.entropy_parameters(torch.cat((params, self.context_prediction(y_hat)), 1)).chunk(2, 1)
+        _, y_lik = self.gaussian_conditional(y, scales, means)
+        return dict(x_hat=self.g_s(y_hat), likelihoods=dict(y=y_lik, z=z_lik), y=y, y_hat=y_hat)
+
+# %% ../../nbs/41_compression.models.ipynb #ch04
+@patch
+@torch.no_grad()
+def _ar_code(self:Cheng2020Anchor, params, # h_s(ẑ) in float64 (1,2M,h,w)
+             y=None, # latent to encode (1,M,h,w), or None to decode `data`
+             data:bytes=None):
+    "Serial context-model coding in raster order, in float64; bytes (encode) or ŷ (decode)."
+    gc = self.gaussian_conditional; gc._check_tables()
+    H, W = params.shape[-2:]; M = self.M; p = 2
+    w = (self.context_prediction.weight * self.context_prediction.mask).double(); b = self.context_prediction.bias.double()
+    ep = copy.deepcopy(self.entropy_parameters).double()
+    table, fr, lens, offs = gc.table.numpy(), gc.freqs.numpy(), gc.lens.numpy(), gc.offsets.numpy()
+    models = {}
+    def model(k):
+        if k not in models: models[k] = _model(fr[k, :int(lens[k]) + 1])
+        return models[k]
+    yh = torch.zeros(1, M, H + 2 * p, W + 2 * p, dtype=torch.float64)
+    if y is not None: coder, over = constriction.stream.queue.RangeEncoder(), []
+    else:
+        if len(data) < 4: raise CodecError('context-model block is truncated (no header)')
+        n_ov = struct.unpack('<I', data[:4])[0]
+        if 4 + n_ov > len(data) or (len(data) - 4 - n_ov) % 4: raise CodecError('context-model block is truncated or malformed')
+        try: ov = np.frombuffer(zlib.decompress(data[4:4 + n_ov]), '<i4') if n_ov else np.zeros(0, '<i4')
+        except zlib.error as e: raise CodecError(f'overflow block is corrupt: {e}') from None
+        coder, j = constriction.stream.queue.RangeDecoder(np.frombuffer(data[4 + n_ov:], '<u4').astype(np.uint32)), 0
+    for i in range(H):
+        for k in range(W):
+            ctx = F.conv2d(yh[:, :, i:i + 2 * p + 1, k:k + 2 * p + 1], w, b)
+            scales, means = ep(torch.cat((params[:, :, i:i + 1, k:k + 1], ctx), 1)).chunk(2, 1)
+            ix = scale_index(scales, table).reshape(-1); mu = snap_mean(means).reshape(-1)
+            sym = np.empty(M, np.int64)
+            if y is not None: sym[:] = torch.round(y[0, :, i, k].double() - mu).long().numpy()
+            for t in np.unique(ix):
+                sel = ix == t; L = int(lens[t])
+                if y is not None:
+                    v = sym[sel] - int(offs[t]); esc = (v < 0) | (v >= L)
+                    if esc.any(): over.append(sym[sel][esc])
+                    coder.encode(np.where(esc, L, v).astype(np.int32), model(t))
+                else:
+                    try: v = coder.decode(model(t), int(sel.sum())).astype(np.int64)
+                    except Exception as e: raise CodecError(f'range decoder failed: {e}') from None
+                    esc = v == L; n = int(esc.sum())
+                    if j + n > len(ov): raise CodecError('overflow block has too few values (corrupt stream)')
+                    vals = v + int(offs[t]); vals[esc] = ov[j:j + n]; j += n; sym[sel] = vals
+            yh[0, :, i + p, k + p] = torch.from_numpy(sym).double() + mu
+    if y is not None:
+        ovb = np.concatenate(over).astype('<i4').tobytes() if over else b''
+        ovz = zlib.compress(ovb, 9) if ovb else b''
+        return struct.pack('<I', len(ovz)) + ovz + coder.get_compressed().astype('<u4').tobytes()
+    if j != len(ov): raise CodecError('overflow block has unused values (corrupt stream)')
+    return yh[..., p:p + H, p:p + W].float()
+
+@patch
+@torch.no_grad()
+def compress(self:Cheng2020Anchor, x, rate=0, crop=None):
+    "x (1,C,H,W), sides multiple of 64 → ([y_bytes, z_bytes], z shape); ŷ = round(y−μ̃)+μ̃ coded serially (slow: one step per latent pixel)."
+    _single_rate(rate)
+    y = self.g_a(x)
+    if crop is not None: t, l, h, w = crop; y = y[..., t:t + h, l:l + w]
+    z = self.h_a(y); zb = self.entropy_bottleneck.compress(z)
+    params = copy.deepcopy(self.h_s).double()(self.entropy_bottleneck.decompress(zb, z.shape[-2:]).double())
+    return [self._ar_code(params, y=y), zb], tuple(z.shape[-2:])
+
+@patch
+@torch.no_grad()
+def decompress_latent(self:Cheng2020Anchor, strings, zshape, rate=0):
+    "Bytes → ŷ, decoded serially with the same float64 context computation as the encoder."
+    _single_rate(rate)
+    params = copy.deepcopy(self.h_s).double()(self.entropy_bottleneck.decompress(strings[1], zshape).double())
+    return self._ar_code(params, data=strings[0])
+
+# %% ../../nbs/41_compression.models.ipynb #bc01
+_ARCHS = {'FactorizedPrior': 'rsnb.compression.models', 'MeanScaleHyperprior': 'rsnb.compression.models',
+          'ScaleHyperprior': 'rsnb.compression.models', 'Cheng2020Anchor': 'rsnb.compression.models',
+          'EGANet': 'rsnb.compression.egan', 'GMMCheckerboard': 'rsnb.compression.gmm'}
+
+def build_codec(card:dict) -> nn.Module:
+    "An (untrained) rsnb codec from a model card: its `arch` (class name, default MeanScaleHyperprior) and `kwargs`."
+    import importlib
+    arch = card.get('arch', 'MeanScaleHyperprior')
+    if arch not in _ARCHS: raise CodecError(f"unknown codec architecture {arch!r} (known: {', '.join(_ARCHS)})")
+    kw = {k: tuple(v) if isinstance(v, list) else v for k, v in dict(card.get('kwargs') or {}).items()}  # JSON lists back to tuples
+    try: return getattr(importlib.import_module(_ARCHS[arch]), arch)(**kw)
+    except TypeError as e: raise CodecError(f'codec card for {arch} has invalid kwargs {kw}: {e}') from None
 
 # %% ../../nbs/41_compression.models.ipynb #c022
 def fit_scaling(arr:np.ndarray, # (C,H,W) raster
