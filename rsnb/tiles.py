@@ -6,18 +6,46 @@ Docs: https://rsnb.github.io/rsnb/tiles.html.md"""
 
 # %% ../nbs/04_tiles.ipynb #4d349a03
 from __future__ import annotations
-import math
+import math, queue, threading
 from contextlib import ExitStack
 from pathlib import Path
 import numpy as np
 import torch
 import rasterio
 from fastprogress.fastprogress import progress_bar
-from .core import RasterError, ModelError, check_not_input
+from .core import RsnbError, RasterError, ModelError, check_not_input, default_device
 from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, valid_mask, _band_indexes
 
 # %% auto #0
-__all__ = ['tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'predict_raster']
+__all__ = ['TileError', 'DeviceError', 'pick_device', 'tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'predict_raster']
+
+# %% ../nbs/04_tiles.ipynb #tileerr1
+class TileError(RsnbError, ValueError):
+    "A bad window option (`tile`, `overlap`, `batch_size`, `queue_size`)."
+
+class DeviceError(RsnbError):
+    "A torch device was asked for that this machine does not have."
+
+def pick_device(device=None, # None or 'auto': CUDA when present, else the CPU; or 'cpu', 'cuda', 'cuda:1', 'mps', a torch.device
+               )->torch.device:
+    "The torch device to use, with a clear error when the one asked for is missing."
+    if device is None or (isinstance(device, str) and device.strip().lower() in ('', 'auto')): return default_device()
+    try: d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e: raise DeviceError(f"device {device!r}: not a torch device name (use 'cpu', 'cuda', 'cuda:N', 'mps' or 'auto'): {e}") from None
+    if d.type == 'cuda':
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} was asked for, but CUDA is not available here (torch {torch.__version__}, "
+                              f"built with CUDA {torch.version.cuda or 'none'}); use device='cpu' or 'auto'")
+        if d.index is not None and d.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r} was asked for, but only {torch.cuda.device_count()} CUDA device(s) are visible")
+    elif d.type == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        raise DeviceError(f"device {device!r} was asked for, but Apple MPS is not available here; use device='cpu' or 'auto'")
+    return d
+
+def _int_opt(name, v, lo):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)): raise TileError(f"{name} must be an integer, got {v!r}")
+    if v < lo: raise TileError(f"{name} must be at least {lo}, got {v}")
+    return int(v)
 
 # %% ../nbs/04_tiles.ipynb #19c6d8de
 def tile_starts(size:int, # raster size along one axis
@@ -25,7 +53,8 @@ def tile_starts(size:int, # raster size along one axis
                 overlap:int, # minimum overlap between neighbouring windows
                )->list:
     "Window start offsets covering `size` px; the last window ends at the edge."
-    if not 0 <= overlap < tile: raise ValueError(f"overlap must be in [0, tile); got overlap={overlap}, tile={tile}")
+    size, tile, overlap = _int_opt('size', size, 1), _int_opt('tile', tile, 1), _int_opt('overlap', overlap, 0)
+    if overlap >= tile: raise TileError(f"overlap must be in [0, tile); got overlap={overlap}, tile={tile}")
     if size <= tile: return [0]
     stride = tile - overlap
     return sorted({min(i*stride, size-tile) for i in range(math.ceil((size-tile)/stride) + 1)})
@@ -157,15 +186,110 @@ def _to_np(y):
     return y.detach().float().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y, np.float32)
 
 # %% ../nbs/04_tiles.ipynb #25c22a63
-def _run_batch(model_fn, batch, n_src, tile, with_mask, device, strip, wts, path):
-    "Forward one batch of windows and accumulate the outputs into the strip."
-    xs = [torch.from_numpy(np.stack([b[4][i] for b in batch]).astype(np.float32)).to(device) for i in range(n_src)]
-    if with_mask: xs.append(torch.from_numpy(np.stack([_pad(b[5][None], tile, tile) for b in batch]).astype(np.float32)).to(device))
-    y = _to_np(model_fn(*xs))
+def _stack(batch, n_src, tile, with_mask, pin=False):
+    "CPU float32 tensors (one per source, then the mask) of a batch of windows."
+    xs = [torch.from_numpy(np.stack([b[4][i] for b in batch]).astype(np.float32)) for i in range(n_src)]
+    if with_mask: xs.append(torch.from_numpy(np.stack([_pad(b[5][None], tile, tile) for b in batch]).astype(np.float32)))
+    return [x.pin_memory() for x in xs] if pin else xs
+
+def _batches(wins, batch_size, n_src, tile, with_mask, pin=False):
+    "Yield (windows seen so far, batch, tensors) for the windows that have data."
+    batch, seen = [], 0
+    for win in wins:
+        seen += 1
+        if win[4] is None: continue
+        batch.append(win)
+        if len(batch) == batch_size: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin); batch = []
+    if batch: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin)
+
+def _forward(model_fn, batch, xs, tile, device, path):
+    "Forward one batch on `device`; the B×K×t×t float32 outputs as numpy, shape checked."
+    y = _to_np(model_fn(*[x.to(device, non_blocking=True) for x in xs]))
     if y.ndim != 4 or y.shape[0] != len(batch) or y.shape[-2:] != (tile, tile):
         raise ModelError(f"{path}: model_fn returned shape {tuple(y.shape)} for a batch of {len(batch)} windows "
                          f"of {tile}×{tile}; expected (B, K, {tile}, {tile})")
+    return y
+
+def _accumulate(strip, batch, y, wts):
     for b, out in zip(batch, y): strip.add(b[0], b[1], out[:, :b[2], :b[3]], b[5], wts)
+
+def _finish(strip, meta, path):
+    "Write the last rows and close the output."
+    strip.flush(meta.height)
+    if strip.writer is None: raise RasterError(f"{path}: all pixels are nodata ({meta.nodata}); nothing to predict")
+    strip._drain(everything=True)
+    strip.writer.__exit__(None, None, None); strip.closed = True
+
+# %% ../nbs/04_tiles.ipynb #pipe1
+_END = object()
+
+class _Stage(threading.Thread):
+    "A daemon thread running `fn(put)` under a GDAL environment; keeps the first error for the caller."
+    def __init__(self, fn, out:queue.Queue, stop:threading.Event, env:dict):
+        super().__init__(daemon=True); self.fn, self.out, self.stop, self.env, self.error = fn, out, stop, env, None
+    def put(self, item):
+        "Put into the bounded queue, giving up when the pipeline is stopping."
+        while not self.stop.is_set():
+            try: self.out.put(item, timeout=0.05); return True
+            except queue.Full: pass
+        return False
+    def run(self):
+        try:
+            with rasterio.Env(**self.env): self.fn(self.put)
+        except _Stopped: pass
+        except BaseException as e: self.error = e; self.stop.set()
+
+class _Stopped(Exception): "The pipeline is stopping because another stage failed."
+
+def _get(q:queue.Queue, stage=None, stop:threading.Event=None, others=()):
+    "Next item of a queue filled by `stage`, re-raising its (or `others`') error; `_Stopped` once `stop` is set."
+    while True:
+        try: return q.get(timeout=0.05)
+        except queue.Empty:
+            for s in (stage, *others):
+                if s is not None and s.error is not None: raise s.error
+            if stop is not None and stop.is_set(): raise _Stopped()
+            if stage is not None and not stage.is_alive() and q.empty(): raise RsnbError("predict_raster: a pipeline stage ended without a result")
+
+def _put_main(q:queue.Queue, item, reader:_Stage, writer:_Stage):
+    "Put from the calling thread into the writer's queue; raise the first stage error instead of waiting forever."
+    while True:
+        for s in (writer, reader):
+            if s.error is not None: raise s.error
+        if not writer.is_alive(): raise RsnbError("predict_raster: the writer stage ended early")
+        try: q.put(item, timeout=0.05); return
+        except queue.Full: pass
+
+def _pipelined(batches, forward, consume, finish, queue_size, env, on_batch):
+    "reader thread (`batches`) → `forward` here → writer thread (`consume`, then `finish`)."
+    stop = threading.Event()
+    rq, wq = queue.Queue(queue_size), queue.Queue(queue_size)
+    def read(put):
+        for item in batches:
+            if not put(item): return
+        put(_END)
+    def write(_):
+        while True:
+            item = _get(wq, stop=stop)
+            if item is _END: finish(); return
+            consume(*item)
+    reader, writer = _Stage(read, rq, stop, env), _Stage(write, None, stop, env)
+    reader.start(); writer.start()
+    try:
+        while True:
+            item = _get(rq, reader, others=(writer,))
+            if item is _END: break
+            seen, batch, xs = item
+            y = forward(batch, xs)
+            _put_main(wq, (batch, y), reader, writer)
+            on_batch(seen, len(batch))
+        _put_main(wq, _END, reader, writer)
+        writer.join()
+        if writer.error is not None: raise writer.error
+    except BaseException:
+        stop.set(); raise
+    finally:
+        stop.set(); reader.join(); writer.join()
 
 # %% ../nbs/04_tiles.ipynb #bba9c2ab
 def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) -> B×K×t×t
@@ -183,45 +307,57 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
                    skip_nodata:bool=True, # don't run windows without a valid pixel
                    mask_output:bool=True, # set output to nodata where the input is nodata
                    with_mask:bool=False, # also pass the B×1×t×t validity mask to `model_fn`
-                   device=None, # torch device for the batches (default cpu)
+                   device=None, # torch device of the batches (`pick_device` names); default: the model's if `model_fn` is a Module, else cpu
                    progress:bool=True, # show a progress bar
                    cache_mb:int=32, # GDAL block cache (MB) while predicting; bounds memory
                    compress:str='deflate', # GeoTIFF compression ('deflate', 'zstd' is ~2× faster for float outputs, 'lzw', None)
                    level:int=1, # compression level (deflate 1: fastest, files barely larger than at GDAL's default 6)
+                   pipeline:bool=True, # read and write in background threads while the model runs (same output)
+                   queue_size:int=2, # batches held between stages when pipelining
                   )->Path:
     "Predict `model_fn` over `src` window by window with blended overlaps, writing a georeferenced `dst`."
     srcs = [Path(s) for s in (src if isinstance(src, (tuple, list)) else [src])]
+    tile, batch_size, queue_size = _int_opt('tile', tile, 1), _int_opt('batch_size', batch_size, 1), _int_opt('queue_size', queue_size, 1)
+    overlap = _int_opt('overlap', overlap, 0)
+    if overlap >= tile: raise TileError(f"overlap must be in [0, tile); got overlap={overlap}, tile={tile}")
     metas = [read_meta(s) for s in srcs]
     if len(srcs) == 2: check_aligned(metas[0], metas[1])
     check_not_input(dst, *srcs)                        # before any compute
-    meta, tile = metas[0], int(tile)
+    meta = metas[0]
     rows, cols = tile_starts(meta.height, tile, overlap), tile_starts(meta.width, tile, overlap)
-    wts, device = ramp_weights(tile, overlap), torch.device(device or 'cpu')
+    if device is None and isinstance(model_fn, torch.nn.Module):
+        device = next((p.device for p in model_fn.parameters()), torch.device('cpu'))
+    wts, device = ramp_weights(tile, overlap), (torch.device('cpu') if device is None else pick_device(device))
     def open_writer(k, dt):
         dt = np.dtype(dtype or dt)
         strip.out_nodata = _default_nodata(dt) if nodata is None else nodata
         return RasterWriter(dst, meta, count=k, dtype=dt, nodata=strip.out_nodata, band_names=band_names,
                             cog=cog, colormap=colormap, inputs=srcs, compress=compress, level=level).__enter__()
-    strip = _Strip(meta, tile, open_writer, finalize, mask_output, None, block=256)
-    n_run, batch = 0, []
-    with rasterio.Env(GDAL_CACHEMAX=cache_mb), torch.inference_mode(), ExitStack() as stack:
+    strip = _Strip(meta, tile, open_writer, finalize, mask_output, None, block=256); strip.closed = False
+    total, n_run = len(rows) * len(cols), 0
+    pb = progress_bar(range(total), leave=False) if progress else None
+    if pb is not None: pb.update(0)
+    def on_batch(seen, n):
+        nonlocal n_run
+        n_run += n
+        if pb is not None: pb.update(seen)
+    forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0])
+    consume = lambda batch, y: _accumulate(strip, batch, y, wts)
+    finish = lambda: _finish(strip, meta, srcs[0])
+    env = dict(GDAL_CACHEMAX=cache_mb)
+    with rasterio.Env(**env), torch.inference_mode(), ExitStack() as stack:
         dss = [stack.enter_context(open_raster(s)) for s in srcs]
         try:
             bidx = _band_indexes(dss[0], bands, srcs[0])
             wins = _windows(dss, metas, bidx, tile, rows, cols, skip_nodata)
-            for win in (progress_bar(wins, total=len(rows) * len(cols), leave=False) if progress else wins):
-                if win[4] is None: continue
-                batch.append(win)
-                if len(batch) == batch_size:
-                    _run_batch(model_fn, batch, len(srcs), tile, with_mask, device, strip, wts, srcs[0])
-                    n_run += len(batch); batch = []
-            if batch: _run_batch(model_fn, batch, len(srcs), tile, with_mask, device, strip, wts, srcs[0]); n_run += len(batch)
-            strip.flush(meta.height)
-            if strip.writer is None: raise RasterError(f"{srcs[0]}: all pixels are nodata ({meta.nodata}); nothing to predict")
-            strip._drain(everything=True)
+            batches = _batches(wins, batch_size, len(srcs), tile, with_mask, pin=device.type == 'cuda')
+            if pipeline: _pipelined(batches, forward, consume, finish, queue_size, env, on_batch)
+            else:
+                for seen, batch, xs in batches: consume(batch, forward(batch, xs)); on_batch(seen, len(batch))
+                finish()
         except BaseException as e:
-            if strip.writer is not None: strip.writer.__exit__(type(e), e, e.__traceback__)
+            if strip.writer is not None and not strip.closed: strip.writer.__exit__(type(e), e, e.__traceback__)
             raise
-        strip.writer.__exit__(None, None, None)
-    predict_raster.last_stats = dict(windows=len(rows) * len(cols), run=n_run)
+    if pb is not None: pb.update(total)
+    predict_raster.last_stats = dict(windows=total, run=n_run)
     return Path(dst)
