@@ -1,4 +1,4 @@
-"""Run a paper's reproduction notebook with papermill, collect its `results.json`, and print the paper's table beside the measured numbers: `rsnb-repro <paper>`.
+"""Run a paper's reproduction notebook with papermill, collect its `results.json`, and show the paper's numbers beside rsnb's in one table: `rsnb-repro <paper>`.
 
 Docs: https://rsnb.github.io/rsnb/repro.html.md"""
 
@@ -6,70 +6,301 @@ Docs: https://rsnb.github.io/rsnb/repro.html.md"""
 
 # %% ../nbs/09_repro.ipynb #17adaf6a
 from __future__ import annotations
-import os, sys, argparse, datetime, platform
+import os, re, sys, ast, json, difflib, argparse, datetime, platform
 from pathlib import Path
 import yaml
-from .core import RsnbError, DataMissing, save_json, load_json, _repo_root
 
 # %% auto #0
-__all__ = ['resolve_out', 'record_results', 'results_rows', 'results_table', 'papers_dir', 'list_papers', 'load_params',
+__all__ = ['LAYOUTS', 'COLUMNS', 'resolve_out', 'record_results', 'row_keys', 'papers_dir', 'list_papers', 'run_config',
+           'ResultsTable', 'results_table', 'paper_notebook', 'notebook_params', 'check_params', 'load_params',
            'run_paper', 'main']
 
 # %% ../nbs/09_repro.ipynb #62d691f5
+def _show(p) -> str:
+    "A path as a user would type it: relative to the current folder when it lies inside it."
+    p = Path(p)
+    try: return str(p.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError: return str(p)
+
 def resolve_out(out_dir) -> Path:
     "`out_dir` as an absolute path; relative paths are taken from the repository root."
+    from rsnb.core import _repo_root
     p = Path(out_dir).expanduser()
     return p if p.is_absolute() else _repo_root()/p
 
+# %% ../nbs/09_repro.ipynb #c0a1e5b2
 def record_results(out_dir, # folder of this run (relative paths are taken from the repository root)
                    paper:str, # the paper's slug, e.g. 'bahri2019'
                    measured:dict, # {row: {metric: value}} measured by this run
                    reference:dict, # {row: {metric: value}} as published
                    params:dict|None=None, # the parameters the run used
                    notes:str='', # deviations from the paper, scale, hardware
+                   config:str|None=None, # the run's configuration for the table ('CPU scale', 'full', 'released weights (NAME)'); None: inferred by `run_config`
+                   rows:dict|None=None, # {row: {'dataset': .., 'model': ..}}: how row names split; None: `row_keys`' rules
                   ) -> Path:
     "Write `out_dir/results.json` and return its path."
     import torch
+    from rsnb.core import save_json
     res = dict(paper=paper, measured=measured, reference=reference, params=params or {}, notes=notes,
                created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
                machine=dict(python=platform.python_version(), torch=torch.__version__, platform=platform.platform(),
                             device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'))
+    if config is not None: res['config'] = config
+    if rows: res['rows'] = rows
     return save_json(res, resolve_out(out_dir)/'results.json')
 
-# %% ../nbs/09_repro.ipynb #fb512a7f
-def results_rows(res:dict) -> list[tuple]:
-    "Rows `(row, metric, paper, measured)` of a results dict, reference rows first."
-    ref, mea = res.get('reference', {}), res.get('measured', {})
-    rows = []
-    for r in list(ref) + [r for r in mea if r not in ref]:
-        for m in list(ref.get(r, {})) + [m for m in mea.get(r, {}) if m not in ref.get(r, {})]:
-            rows.append((r, m, ref.get(r, {}).get(m), mea.get(r, {}).get(m)))
-    return rows
+# %% ../nbs/09_repro.ipynb #b3e8f2a4
+_SCENE = {'aid150': 'AID', 'aid': 'AID', 'ucm': 'UCM', 'nwpu': 'NWPU', 'whurs19': 'WHU-RS19'}
+_CHANGE = {'dpcd': 'DPCD', 'fc_ef': 'FC-EF', 'fc_siam_conc': 'FC-Siam-conc', 'fc_siam_diff': 'FC-Siam-diff', 'unet': 'U-Net'}
+_SEG = {'dubai': 'Dubai', 'potsdam': 'Potsdam', 'vaihingen': 'Vaihingen', 'isaid': 'iSAID'}
 
-def _fmt(v):
-    if v is None: return '—'
-    if isinstance(v, float): return f'{v:.4g}'
-    return str(v)
+def _split_bahri(name, res, paper_row):
+    m = re.fullmatch(r'(\S+) (\d+/\d+) (.+)', name)
+    if not m: return None
+    ds, split, rest = m.groups(); ds = f'{_SCENE.get(ds.lower(), ds)} {split}'
+    if paper_row: return ds, rest
+    if f := re.fullmatch(r'frozen \S+ (.+)', rest): return ds, f'{f[1]}, frozen backbone'
+    if f := re.fullmatch(r'\S+ (\w+) fine-tune', rest): return ds, ('SE+' if res.get('params', {}).get('se', True) else '') + f[1]
+    return ds, rest
 
-def results_table(res:dict) -> str:
-    "A plain-text table of the paper's numbers beside the measured ones."
-    rows = [('row', 'metric', 'paper', 'measured')] + [(r, m, _fmt(p), _fmt(v)) for r, m, p, v in results_rows(res)]
-    w = [max(len(str(x[i])) for x in rows) for i in range(4)]
-    lines = ['  '.join(str(x[i]).ljust(w[i]) for i in range(4)) for x in rows]
-    lines.insert(1, '  '.join('-'*n for n in w))
-    return '\n'.join(lines)
+def _split_sgsln(name, res, paper_row):
+    ds, *rest = name.split('/')
+    if not rest: return ds, 'DPCD'
+    model = _CHANGE.get(rest[0], rest[0])
+    return ds, model + ''.join(f", {'mean of ' + r.removesuffix('seeds') + ' seeds' if r.endswith('seeds') else r}" for r in rest[1:])
+
+def _split_rsseg(name, res, paper_row):
+    ds = str(res.get('params', {}).get('dataset', ''))
+    return _SEG.get(ds, ds), name
+
+_EGAN = [(r'BD vs anchors: (.+)', 'Landsat-8 held-out', r'\1 (BD vs anchors)'), (r'speed: (.+)', 'Landsat-8 held-out', r'\1 (speed)'),
+         (r'S2 13-band (.+)', 'Sentinel-2 13-band (held out)', r'\1'), (r'Landsat 16-bit (.+)', 'Landsat-8 16-bit held-out', r'\1'),
+         (r'downstream F1 (.+)', 'SZTAKI AirChange (change F1 after decoding)', r'\1')]
+def _split_egan(name, res, paper_row):
+    for pat, ds, model in _EGAN:
+        if re.fullmatch(pat, name): return ds, re.sub(pat, model, name)
+    return None
+
+def _split_ecea(name, res, paper_row): return 'Landsat-7 SLC-off gaps (held-out tiles)', name
+
+# per paper: how row names split, whether `reference` holds the paper's numbers, the metrics a reader compares
+LAYOUTS = dict(
+    bahri2019=dict(split=_split_bahri),
+    rsseg_benchmark=dict(split=_split_rsseg, metrics=('miou', 'miou_standard')),
+    sgsln=dict(split=_split_sgsln, metrics=('f1', 'precision', 'recall', 'iou')),
+    egan=dict(split=_split_egan, metrics=('bpp', 'psnr', 'ssim', 'ms_ssim', 'fits', 'vif', 'lpips', 'f1', 'bd_rate_vs_jpeg2000_%')),
+    ecea=dict(split=_split_ecea, reference='baseline'))
+
+def _split_generic(name, res):
+    if m := re.fullmatch(r'(.+?)\s*\(([^()]+)\)', name): return m[2], m[1]
+    if '/' in name: ds, _, model = name.partition('/'); return ds, model
+    return str(res.get('params', {}).get('dataset', '')), name
+
+def row_keys(res:dict, # a results dict (`load_json` of a results.json)
+             name:str, # a row name of its `reference` or `measured` table
+             paper_row:bool=False, # True: a row of `reference`
+            ) -> tuple[str, str]:
+    "`(dataset, model)` of a row: from the results' own `rows`, else the paper's rule in `LAYOUTS`, else the name's form ('dataset/model' or 'model (dataset)')."
+    if name in (res.get('rows') or {}):
+        r = res['rows'][name]; return str(r.get('dataset', '')), str(r.get('model', name))
+    split = LAYOUTS.get(res.get('paper'), {}).get('split')
+    return (split and split(name, res, paper_row)) or _split_generic(name, res)
 
 # %% ../nbs/09_repro.ipynb #e5d4bd32
 def papers_dir() -> Path:
     "The folder of reproduction notebooks in this checkout."
+    from rsnb.core import _repo_root
     return _repo_root()/'nbs'/'papers'
 
 def list_papers() -> list[str]:
     "Slugs of the reproduction notebooks available."
     return sorted(p.stem for p in papers_dir().glob('*.ipynb') if not p.name.startswith(('_', '.')))
 
+# %% ../nbs/09_repro.ipynb #d2f4a6b8
+def _registry_names() -> set:
+    "Names of the released checkpoints in `rsnb/registry/*.json`."
+    names = set()
+    import rsnb
+    for f in (Path(rsnb.__file__).parent/'registry').glob('*.json'):
+        try: names |= {e['name'] for e in json.loads(f.read_text()).get('entries', [])}
+        except (ValueError, KeyError, TypeError, AttributeError): pass
+    return names
+
+def run_config(res:dict) -> str:
+    "How the run relates to the paper's setup: the results' own `config`, 'released weights (NAME)', 'full' (its params match a `*full*` params file), or 'CPU scale: ...' naming the first parameters that differ from the closest full file."
+    if res.get('config'): return str(res['config'])
+    params = res.get('params') or {}
+    names = _registry_names()
+    rel = [v for v in params.values() if isinstance(v, str) and v in names]
+    if rel: return f'released weights ({rel[0]})'
+    best = None
+    for f in sorted((papers_dir()/'params').glob(f"{res.get('paper')}_*full*.yaml")):
+        try: full = yaml.safe_load(f.read_text()) or {}
+        except yaml.YAMLError: continue
+        diff = [k for k, v in full.items() if k in params and json.dumps(params[k]) != json.dumps(v)
+                and not (isinstance(v, (int, float)) and isinstance(params[k], (int, float)) and float(v) == float(params[k]))]
+        if best is None or len(diff) < len(best): best = diff
+    if best is None: return 'CPU scale' if params else ''
+    if not best: return 'full'
+    short = lambda v: ','.join(map(str, v)) if isinstance(v, (list, tuple)) else 'none' if v is None else str(v)
+    show = ', '.join(f'{k} {short(params[k])}' for k in best[:3])
+    return f"CPU scale: {show}" + (f' (+{len(best) - 3} more)' if len(best) > 3 else '')
+
+# %% ../nbs/09_repro.ipynb #f1e2d3c4
+COLUMNS = ('dataset', 'model', 'metric', 'paper', 'rsnb', 'difference', 'rsnb configuration')
+
+def _fmt(v, sign=False):
+    if v is None: return ''
+    if isinstance(v, bool) or not isinstance(v, (int, float)): return str(v)
+    if isinstance(v, float) and v != v: return 'nan'
+    return f'{v:+.4g}' if sign else f'{v:.4g}' if isinstance(v, float) else str(v)
+
+class ResultsTable:
+    "Paper against rsnb, one row per (dataset, model, metric); rows without a paper value below. Renders as a table in notebooks and the docs, as aligned text with `str()`."
+    def __init__(self, rows:list[dict], # dicts with the keys of `COLUMNS`
+                 hidden:int=0, # values of the results left out (other metrics)
+                 title:str=''):
+        self.rows, self.hidden, self.title = rows, hidden, title
+    @property
+    def compared(self): return [r for r in self.rows if r['paper'] is not None]
+    @property
+    def rsnb_only(self): return [r for r in self.rows if r['paper'] is None]
+    def to_frame(self):
+        "The rows as a pandas DataFrame (every cell filled)."
+        import pandas as pd
+        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+    def _cells(self, rows):
+        "Rows of display strings; dataset, model and configuration blank where they repeat the row above."
+        out, prev = [], (None, None, None)
+        for r in rows:
+            key = (r['dataset'], r['model'], r['rsnb configuration'])
+            out.append([r['dataset'] if key[0] != prev[0] else '', r['model'] if key[:2] != prev[:2] else '', r['metric'],
+                        _fmt(r['paper']), _fmt(r['rsnb']), _fmt(r['difference'], sign=True),
+                        r['rsnb configuration'] if (key[0], key[2]) != (prev[0], prev[2]) else ''])
+            prev = key
+        return out
+    _ONLY = 'measured by rsnb only (no paper value)'
+    def _more(self): return f"{self.hidden} more values in results.json (results_table(res, metrics='all'))" if self.hidden else ''
+    def __str__(self):
+        a, b = self._cells(self.compared), self._cells(self.rsnb_only)
+        w = [max([len(c)] + [len(x[i]) for x in a + b]) for i, c in enumerate(COLUMNS)]
+        line = lambda x: '  '.join(v.rjust(w[i]) if 3 <= i <= 5 else v.ljust(w[i]) for i, v in enumerate(x))
+        out = ([self.title] if self.title else []) + [line(COLUMNS), '  '.join('-' * n for n in w)]
+        out += [line(x).rstrip() for x in a]
+        if b: out += ([''] if a else []) + [f'-- {self._ONLY} --'] + [line(x).rstrip() for x in b]
+        if not self.rows: out.append('(no values)')
+        return '\n'.join(out + ([self._more()] if self.hidden else []))
+    __repr__ = __str__
+    def _repr_markdown_(self):
+        row = lambda x: '| ' + ' | '.join(v.replace('|', '\\|') for v in x) + ' |'
+        out = [row(COLUMNS), '|' + '|'.join(':---' if i < 3 or i == 6 else '---:' for i in range(7)) + '|']
+        out += [row(x) for x in self._cells(self.compared)]
+        if self.rsnb_only: out += [row([f'*{self._ONLY}*'] + [''] * 6)] + [row(x) for x in self._cells(self.rsnb_only)]
+        return '\n'.join(out) + (f'\n\n{self._more()}' if self.hidden else '')
+    def _repr_html_(self):
+        from html import escape
+        td = lambda x: ''.join(f'<td class="num" style="text-align:right">{escape(v)}</td>' if 3 <= i <= 5 else f'<td>{escape(v)}</td>' for i, v in enumerate(x))
+        head = ''.join(f'<th style="text-align:{"right" if 3 <= i <= 5 else "left"}">{escape(c)}</th>' for i, c in enumerate(COLUMNS))
+        body = ''.join(f'<tr>{td(x)}</tr>' for x in self._cells(self.compared))
+        if self.rsnb_only:
+            body += (f'</tbody><tbody class="rsnb-only"><tr><th colspan="7" style="text-align:left;font-style:italic">{escape(self._ONLY)}</th></tr>'
+                     + ''.join(f'<tr>{td(x)}</tr>' for x in self._cells(self.rsnb_only)))
+        cap = f'<caption>{escape(self.title)}</caption>' if self.title else ''
+        more = f'<p class="rsnb-results-more"><small>{escape(self._more())}</small></p>' if self.hidden else ''
+        return f'<table class="rsnb-results table table-sm">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
+
+# %% ../nbs/09_repro.ipynb #fb512a7f
+def results_table(res:dict, # a results dict (`load_json` of a results.json)
+                  metrics='paper', # 'paper': the metrics a reader compares (the paper's, or `LAYOUTS`'); 'all'; or a list of names
+                 ) -> ResultsTable:
+    "The paper's numbers beside rsnb's, one row per (dataset, model, metric): rows with a paper value first, in the paper's order, each with the measured value of the same row; then the rows only rsnb measured."
+    lay = LAYOUTS.get(res.get('paper'), {})
+    ref, mea = res.get('reference') or {}, res.get('measured') or {}
+    baseline = lay.get('reference') == 'baseline'
+    if metrics == 'paper':
+        keep = set(lay.get('metrics') or ()) | (set() if baseline else {m for v in ref.values() for m in v})
+        keep = keep or None
+    elif metrics == 'all': keep = None
+    else: keep = set(metrics)
+    cfg = run_config(res)
+    got = {}   # (dataset, model, metric) -> (value, measured row name), first measured row wins
+    for name, vals in mea.items():
+        ds, model = row_keys(res, name)
+        for m, v in vals.items(): got.setdefault((ds, model, m), (v, name))
+    rows, used, n_all = [], set(), 0
+    def add(ds, model, m, p, v, conf):
+        d = v - p if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (p, v)) else None
+        rows.append(dict(zip(COLUMNS, (ds, model, m, p, v, d, conf))))
+    if not baseline:
+        for name, vals in ref.items():
+            ds, model = row_keys(res, name, paper_row=True)
+            for m, p in vals.items():
+                n_all += 1
+                if keep is not None and m not in keep: continue
+                v, src = got.get((ds, model, m), (None, None))
+                if src is not None: used.add((ds, model, m))
+                add(ds, model, m, p, v, cfg if src is not None else '')
+    else:
+        for name, vals in ref.items():
+            ds, model = row_keys(res, name, paper_row=True)
+            for m, v in vals.items():
+                n_all += 1
+                if keep is None or m in keep: add(ds, model, m, None, v, 'baseline, measured by rsnb')
+    rest = []
+    for name, vals in mea.items():
+        ds, model = row_keys(res, name)
+        for m, v in vals.items():
+            if (ds, model, m) in used and got[(ds, model, m)][1] == name: continue
+            n_all += 1
+            if keep is None or m in keep: rest.append((ds, model, m, v))
+    order = list(dict.fromkeys(r[0] for r in rest))    # rsnb-only rows grouped by dataset, in order of appearance
+    for ds in order:
+        for r in rest:
+            if r[0] == ds: add(*r[:3], None, r[3], cfg)
+    shown = len(rows)
+    return ResultsTable(rows, hidden=n_all - shown)
+
+# %% ../nbs/09_repro.ipynb #a9b8c7d6
+def paper_notebook(paper:str) -> Path:
+    "The reproduction notebook of `paper`; a clear error listing the available ones if there is none."
+    from rsnb.core import RsnbError
+    nb = papers_dir()/f'{paper}.ipynb'
+    if not nb.exists():
+        raise RsnbError(f"{_show(nb)}: no reproduction notebook for '{paper}' (available: {', '.join(list_papers()) or 'none'})")
+    return nb
+
+def notebook_params(paper:str) -> list[str]:
+    "Names assigned in the notebook's cell tagged `parameters`, the ones papermill can set."
+    from rsnb.core import RsnbError
+    nb = paper_notebook(paper)
+    for c in json.loads(nb.read_text())['cells']:
+        if 'parameters' not in c.get('metadata', {}).get('tags', []): continue
+        try: tree = ast.parse(''.join(c['source']))
+        except SyntaxError as e: raise RsnbError(f'{_show(nb)}: the parameters cell is not valid Python ({e.msg})') from None
+        names = []
+        for node in tree.body:
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, ast.AnnAssign) else []
+            for t in targets:
+                names += [n.id for n in (t.elts if isinstance(t, ast.Tuple) else [t]) if isinstance(n, ast.Name)]
+        return list(dict.fromkeys(names))
+    raise RsnbError(f'{_show(nb)}: no cell tagged "parameters"')
+
+def check_params(paper:str, pars:dict, source:str='--set') -> dict:
+    "`pars` if every name is a parameter of the notebook, else an error naming the unknown ones and listing the valid ones."
+    from rsnb.core import RsnbError
+    valid = notebook_params(paper)
+    bad = [k for k in pars if k not in valid]
+    if bad:
+        near = {k: difflib.get_close_matches(k, valid, n=1) for k in bad}
+        hint = ''.join(f"; did you mean '{v[0]}'" for k, v in near.items() if v)
+        raise RsnbError(f"{source}: unknown parameter{'s' if len(bad) > 1 else ''} {', '.join(repr(k) for k in bad)} of "
+                        f"{_show(paper_notebook(paper))}{hint} (valid: {', '.join(v for v in valid if v != 'out_dir')})")
+    if 'out_dir' in pars: raise RsnbError(f'{source}: out_dir is set by rsnb-repro (use --out)')
+    return pars
+
 def load_params(paper:str, params:str|None=None, overrides:dict|None=None) -> dict:
-    "Parameters from a params name (`full`) or YAML path, updated with `overrides`."
+    "Parameters from a params name (`full`) or YAML path, updated with `overrides`; every name checked against the notebook's `parameters` cell."
+    from rsnb.core import RsnbError
     res = {}
     if params:
         p = Path(params).expanduser()
@@ -78,66 +309,96 @@ def load_params(paper:str, params:str|None=None, overrides:dict|None=None) -> di
             avail = sorted(q.stem.removeprefix(f'{paper}_') for q in (papers_dir()/'params').glob(f'{paper}_*.yaml'))
             raise RsnbError(f"{params}: no such parameters file (for {paper}: {', '.join(avail) or 'none'})")
         try: res = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e: raise RsnbError(f'{p}: not valid YAML ({e})') from None
-        if not isinstance(res, dict): raise RsnbError(f'{p}: expected a mapping of parameter names to values')
-    return {**res, **(overrides or {})}
+        except yaml.YAMLError as e: raise RsnbError(f'{_show(p)}: not valid YAML ({e})') from None
+        if not isinstance(res, dict): raise RsnbError(f'{_show(p)}: expected a mapping of parameter names to values')
+        check_params(paper, res, _show(p))
+    return {**res, **check_params(paper, overrides or {})}
 
 # %% ../nbs/09_repro.ipynb #8b0eec83
 def run_paper(paper:str, # slug of a notebook in nbs/papers
               params:str|None=None, # params name ('full') or YAML path; None keeps the notebook's CPU defaults
-              overrides:dict|None=None, # single parameters to change
+              overrides:dict|None=None, # single parameters to change (names checked against the notebook's parameters cell)
               out_root='runs', # where run folders go (relative to the repository root)
-              progress:bool=True, # show papermill's progress bar
+              progress:bool=True, # show papermill's progress bar (on stderr)
              ) -> Path:
     "Run a reproduction notebook with papermill; return the path of its results.json."
-    import papermill as pm
-    nb = papers_dir()/f'{paper}.ipynb'
-    if not nb.exists():
-        raise RsnbError(f"{nb}: no reproduction notebook for '{paper}' (available: {', '.join(list_papers()) or 'none'})")
+    from rsnb.core import RsnbError, DataMissing
+    nb = paper_notebook(paper)
     pars = load_params(paper, params, overrides)
     out = resolve_out(out_root)/paper/datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     out.mkdir(parents=True, exist_ok=True)
     pars['out_dir'] = str(out)
+    import papermill as pm
     # the kernel must be this interpreter (its kernelspec says `python`, found on PATH)
     os.environ['PATH'] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')])
     try:
         pm.execute_notebook(str(nb), str(out/f'{paper}.ipynb'), parameters=pars, cwd=str(nb.parent),
-                            progress_bar=progress, kernel_name='python3')
+                            progress_bar=progress, kernel_name='python3',
+                            extra_arguments=['--log-level=ERROR'])   # no "Kernel is running over TCP without encryption" on every run
     except pm.PapermillExecutionError as e:
         if e.ename == 'DataMissing': raise DataMissing(e.evalue) from None
-        raise RsnbError(f"{out/(paper+'.ipynb')}: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
+        raise RsnbError(f"{_show(out/(paper+'.ipynb'))}: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
     res = out/'results.json'
-    if not res.exists(): raise RsnbError(f'{nb}: ran, but wrote no results.json into {out}')
+    if not res.exists(): raise RsnbError(f'{_show(nb)}: ran, but wrote no results.json into {_show(out)}')
     return res
 
 # %% ../nbs/09_repro.ipynb #a39fcb81
+class _Usage(Exception): "A bad command line: exit 2."
+
 def _parse_set(items):
     res = {}
     for it in items or []:
-        if '=' not in it: raise RsnbError(f'--set {it}: expected NAME=VALUE')
-        k, v = it.split('=', 1); v = yaml.safe_load(v)
+        if '=' not in it: raise _Usage(f'--set {it}: expected NAME=VALUE')
+        k, v = it.split('=', 1)
+        try: v = yaml.safe_load(v)
+        except yaml.YAMLError: raise _Usage(f'--set {it}: the value is not valid YAML') from None
         if isinstance(v, str):  # YAML 1.1 reads 1e-3 as a string
             try: v = float(v)
             except ValueError: pass
-        res[k] = v
+        res[k.strip()] = v
     return res
 
-def main(argv=None):
-    "Command line: `rsnb-repro <paper> [--params full] [--set epochs=3]`."
-    ap = argparse.ArgumentParser(prog='rsnb-repro', description="Run a paper's reproduction notebook and compare with the paper's table.")
+def _parser():
+    ap = argparse.ArgumentParser(prog='rsnb-repro', description="Run a paper's reproduction notebook and compare with the paper's table.",
+        epilog='Exit status: 0 success, 1 runtime error (missing data, a failing notebook), 2 usage error. Progress goes to '
+               'stderr, the results table to stdout.')
     ap.add_argument('paper', nargs='?', help='paper slug (see --list)')
     ap.add_argument('--params', help="parameters: a name in nbs/papers/params (e.g. 'full') or a YAML file")
-    ap.add_argument('--set', action='append', metavar='NAME=VALUE', help='override one parameter (repeatable)')
+    ap.add_argument('--set', action='append', metavar='NAME=VALUE', help="override one parameter of the notebook's parameters cell (repeatable)")
     ap.add_argument('--out', default='runs', help='folder for run outputs (default: runs/)')
     ap.add_argument('--list', action='store_true', help='list the available papers')
-    a = ap.parse_args(argv)
+    ap.add_argument('--all', action='store_true', help='print every measured value, not only the metrics the paper reports')
+    ap.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
+    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
+    return ap
+
+def main(argv=None):
+    "Command line: `rsnb-repro <paper> [--params full] [--set epochs=3]`; returns the exit status."
+    ap = _parser()
+    a = ap.parse_args(argv)    # argparse: usage errors exit 2 with `rsnb-repro: error: ...`
+    err = lambda msg, code: (print(f'rsnb-repro: error: {msg}', file=sys.stderr), code)[1]
     try:
+        from rsnb.core import RsnbError, load_json
         if a.list or not a.paper:
             print('\n'.join(list_papers())); return 0
-        res = run_paper(a.paper, a.params, _parse_set(a.set), a.out)
-    except RsnbError as e:
-        print(f'rsnb-repro: {e}', file=sys.stderr); return 2
-    r = load_json(res)
-    print(f"\n{a.paper}: results in {res}\n"); print(results_table(r))
+        try:   # everything checked before any compute: a bad name is a usage error
+            overrides = _parse_set(a.set)
+            nb = paper_notebook(a.paper)
+            load_params(a.paper, a.params, overrides)
+        except RsnbError as e: raise _Usage(str(e)) from e
+        print(f'rsnb-repro: running {_show(nb)}', file=sys.stderr)
+        res = run_paper(a.paper, a.params, overrides, a.out, progress=not a.quiet)
+        r = load_json(res)
+    except _Usage as e:
+        if a.debug: raise
+        return err(e, 2)
+    except KeyboardInterrupt:
+        return err('interrupted', 130)
+    except Exception as e:
+        if a.debug: raise
+        from rsnb.core import RsnbError
+        return err(e if isinstance(e, RsnbError) else f'{type(e).__name__}: {e} (--debug shows the traceback)', 1)
+    print(f'{a.paper}: results in {_show(res)}\n')
+    print(results_table(r, metrics='all' if a.all else 'paper'))
     if r.get('notes'): print('\n' + r['notes'])
     return 0
