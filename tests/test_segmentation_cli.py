@@ -23,6 +23,9 @@ def test_cli_writes_class_map(tmp_path):
         assert [ds.colormap(1)[i][:3] for i in range(4)] == [tuple(c) for c in pal]
 
 def test_cli_error_names_file(tmp_path):
-    code = f"from rsnb.segmentation.cli import main; import sys; sys.exit(main([{str(tmp_path/'nope.pth')!r}, 'a.tif', 'b.tif']))"
+    prof = dict(driver='GTiff', width=8, height=8, count=3, dtype='uint8', crs='EPSG:32617', transform=from_origin(0, 8, 1, 1))
+    with rasterio.open(tmp_path/'a.tif', 'w', **prof) as ds: ds.write(np.zeros((3, 8, 8), np.uint8))
+    code = f"from rsnb.segmentation.cli import main; import sys; sys.exit(main([{str(tmp_path/'nope.pth')!r}, {str(tmp_path/'a.tif')!r}, {str(tmp_path/'b.tif')!r}]))"
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    assert r.returncode == 1 and 'nope.pth' in r.stderr
+    assert r.returncode == 1 and 'nope.pth' in r.stderr and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path/'b.tif').exists()
