@@ -7,7 +7,7 @@ Docs: https://rsnb.github.io/rsnb/weights.html.md"""
 # %% ../nbs/06_weights.ipynb #108bb273
 from __future__ import annotations
 import os, re, sys, json, difflib, hashlib, importlib, shutil, socket, urllib.request, urllib.error, urllib.parse
-import html as _html, http.cookiejar, datetime
+import html as _html, http.client, http.cookiejar, datetime
 from pathlib import Path
 import torch
 from .core import RsnbError, ModelError, DataMissing, atomic_write, save_json, load_json, data_root
@@ -185,6 +185,8 @@ def _download(url:str, tmp:Path, progress:bool=True, timeout:float=60):
         while head:
             f.write(head); n += len(head); bar.update(len(head))
             try: head = r.read(1 << 20)
+            except http.client.IncompleteRead as e:
+                raise RsnbError(f"{url}: download truncated ({n + len(e.partial):,} of {total or '?'} bytes); nothing saved") from None
             except (socket.timeout, ConnectionError, OSError) as e:
                 raise DataMissing(f"{url}: download interrupted after {n:,} bytes ({e}); nothing saved") from None
     if total is not None and n != total:
@@ -379,8 +381,13 @@ def convert_checkpoint(src, # the checkpoint file, in `format`
 # %% ../nbs/06_weights.ipynb #cv04
 def _recorded_file() -> Path: return weights_cache()/'recorded.json'
 
+def _recorded() -> dict:
+    f = _recorded_file()
+    return load_json(f) if f.is_file() else {}
+
 def verify_source(path, # the published file (downloaded, found, or given)
                   entry:dict, # its registry entry
+                  record:bool=True, # write the record when this is the first copy of an unpublished checksum
                  ) -> str:
     "Check `path` against the entry's checksum (or the one recorded at first download); how it was checked."
     path = Path(path)
@@ -391,16 +398,16 @@ def verify_source(path, # the published file (downloaded, found, or given)
         check_file(path, sha256_prefix=entry['sha256_prefix'], what='the published')
         h = sha256sum(path)
         return f'sha256 {h} starts with the published prefix {entry["sha256_prefix"]}'
-    rec_file = _recorded_file()
-    rec = load_json(rec_file) if rec_file.is_file() else {}
+    rec = _recorded()
     r = rec.get(entry['filename'])
     if r:
         check_file(path, r['sha256'], r['size'], what=f"the recorded (first download, {r['recorded']})")
         return f"no checksum published: sha256 and size recorded at first download ({r['recorded']}) matched"
     h, n = sha256sum(path), path.stat().st_size
     now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
-    rec[entry['filename']] = {'name': entry['name'], 'sha256': h, 'size': n, 'recorded': now, 'url': entry.get('url')}
-    save_json(rec, rec_file)
+    if record:
+        rec[entry['filename']] = {'name': entry['name'], 'sha256': h, 'size': n, 'recorded': now, 'url': entry.get('url')}
+        save_json(rec, _recorded_file())
     return f"no checksum published: sha256 and size recorded at first download ({now})"
 
 # %% ../nbs/06_weights.ipynb #cv05
@@ -427,8 +434,11 @@ def get_weights(name:str, # a registry name
                                   f"or download {entry['url']} and put it in {dl} (or pass --src FILE)")
             p = fetch(entry['url'], dl/entry['filename'], entry.get('sha256'), allow_download=True, size=entry.get('size'),
                       sha256_prefix=entry.get('sha256_prefix'), progress=progress)
-    how = verify_source(p, entry)
-    return convert_checkpoint(p, out, entry['format'], entry.get('config'), entry=entry, overwrite=True, checksum=how, dirs=dirs)
+    how = verify_source(p, entry, record=False)
+    out = convert_checkpoint(p, out, entry['format'], entry.get('config'), entry=entry, overwrite=True, checksum=how, dirs=dirs)
+    if 'recorded at first download' in how and entry['filename'] not in _recorded():
+        verify_source(p, entry)  # recorded only once the file converted: a truncated first copy is never recorded
+    return out
 
 # %% ../nbs/06_weights.ipynb #rm03
 def _check_task(pth:Path, task:str|None) -> Path:
