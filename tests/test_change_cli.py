@@ -46,13 +46,15 @@ def test_refuses_bad_inputs(scene, tmp_path, capsys):
     other_crs = write_raster(tmp_path/'crs.tif', a, _meta(crs=32632))
     other_size = write_raster(tmp_path/'size.tif', a[:, :60], _meta(h=60))
     three = write_raster(tmp_path/'three.tif', a[:3], _meta(bands=3))
-    assert main([str(d/'model'), str(t1), str(other_crs), str(tmp_path/'o.tif'), '--quiet']) == 2
-    assert 'CRS' in capsys.readouterr().err
-    assert main([str(d/'model'), str(t1), str(other_size), str(tmp_path/'o.tif'), '--quiet']) == 2
+    # contents that do not fit: exit 1; a wrong command line (missing file, output = input): exit 2
+    assert main([str(d/'model'), str(t1), str(other_crs), str(tmp_path/'o.tif'), '--quiet']) == 1
+    err = capsys.readouterr().err
+    assert 'CRS' in err and 'pass --reproject' in err and 'reproject=True' not in err.split('(')[0]
+    assert main([str(d/'model'), str(t1), str(other_size), str(tmp_path/'o.tif'), '--quiet']) == 1
     assert 'size' in capsys.readouterr().err
     assert main([str(d/'model'), str(t1), str(tmp_path/'missing.tif'), str(tmp_path/'o.tif'), '--quiet']) == 2
     assert 'not found' in capsys.readouterr().err
-    assert main([str(d/'model'), str(three), str(three), str(tmp_path/'o.tif'), '--quiet']) == 2
+    assert main([str(d/'model'), str(three), str(three), str(tmp_path/'o.tif'), '--quiet']) == 1
     assert 'bands' in capsys.readouterr().err
     assert main([str(d/'model'), str(t1), str(t2), str(t2), '--quiet']) == 2
     assert not (tmp_path/'o.tif').exists()
@@ -61,6 +63,19 @@ def test_reproject_resamples_t2(scene, tmp_path):
     d, t1, t2 = scene
     a, _ = read_raster(t2)
     shifted = write_raster(tmp_path/'shift.tif', a, RasterMeta(CRS.from_epsg(32633), Affine(10, 0, 500020, 0, -10, 5000000), None, 'uint16', 4, 70, 90))
-    assert main([str(d/'model'), str(t1), str(shifted), str(tmp_path/'o.tif'), '--quiet']) == 2
+    assert main([str(d/'model'), str(t1), str(shifted), str(tmp_path/'o.tif'), '--quiet']) == 1
     assert main([str(d/'model'), str(t1), str(shifted), str(tmp_path/'o.tif'), '--reproject', '--tile', '64', '--quiet']) == 0
     assert read_meta(tmp_path/'o.tif').transform == read_meta(t1).transform
+
+def test_dtype_mismatch_and_range(scene, tmp_path, capsys):
+    "A uint8 t2 with a uint16 t1 is refused (it would flag most pixels as changed), unless --force."
+    d, t1, t2 = scene
+    a, _ = read_raster(t2)
+    t2_8 = write_raster(tmp_path/'u8.tif', (a // 16).astype(np.uint8), RasterMeta(CRS.from_epsg(32633), Affine(10, 0, 500000, 0, -10, 5000000), None, 'uint8', 4, 70, 90))
+    assert main([str(d/'model'), str(t1), str(t2_8), str(tmp_path/'o.tif'), '--quiet']) == 1
+    assert 'pixel type uint8' in capsys.readouterr().err and not (tmp_path/'o.tif').exists()
+    big = write_raster(tmp_path/'big.tif', (a.astype(np.uint32)*20).clip(0, 65535).astype(np.uint16), _meta())
+    assert main([str(d/'model'), str(t1), str(big), str(tmp_path/'o.tif'), '--quiet']) == 1
+    assert 'values far outside' in capsys.readouterr().err
+    assert main([str(d/'model'), str(t1), str(big), str(tmp_path/'o.tif'), '--quiet', '--force', '--tile', '64']) == 0
+    assert 'warning:' in capsys.readouterr().err
