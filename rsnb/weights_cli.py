@@ -94,7 +94,8 @@ def cmd_list(a) -> list[str]:
     for n, e in reg.items():
         loc = _local(n, e)
         have = ' + '.join(k for k in ('converted', 'source') if loc[k]) or '-'
-        rows.append([n, e['task'], e['format'], _fmt_size(e.get('size')), e.get('dataset') or '', _score(e), have])
+        size = e.get('size') or (Path(loc['source']).stat().st_size if loc['source'] else None)
+        rows.append([n, e['task'], e['format'], _fmt_size(size), e.get('dataset') or '', _score(e), have])
     fmts = W.registry_formats()
     return _table(rows, ['name', 'task', 'format', 'size', 'dataset', 'paper score', 'local']) + \
            ['', f"{len(reg)} entr{'y' if len(reg) == 1 else 'ies'}; formats for `convert --from`: {', '.join(sorted(fmts))}"]
@@ -199,6 +200,11 @@ def cmd_info(a) -> list[str]:
     from rsnb import weights as W
     p = Path(a.file).expanduser()
     pth, js = W._pair(p)
+    if not (p.exists() or pth.exists() or js.exists()) and '/' not in a.file and os.sep not in a.file:
+        from rsnb.core import ModelError
+        try: p = pth = W.resolve_model(a.file)  # a shipped or converted model by name
+        except ModelError as e: raise UsageError(str(e)) from None
+        js = pth.with_suffix('.json')
     if pth.is_file() and js.is_file() and p.suffix in ('', '.pth', '.json'):
         sd, card = W.load_model(pth)  # checks the weights' SHA-256 against the card
         n = sum(v.numel() for v in sd.values())

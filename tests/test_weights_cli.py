@@ -89,6 +89,7 @@ def test_list_shows_local_files(fam):
     assert run('get', 'lin-a', '--src', fam.tmp/'x.pth')[0] == 0
     rows = {r.split()[0]: r for r in run('list')[1].splitlines()[2:4]}
     assert rows['lin-a'].endswith('converted') and rows['lin-b'].endswith('source')
+    assert rows['lin-b'].split()[3:5] == [f"{(fam.cache/'downloads'/'lin-b-v1.pth').stat().st_size/1e6:.1f}", 'MB']  # no published size: the local file's
 
 # --- get --------------------------------------------------------------------------------------------------------
 
@@ -243,6 +244,10 @@ def test_info_converted_and_raw(fam):
     code, out, err = run('info', fam.cache/'lin-a.json')
     assert code == 0 and "rsnb model, 2 tensors, 8 values (weights match the card's SHA-256)" in out and 'task: classification' in out
     assert json.loads(run('info', fam.cache/'lin-a', '--json')[1])['source']['file'] == 'lin-a-v1.pth'
+    assert run('info', 'lin-a')[1] == run('info', fam.cache/'lin-a.pth')[1]  # by name
+    assert 'change_dpcd_sztaki_cpu.pth: rsnb model' in run('info', 'change_dpcd_sztaki_cpu')[1]
+    code, out, err = run('info', 'lin-z')
+    assert code == 2 and 'lin-z: no such model' in error_line(err)
     code, out, err = run('info', fam.tmp/'lin-a-v1.pth')
     assert code == 0 and 'torch checkpoint, 2 tensors, 8 values' in out and 'fc.weight: [2, 3]' in out
     assert 'looks like registry entry lin-a (format fake-linear): its published file name and its SHA-256' in out
