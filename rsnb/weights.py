@@ -434,7 +434,10 @@ def get_weights(name:str, # a registry name
                                   f"or download {entry['url']} and put it in {dl} (or pass --src FILE)")
             p = fetch(entry['url'], dl/entry['filename'], entry.get('sha256'), allow_download=True, size=entry.get('size'),
                       sha256_prefix=entry.get('sha256_prefix'), progress=progress)
-    how = verify_source(p, entry, record=False)
+    try: how = verify_source(p, entry, record=False)
+    except ModelError as e:
+        if src is not None: raise
+        raise ModelError(f"{e}; it was found in a weights folder: delete it and run `rsnb-weights get {name} --download` again") from None
     out = convert_checkpoint(p, out, entry['format'], entry.get('config'), entry=entry, overwrite=True, checksum=how, dirs=dirs)
     if 'recorded at first download' in how and entry['filename'] not in _recorded():
         verify_source(p, entry)  # recorded only once the file converted: a truncated first copy is never recorded
