@@ -145,6 +145,7 @@ class MeanScaleHyperprior(CompressionModel):
 @patch
 def _gains(self:MeanScaleHyperprior, rate, B:int):
     "Gain and inverse gain (B,M,1,1) for integer rate indices, or geometric interpolation for a fractional rate."
+    if rate is None: rate = self.n_rates // 2  # the middle rate ('me'; 0 for a single-rate codec)
     if self.gain is None: _single_rate(rate); return 1., 1.  # single-rate: y·1 is exact
     r = torch.as_tensor(rate, device=self.gain.device).reshape(-1)
     if r.numel() == 1: r = r.expand(B)
@@ -157,7 +158,7 @@ def _gains(self:MeanScaleHyperprior, rate, B:int):
 
 @patch
 def forward(self:MeanScaleHyperprior, x:torch.Tensor, # (B,C,H,W) in [0,1], sides multiple of 64
-            rate=1): # rate index, int or (B,) tensor
+            rate=None): # rate index, int or (B,) tensor; None: the middle rate
     "Training/eval pass: reconstruction, likelihoods of y and z, and the decoder-side latent ŷ."
     g, ig = self._gains(rate, x.shape[0])
     y = self.g_a(x) * g
@@ -179,7 +180,7 @@ def _hyper64(self:MeanScaleHyperprior, z_hat):
 @patch
 @torch.no_grad()
 def compress(self:MeanScaleHyperprior, x:torch.Tensor, # (1,C,H,W), sides multiple of 64
-             rate:int=1, # rate index
+             rate:int=None, # rate index (None: the middle rate)
              crop=None): # (top, left, h, w) of y to code, in latent (stride-16) units; h, w multiples of 4
     "→ ([y_bytes, z_bytes], z latent shape)."
     g, _ = self._gains(rate, 1)
@@ -193,7 +194,7 @@ def compress(self:MeanScaleHyperprior, x:torch.Tensor, # (1,C,H,W), sides multip
 
 @patch
 @torch.no_grad()
-def decompress_latent(self:MeanScaleHyperprior, strings, zshape, rate:int=1):
+def decompress_latent(self:MeanScaleHyperprior, strings, zshape, rate:int=None):
     "Bytes → ŷ (already rescaled by the inverse gain), the input of g_s."
     _, ig = self._gains(rate, 1)
     z_hat = self.entropy_bottleneck.decompress(strings[1], zshape)
@@ -212,7 +213,7 @@ def synthesis64(self:MeanScaleHyperprior):
 
 @patch
 @torch.no_grad()
-def decompress(self:MeanScaleHyperprior, strings, zshape, rate:int=1):
+def decompress(self:MeanScaleHyperprior, strings, zshape, rate:int=None):
     "Bytes → image in [0,1] (padded size), synthesised in float64 and snapped to the unit grid."
     return snap_unit(self.synthesis64()(self.decompress_latent(strings, zshape, rate).double()))
 
