@@ -373,6 +373,7 @@ def convert_checkpoint(src, # the checkpoint file, in `format`
               'registry_name': entry['name'] if entry else None, 'url': entry.get('url') if entry else None,
               'checksum': checksum or ('sha256 and size of the converted file (no published checksum checked)'),
               'converted_with': f'rsnb {__version__}'}
+    if isinstance(card.get('source'), dict): source = {**card['source'], **source}  # the converter's own notes kept
     full = {**meta, **card, 'name': entry['name'] if entry else pth.stem, 'source': source}
     if entry: full['registry'] = {k: v for k, v in entry.items() if k != 'registry_file'}
     model.eval()

@@ -19,7 +19,7 @@ def convert_linear(path, config):
     "The family's converter: the original saves `fc.weight`/`fc.bias`; rsnb's model is a bare `Linear`."
     m = torch.nn.Linear(config.get('n_in', 3), config.get('n_out', 2))
     m.load_state_dict(convert_state_dict(read_torch_checkpoint(path), m, [(r'fc\.(weight|bias)', r'\1')], file=path))
-    return m.eval(), {'task': 'classification', 'arch': 'linear', **config}
+    return m.eval(), {'task': 'classification', 'arch': 'linear', **config, 'source': {'layout': 'fc.*', 'file': 'overridden'}}
 
 def publish(path, n_in=3, n_out=2, seed=0, extra=False, missing=False) -> dict:
     "Write an 'original' checkpoint; return its tensors."
@@ -105,6 +105,7 @@ def test_get_src_converts_loads_weights_only_and_records_checksum(fam):
     src = card['source']
     assert src['sha256'] == W.sha256sum(fam.tmp/'lin-a-v1.pth') and src['size'] == (fam.tmp/'lin-a-v1.pth').stat().st_size
     assert src['registry_name'] == 'lin-a' and src['format'] == 'fake-linear' and src['config'] == {'n_in': 3, 'n_out': 2}
+    assert src['layout'] == 'fc.*' and src['file'] == 'lin-a-v1.pth'  # the converter's notes kept, the provenance wins
     assert 'recorded at first download' in src['checksum']
     assert (card['task'], card['arch'], card['dataset'], card['classes'], card['licence']) == ('classification', 'linear', 'fake scenes', ['a', 'b'], 'MIT')
     assert card['paper_score']['value'] == 0.9 and card['registry']['url'] == 'https://example.org/lin-a.pth'
