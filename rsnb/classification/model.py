@@ -17,7 +17,24 @@ from timm.models.nasnet import CellStem0, CellStem1, FirstCell, NormalCell, Redu
 from ..core import ModelError
 
 # %% auto #0
-__all__ = ['NASNetAMobile', 'count_params', 'SqueezeExcite', 'BahriHead', 'create_backbone', 'SceneClassifier', 'bahri_splitter']
+__all__ = ['NASNET_ARCHS', 'same_pad', 'ZeroPadMaxPool', 'NASNetAMobile', 'count_params', 'SqueezeExcite', 'BahriHead',
+           'create_backbone', 'SceneClassifier', 'bahri_splitter']
+
+# %% ../../nbs/11_classification.model.ipynb #b7e1a002
+def same_pad(n:int, # input size along one axis
+             k:int, # window
+             s:int, # stride
+            ) -> tuple[int, int]:
+    "TensorFlow 'SAME' padding `(before, after)` of an axis of size `n` (= Keras' `correct_pad` for stride 2)."
+    tot = max((-(-n // s) - 1)*s + k - n, 0)
+    return tot//2, tot - tot//2
+
+class ZeroPadMaxPool(nn.Module):
+    "Keras NASNet's reduction max-pool: zero-pad as 'SAME' would, then a valid `k`×`k` max-pool with stride `s`."
+    def __init__(self, k:int=3, s:int=2): super().__init__(); self.k, self.s = k, s
+    def forward(self, x):
+        (t, b), (l, r) = same_pad(x.shape[-2], self.k, self.s), same_pad(x.shape[-1], self.k, self.s)
+        return F.max_pool2d(F.pad(x, (l, r, t, b)), self.k, self.s)
 
 # %% ../../nbs/11_classification.model.ipynb #1f05b4f1
 class NASNetAMobile(nn.Module):
@@ -29,6 +46,7 @@ class NASNetAMobile(nn.Module):
                  num_features:int=1056, # penultimate filters (24 × the base filter count)
                  n_cells:int=4, # normal cells per stack (N in "N @ F")
                  pad_type:str='same', # TensorFlow-style padding, as the original
+                 keras_exact:bool=False, # Keras' zero-padded max-pools in the stem and reduction cells
                 ):
         super().__init__()
         c = num_features // 24
@@ -48,6 +66,11 @@ class NASNetAMobile(nn.Module):
             self._add(f'cell_{i0}', FirstCell(left, m*c//2, right, m*c, pad_type=pad_type))
             for j in range(1, n_cells):
                 self._add(f'cell_{i0+j}', NormalCell(right if j == 1 else 6*m*c, m*c, 6*m*c, m*c, pad_type=pad_type))
+        self.keras_exact = keras_exact
+        if keras_exact:
+            for n in ('cell_stem_0', 'cell_stem_1', 'reduction_cell_0', 'reduction_cell_1'):
+                cell = getattr(self, n)
+                cell.comb_iter_1_left, cell.comb_iter_4_right = ZeroPadMaxPool(), ZeroPadMaxPool()
         self.act = nn.ReLU()
         self.last_linear = nn.Linear(num_features, num_classes) if num_classes else nn.Identity()
 
@@ -64,7 +87,6 @@ def forward_features(self:NASNetAMobile, x):
         layer = getattr(self, n)
         if i < 2: x_prev, x = x, layer(x)
         elif i == 2: x_prev, x = x, layer(x_prev, x)
-        elif n.startswith('reduction'): x = layer(x, x_prev)
         else: x_prev, x = x, layer(x, x_prev)
     return self.act(x)
 
@@ -129,16 +151,18 @@ class _TimmFeatures(nn.Module):
 
 class _NasFeatures(_TimmFeatures): pass
 
-def create_backbone(arch:str='nasnetamobile', # 'nasnetamobile' or any `timm.list_models()` name
+NASNET_ARCHS = {'nasnetamobile': False, 'nasnetamobile_keras': True}   # name -> keras_exact
+
+def create_backbone(arch:str='nasnetamobile', # 'nasnetamobile', 'nasnetamobile_keras' or any `timm.list_models()` name
                     in_chans:int=3, # input bands
                    ) -> tuple[nn.Module, int]:
     "A randomly initialised backbone returning feature maps, and its number of output channels."
-    if arch == 'nasnetamobile':
-        m = NASNetAMobile(num_classes=0, in_chans=in_chans)
+    if arch in NASNET_ARCHS:
+        m = NASNetAMobile(num_classes=0, in_chans=in_chans, keras_exact=NASNET_ARCHS[arch])
         return _NasFeatures(m), m.num_features
     if arch not in timm.list_models():
-        close = difflib.get_close_matches(arch, ['nasnetamobile', *timm.list_models()], n=5)
-        raise ModelError(f"unknown architecture {arch!r}: use 'nasnetamobile' or a timm model name"
+        close = difflib.get_close_matches(arch, [*NASNET_ARCHS, *timm.list_models()], n=5)
+        raise ModelError(f"unknown architecture {arch!r}: use 'nasnetamobile', 'nasnetamobile_keras' or a timm model name"
                          + (f" (did you mean {', '.join(close)}?)" if close else ''))
     m = timm.create_model(arch, pretrained=False, num_classes=0, global_pool='', in_chans=in_chans)
     return _TimmFeatures(m), m.num_features
