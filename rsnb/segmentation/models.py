@@ -14,8 +14,394 @@ from fastcore.basics import patch
 from ..core import ModelError
 
 # %% auto #0
-__all__ = ['ARCHS', 'LOSS_COEFS', 'conv_bn_relu', 'Segmenter', 'resnet_backbone', 'HRNetBackbone', 'hrnet_concat', 'Pick',
-           'HRNetHead', 'SmpHead', 'PAM', 'CAM', 'DAHead', 'seg_model', 'PixelContrastLoss', 'SegLoss']
+__all__ = ['ARCHS', 'LOSS_COEFS', 'IMPLS', 'RESNETS', 'paddle_pad_same', 'ConvBN', 'SepConvBN', 'paddle_resize', 'ResNet',
+           'HRBottleneck', 'HRBasic', 'HRModule', 'HRNet', 'PaddleFCNHead', 'ASPP', 'DeepLabV3PDecoder',
+           'DeepLabV3PHead', 'PPModule', 'AuxLayer', 'PSPNetHead', 'UPerNetHead', 'PaddlePAM', 'PaddleCAM', 'DANetHead',
+           'ContrastHead', 'PaddleSegmenter', 'paddleseg_model', 'conv_bn_relu', 'Segmenter', 'resnet_backbone',
+           'HRNetBackbone', 'hrnet_concat', 'Pick', 'HRNetHead', 'SmpHead', 'PAM', 'CAM', 'DAHead', 'seg_model',
+           'segmenter_from_card', 'PixelContrastLoss', 'SegLoss']
+
+# %% ../../nbs/21_segmentation.models.ipynb #906b79f2
+ARCHS = ('fcn', 'deeplabv3p', 'pspnet', 'upernet', 'danet', 'hrnet')
+LOSS_COEFS = dict(fcn=(1.,), deeplabv3p=(1.,), pspnet=(1., .4), upernet=(1., .4), danet=(1., 1., 1., .4), hrnet=(1., .1))
+IMPLS = ('paddleseg', 'smp')
+_DEFAULT_BACKBONE_PADDLE = dict(fcn='hrnet_w18', deeplabv3p='resnet50_vd', pspnet='resnet50_vd', upernet='resnet50', danet='resnet50_vd', hrnet='hrnet_w48')
+_DEFAULT_BACKBONE = dict(fcn='hrnet_w18', deeplabv3p='resnet50', pspnet='resnet50', upernet='resnet50', danet='resnet50', hrnet='hrnet_w48')
+_DEFAULT_OS = dict(fcn=8, deeplabv3p=8, pspnet=8, upernet=32, danet=8)
+
+def _hrnet_width(backbone):
+    try: return int(backbone.split('_w')[1])
+    except (IndexError, ValueError): raise ModelError(f"backbone {backbone!r}: expected 'hrnet_w18' or 'hrnet_w48'") from None
+
+# %% ../../nbs/21_segmentation.models.ipynb #3a855413
+def paddle_pad_same(x, ks:int, stride:int, dilation:int=1):
+    "Pad `x` as Paddle's `padding='same'` does: total `max((ceil(n/s)-1)·s + (k-1)·d + 1 - n, 0)`, the odd pixel at the end."
+    pads = []
+    for n in (x.shape[-1], x.shape[-2]):
+        tot = max((-(-n // stride) - 1) * stride + (ks - 1) * dilation + 1 - n, 0)
+        pads += [tot // 2, tot - tot // 2]
+    return F.pad(x, pads) if any(pads) else x
+
+class ConvBN(nn.Module):
+    "Conv → BatchNorm (→ ReLU): PaddleSeg's `ConvBN`/`ConvBNReLU`, with its conv bias (default on) and `'same'` padding."
+    def __init__(self, ni:int, nf:int, ks:int=3, # input/output channels, kernel size
+                 stride:int=1, dilation:int=1, groups:int=1,
+                 padding='same', # 'same' (Paddle's rule, asymmetric for stride 2 on even sizes) or an int
+                 bias:bool=True, # Paddle's `Conv2D` default: a bias even before a BatchNorm
+                 act:bool=True, # ReLU after the BatchNorm
+                ):
+        super().__init__()
+        self.same = padding == 'same' and stride > 1
+        pad = 0 if self.same else ((ks - 1) // 2 * dilation if padding == 'same' else padding)
+        self.conv = nn.Conv2d(ni, nf, ks, stride, pad, dilation, groups, bias=bias)
+        self.bn = nn.BatchNorm2d(nf)
+        self.act = nn.ReLU() if act else nn.Identity()
+    def forward(self, x):
+        if self.same: x = paddle_pad_same(x, self.conv.kernel_size[0], self.conv.stride[0], self.conv.dilation[0])
+        return self.act(self.bn(self.conv(x)))
+
+class SepConvBN(nn.Module):
+    "PaddleSeg's `SeparableConvBNReLU`: depthwise ConvBN → pointwise ConvBNReLU, both with conv biases."
+    def __init__(self, ni:int, nf:int, ks:int=3, dilation:int=1, padding='same'):
+        super().__init__()
+        self.depthwise_conv = ConvBN(ni, ni, ks, dilation=dilation, groups=ni, padding=padding, act=False)
+        self.pointwise_conv = ConvBN(ni, nf, 1)
+    def forward(self, x): return self.pointwise_conv(self.depthwise_conv(x))
+
+# %% ../../nbs/21_segmentation.models.ipynb #331003c7
+def _resize_matrix(n_in:int, n_out:int, align_corners:bool=False, align_mode:int=1, dtype=torch.float32, device=None):
+    if align_corners and n_out > 1: src = torch.arange(n_out, dtype=torch.float64) * ((n_in - 1) / (n_out - 1))
+    elif align_mode == 1: src = torch.arange(n_out, dtype=torch.float64) * (n_in / n_out)
+    else: src = ((torch.arange(n_out, dtype=torch.float64) + 0.5) * (n_in / n_out) - 0.5).clamp(min=0)
+    i0 = src.floor().long().clamp(max=n_in - 1)
+    i1 = (i0 + 1).clamp(max=n_in - 1)
+    lam = src - i0
+    m = torch.zeros(n_out, n_in, dtype=torch.float64)
+    m[torch.arange(n_out), i0] += 1 - lam
+    m[torch.arange(n_out), i1] += lam
+    return m.to(dtype=dtype, device=device)
+
+def paddle_resize(x, # B×C×h×w
+                  size, # (H, W)
+                  align_corners:bool=False, align_mode:int=1) -> torch.Tensor:
+    "Paddle's bilinear `F.interpolate` with its `align_mode` (1: `src = dst·in/out`; 0: torch's half-pixel grid)."
+    ry = _resize_matrix(x.shape[-2], size[0], align_corners, align_mode, x.dtype, x.device)
+    rx = _resize_matrix(x.shape[-1], size[1], align_corners, align_mode, x.dtype, x.device)
+    return torch.einsum('Hh,bchw,Ww->bcHW', ry, x, rx)
+
+# %% ../../nbs/21_segmentation.models.ipynb #cc64c123
+def _restride(layer:nn.Sequential, dilation:int, multi_grid=(1, 1, 1)):
+    "Make a ResNet stage stride 1 with PaddleSeg's dilation (every block `dilation · multi_grid[i]`)."
+    for i, blk in enumerate(layer):
+        d = dilation * (multi_grid[i] if i < len(multi_grid) else 1)
+        convs = [blk.conv2] if hasattr(blk, 'conv3') else [blk.conv1, blk.conv2]
+        for c in convs: c.stride, c.dilation, c.padding = (1, 1), (d, d), (d, d)
+        if blk.downsample is not None:
+            ds = blk.downsample
+            if isinstance(ds[0], nn.AvgPool2d): ds[0] = nn.Identity()
+            for m in ds:
+                if isinstance(m, nn.Conv2d): m.stride = (1, 1)
+
+RESNETS = ('resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet18_vd', 'resnet34_vd', 'resnet50_vd', 'resnet101_vd')
+
+class ResNet(nn.Module):
+    "The benchmark's ResNets (`'resnet50'`: contrib, output stride 32; `'resnet50_vd'`: ResNet-D, output stride 8) → `[c2, c3, c4, c5]`."
+    def __init__(self, name:str='resnet50', # one of `RESNETS`
+                 in_chans:int=3,
+                 output_stride:int=None, # None: 32 for the contrib ResNets, 8 for `_vd` (PaddleSeg's defaults)
+                 multi_grid=(1, 1, 1), # dilation multipliers of stage 4's blocks (the `_vd` DeepLabV3+/FCN configs: (1, 2, 4))
+                ):
+        super().__init__()
+        if name not in RESNETS: raise ModelError(f"ResNet: unknown backbone {name!r}; choose one of {RESNETS}")
+        vd = name.endswith('_vd')
+        os_ = output_stride or (8 if vd else 32)
+        if os_ not in (8, 16, 32): raise ModelError(f"ResNet {name}: output_stride must be 8, 16 or 32, got {os_}")
+        net = timm.create_model(name.replace('_vd', 'd'), pretrained=False, num_classes=0, in_chans=in_chans)
+        self.conv1, self.bn1, self.act1, self.maxpool = net.conv1, net.bn1, net.act1, net.maxpool
+        self.layer1, self.layer2, self.layer3, self.layer4 = net.layer1, net.layer2, net.layer3, net.layer4
+        dil = {8: (2, 4), 16: (1, 2), 32: (1, 1)}[os_]
+        if dil[0] > 1: _restride(self.layer3, dil[0])
+        if dil[1] > 1 or tuple(multi_grid) != (1, 1, 1): _restride(self.layer4, dil[1], multi_grid)
+        self.name, self.output_stride, self.multi_grid = name, os_, tuple(multi_grid)
+        self.feat_channels = [l[-1].bn3.num_features if hasattr(l[-1], 'bn3') else l[-1].bn2.num_features
+                              for l in (self.layer1, self.layer2, self.layer3, self.layer4)]
+        self.out_channels = self.feat_channels
+    def forward(self, x):
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
+        feats = []
+        for l in (self.layer1, self.layer2, self.layer3, self.layer4):
+            x = l(x); feats.append(x)
+        return feats
+
+# %% ../../nbs/21_segmentation.models.ipynb #814ca60d
+class HRBottleneck(nn.Module):
+    def __init__(self, ni:int, nf:int, downsample:bool=False):
+        super().__init__()
+        self.conv1, self.conv2 = ConvBN(ni, nf, 1, bias=False), ConvBN(nf, nf, 3, bias=False)
+        self.conv3 = ConvBN(nf, nf * 4, 1, bias=False, act=False)
+        self.conv_down = ConvBN(ni, nf * 4, 1, bias=False, act=False) if downsample else None
+    def forward(self, x):
+        r = x if self.conv_down is None else self.conv_down(x)
+        return F.relu(self.conv3(self.conv2(self.conv1(x))) + r)
+
+class HRBasic(nn.Module):
+    def __init__(self, ni:int, nf:int):
+        super().__init__()
+        self.conv1, self.conv2 = ConvBN(ni, nf, 3, bias=False), ConvBN(nf, nf, 3, bias=False, act=False)
+    def forward(self, x): return F.relu(self.conv2(self.conv1(x)) + x)
+
+class HRModule(nn.Module):
+    "Parallel branches of 4 basic blocks, then every branch fused into every other (1×1 conv + bilinear up, or strided 3×3 convs down)."
+    def __init__(self, chs:list, n_blocks:int=4, align_corners:bool=False):
+        super().__init__()
+        self.align_corners = align_corners
+        self.branches = nn.ModuleList([nn.Sequential(*[HRBasic(c, c) for _ in range(n_blocks)]) for c in chs])
+        self.fuse = nn.ModuleDict()
+        for i in range(len(chs)):
+            for j in range(len(chs)):
+                if j > i: self.fuse[f'{i}_{j}'] = ConvBN(chs[j], chs[i], 1, bias=False, act=False)
+                for k in range(i - j):
+                    last = k == i - j - 1
+                    self.fuse[f'{i}_{j}_{k}'] = ConvBN(chs[j], chs[i] if last else chs[j], 3, 2, bias=False, act=not last)
+    def forward(self, xs):
+        xs = [b(x) for b, x in zip(self.branches, xs)]
+        outs = []
+        for i in range(len(xs)):
+            r = xs[i]
+            for j in range(len(xs)):
+                if j > i: r = r + F.interpolate(self.fuse[f'{i}_{j}'](xs[j]), size=r.shape[-2:], mode='bilinear', align_corners=self.align_corners)
+                elif j < i:
+                    y = xs[j]
+                    for k in range(i - j): y = self.fuse[f'{i}_{j}_{k}'](y)
+                    r = r + y
+            outs.append(F.relu(r))
+        return outs
+
+class HRNet(nn.Module):
+    "PaddleSeg's HRNet-W`width`: returns `[concat of the 4 branches at 1/4 size]` (15 × width channels)."
+    def __init__(self, width:int=18, # 18 or 48 (any width works)
+                 in_chans:int=3, align_corners:bool=False):
+        super().__init__()
+        w = [width * 2**i for i in range(4)]
+        self.stem1, self.stem2 = ConvBN(in_chans, 64, 3, 2, bias=False), ConvBN(64, 64, 3, 2, bias=False)
+        self.layer1 = nn.Sequential(*[HRBottleneck(64 if i == 0 else 256, 64, downsample=i == 0) for i in range(4)])
+        self.transition1 = nn.ModuleList([ConvBN(256, w[0], 3, bias=False), ConvBN(256, w[1], 3, 2, bias=False)])
+        self.stage2 = nn.Sequential(*[HRModule(w[:2], 4, align_corners) for _ in range(1)])
+        self.transition2 = nn.ModuleList([nn.Identity(), nn.Identity(), ConvBN(w[1], w[2], 3, 2, bias=False)])
+        self.stage3 = nn.Sequential(*[HRModule(w[:3], 4, align_corners) for _ in range(4)])
+        self.transition3 = nn.ModuleList([nn.Identity()] * 3 + [ConvBN(w[2], w[3], 3, 2, bias=False)])
+        self.stage4 = nn.Sequential(*[HRModule(w, 4, align_corners) for _ in range(3)])
+        self.width, self.align_corners = width, align_corners
+        self.feat_channels = self.out_channels = [sum(w)]
+    @staticmethod
+    def _trans(t, xs): return [m(xs[i] if i < len(xs) else xs[-1]) for i, m in enumerate(t)]
+    def forward(self, x):
+        x = self.layer1(self.stem2(self.stem1(x)))
+        xs = self.stage2([m(x) for m in self.transition1])
+        xs = self.stage3(self._trans(self.transition2, xs))
+        xs = self.stage4(self._trans(self.transition3, xs))
+        size = xs[0].shape[-2:]
+        return [torch.cat([xs[0]] + [F.interpolate(f, size=size, mode='bilinear', align_corners=self.align_corners) for f in xs[1:]], 1)]
+
+# %% ../../nbs/21_segmentation.models.ipynb #00c4ff07
+class PaddleFCNHead(nn.Module):
+    "PaddleSeg's FCN head: ConvBNReLU 1×1 (channels = input channels) → 1×1 classifier, both with biases."
+    def __init__(self, in_ch:int, n_classes:int, channels:int=None, index:int=-1):
+        super().__init__()
+        self.index = index
+        self.conv_1 = ConvBN(in_ch, channels or in_ch, 1)
+        self.cls = nn.Conv2d(channels or in_ch, n_classes, 1)
+    def forward(self, feats): return [self.cls(self.conv_1(feats[self.index]))]
+
+class ASPP(nn.Module):
+    "PaddleSeg's `ASPPModule` with separable convs and image pooling (DeepLabV3+)."
+    def __init__(self, rates, in_ch:int, out_ch:int=256, align_corners:bool=False):
+        super().__init__()
+        self.align_corners = align_corners
+        self.aspp_blocks = nn.ModuleList([ConvBN(in_ch, out_ch, 1, padding=0) if r == 1 else SepConvBN(in_ch, out_ch, 3, r, padding=r) for r in rates])
+        self.global_avg_pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), ConvBN(in_ch, out_ch, 1, bias=False))
+        self.conv_bn_relu = ConvBN(out_ch * (len(rates) + 1), out_ch, 1)
+        self.dropout = nn.Dropout(0.1)
+    def forward(self, x):
+        outs = [b(x) for b in self.aspp_blocks]
+        outs.append(F.interpolate(self.global_avg_pool(x), size=x.shape[-2:], mode='bilinear', align_corners=self.align_corners))
+        return self.dropout(self.conv_bn_relu(torch.cat(outs, 1)))
+
+class DeepLabV3PDecoder(nn.Module):
+    def __init__(self, n_classes:int, low_ch:int, align_corners:bool=False):
+        super().__init__()
+        self.align_corners = align_corners
+        self.conv_bn_relu1 = ConvBN(low_ch, 48, 1)
+        self.conv_bn_relu2, self.conv_bn_relu3 = SepConvBN(304, 256, 3, padding=1), SepConvBN(256, 256, 3, padding=1)
+        self.conv = nn.Conv2d(256, n_classes, 1)
+    def forward(self, x, low):
+        low = self.conv_bn_relu1(low)
+        x = F.interpolate(x, size=low.shape[-2:], mode='bilinear', align_corners=self.align_corners)
+        return self.conv(self.conv_bn_relu3(self.conv_bn_relu2(torch.cat([x, low], 1))))
+
+class DeepLabV3PHead(nn.Module):
+    "ASPP on `feats[3]`, then two separable convs after the concat with `feats[0]` (stride 4)."
+    def __init__(self, n_classes:int, chs:list, rates=(1, 12, 24, 36), aspp_ch:int=256, align_corners:bool=False, indices=(0, 3)):
+        super().__init__()
+        self.indices = indices
+        self.aspp = ASPP(rates, chs[indices[1]], aspp_ch, align_corners)
+        self.decoder = DeepLabV3PDecoder(n_classes, chs[indices[0]], align_corners)
+    def forward(self, feats): return [self.decoder(self.aspp(feats[self.indices[1]]), feats[self.indices[0]])]
+
+class PPModule(nn.Module):
+    "Pyramid pooling: adaptive pools (1, 2, 3, 6) → 1×1 ConvBNReLU → upsample; `[x, *reversed(stages)]` → 3×3 ConvBNReLU."
+    def __init__(self, in_ch:int, out_ch:int, bins=(1, 2, 3, 6), align_corners:bool=False):
+        super().__init__()
+        c = in_ch // len(bins)
+        self.align_corners = align_corners
+        self.stages = nn.ModuleList([nn.Sequential(nn.AdaptiveAvgPool2d(b), ConvBN(in_ch, c, 1)) for b in bins])
+        self.conv_bn_relu2 = ConvBN(in_ch + c * len(bins), out_ch, 3, padding=1)
+    def forward(self, x):
+        ups = [F.interpolate(s(x), size=x.shape[-2:], mode='bilinear', align_corners=self.align_corners) for s in self.stages]
+        return self.conv_bn_relu2(torch.cat([x] + ups[::-1], 1))
+
+class AuxLayer(nn.Module):
+    "ConvBNReLU 3×3 → dropout → 1×1 classifier (PaddleSeg's `AuxLayer`)."
+    def __init__(self, in_ch:int, mid:int, n_classes:int, dropout:float=0.1):
+        super().__init__()
+        self.conv_bn_relu = ConvBN(in_ch, mid, 3, padding=1)
+        self.dropout = nn.Dropout(dropout)
+        self.conv = nn.Conv2d(mid, n_classes, 1)
+    def forward(self, x): return self.conv(self.dropout(self.conv_bn_relu(x)))
+
+class PSPNetHead(nn.Module):
+    "PPM (1024 channels) → dropout → 1×1 classifier on `feats[3]`; auxiliary `AuxLayer` on `feats[2]`."
+    def __init__(self, n_classes:int, chs:list, pp_ch:int=1024, aux:bool=True, align_corners:bool=False):
+        super().__init__()
+        self.psp_module = PPModule(chs[3], pp_ch, align_corners=align_corners)
+        self.dropout = nn.Dropout(0.1)
+        self.conv = nn.Conv2d(pp_ch, n_classes, 1)
+        self.auxlayer = AuxLayer(chs[2], chs[2] // 4, n_classes) if aux else None
+    def forward(self, feats):
+        out = [self.conv(self.dropout(self.psp_module(feats[3])))]
+        if self.training and self.auxlayer is not None: out.append(self.auxlayer(feats[2]))
+        return out
+
+class UPerNetHead(nn.Module):
+    "PPM on `feats[3]` + FPN laterals, top-down sums (`align_corners=True`, PaddleSeg's head default), fused 3×3 → classifier."
+    def __init__(self, n_classes:int, chs:list, channels:int=512, aux:bool=True, dropout:float=0.1, align_corners:bool=True):
+        super().__init__()
+        self.align_corners = align_corners
+        self.ppm = PPModule(chs[-1], channels, align_corners=True)
+        self.lateral_convs = nn.ModuleList([ConvBN(c, channels, 1) for c in chs[:-1]])
+        self.fpn_convs = nn.ModuleList([ConvBN(channels, channels, 3, bias=False) for _ in chs[:-1]])
+        self.aux_head = AuxLayer(chs[2], chs[2], n_classes, dropout) if aux else None
+        self.fpn_bottleneck = ConvBN(len(chs) * channels, channels, 3, padding=1)
+        self.conv_last = nn.Sequential(ConvBN(len(chs) * channels, channels, 3, bias=False), nn.Conv2d(channels, n_classes, 1))  # built, never called (as in PaddleSeg)
+        self.conv_seg = nn.Conv2d(channels, n_classes, 1)
+    def forward(self, feats):
+        up = lambda t, ref: F.interpolate(t, size=ref.shape[-2:], mode='bilinear', align_corners=self.align_corners)
+        lat = [l(f) for l, f in zip(self.lateral_convs, feats)] + [self.ppm(feats[-1])]
+        for i in range(len(lat) - 1, 0, -1): lat[i - 1] = lat[i - 1] + up(lat[i], lat[i - 1])
+        outs = [c(l) for c, l in zip(self.fpn_convs, lat)] + [lat[-1]]
+        outs = [outs[0]] + [up(o, outs[0]) for o in outs[1:]]
+        res = [self.conv_seg(self.fpn_bottleneck(torch.cat(outs, 1)))]
+        if self.training and self.aux_head is not None: res.append(self.aux_head(feats[2]))
+        return res
+
+# %% ../../nbs/21_segmentation.models.ipynb #d2be210a
+class PaddlePAM(nn.Module):
+    def __init__(self, ch:int):
+        super().__init__()
+        self.query_conv, self.key_conv, self.value_conv = nn.Conv2d(ch, ch // 8, 1), nn.Conv2d(ch, ch // 8, 1), nn.Conv2d(ch, ch, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+    def forward(self, x):
+        b, c, h, w = x.shape
+        sim = torch.softmax(self.query_conv(x).flatten(2).transpose(1, 2) @ self.key_conv(x).flatten(2), -1)
+        return self.gamma * (self.value_conv(x).flatten(2) @ sim.transpose(1, 2)).view(b, c, h, w) + x
+
+class PaddleCAM(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gamma = nn.Parameter(torch.zeros(1))
+    def forward(self, x):
+        b, c, h, w = x.shape
+        f = x.flatten(2)
+        g = f @ f.transpose(1, 2)
+        return self.gamma * (torch.softmax(g.amax(-1, keepdim=True) - g, -1) @ f).view(b, c, h, w) + x
+
+class DANetHead(nn.Module):
+    "PaddleSeg's `DAHead` on `feats[3]`: training outputs `[main, cam, pam, aux]` (coefficients 1, 1, 1, 0.4)."
+    def __init__(self, n_classes:int, chs:list, faithful:bool=True):
+        super().__init__()
+        c_in = chs[-1]; c = c_in // 4
+        self.faithful = faithful
+        self.channel_conv, self.position_conv = ConvBN(c_in, c, 3), ConvBN(c_in, c, 3)
+        self.pam, self.cam = PaddlePAM(c), PaddleCAM()
+        self.conv1, self.conv2 = ConvBN(c, c, 3), ConvBN(c, c, 3)
+        cls = lambda ni: nn.Sequential(nn.Dropout2d(0.1), nn.Conv2d(ni, n_classes, 1))
+        self.aux_head, self.aux_head_pam, self.aux_head_cam, self.cls_head = cls(c_in), cls(c), cls(c), cls(c)
+    def forward(self, feats):
+        x = feats[-1]
+        ch = self.conv1(self.cam(self.channel_conv(x)))
+        pos = self.conv2(self.pam(self.position_conv(x)))
+        out = [self.cls_head(pos + ch)]
+        if self.training: out += [self.aux_head_cam(ch), (self.aux_head_cam if self.faithful else self.aux_head_pam)(pos), self.aux_head(x)]
+        return out
+
+class ContrastHead(nn.Module):
+    "HRNetW48Contrast: ConvBNReLU 3×3 → dropout → bias-free classifier; the projection head (embeddings) only while training."
+    def __init__(self, n_classes:int, chs:list, proj_dim:int=None, dropout:float=0.1):
+        super().__init__()
+        c = chs[0]
+        self.cls_head = nn.Sequential(ConvBN(c, c, 3, padding=1), nn.Dropout2d(dropout), nn.Conv2d(c, n_classes, 1, bias=False))
+        self.proj_head = nn.Sequential(ConvBN(c, c, 1), nn.Conv2d(c, proj_dim or c, 1))
+    def forward(self, feats):
+        out = self.cls_head(feats[0])
+        if not self.training: return [out]
+        return [out, {'seg': out, 'embed': F.normalize(self.proj_head(feats[0]), dim=1)}]
+
+# %% ../../nbs/21_segmentation.models.ipynb #067a5a81
+class PaddleSegmenter(nn.Module):
+    "Backbone → head → logits at input size; `(main, *aux)` while training, as PaddleSeg's models return them."
+    def __init__(self, backbone:nn.Module, head:nn.Module,
+                 align_mode:int=0, # 1: DANet's `align_mode=1` upsampling
+                 name:str='segmenter'):
+        super().__init__()
+        self.backbone, self.head, self.align_mode, self.name = backbone, head, align_mode, name
+        self.size_divisor = 1
+    def forward(self, x):
+        outs = self.head(self.backbone(x))
+        if not self.training: outs = outs[:1]
+        size = x.shape[-2:]
+        up = (lambda o: paddle_resize(o, size)) if self.align_mode == 1 else (lambda o: F.interpolate(o, size=size, mode='bilinear', align_corners=False))
+        outs = [up(o) if torch.is_tensor(o) else o for o in outs]
+        return tuple(outs) if self.training and len(outs) > 1 else outs[0]
+
+# %% ../../nbs/21_segmentation.models.ipynb #3f15925b
+def paddleseg_model(arch:str='deeplabv3p', # one of `ARCHS`
+                    backbone:str=None, # a `RESNETS` name or 'hrnet_w18'/'hrnet_w48'; None: the benchmark's default
+                    n_classes:int=16, in_chans:int=3,
+                    output_stride:int=None, # None: the backbone's PaddleSeg default (32 contrib ResNet, 8 `_vd`)
+                    multi_grid=None, # None: (1, 2, 4) for `_vd` DeepLabV3+/FCN (the configs), else (1, 1, 1)
+                    aux:bool=None, # auxiliary heads (PSPNet, UPerNet); None: as in the benchmark
+                    faithful:bool=True, # DANet: score the pam branch with the cam classifier while training, as PaddleSeg does
+                   ) -> PaddleSegmenter:
+    "A randomly initialised PaddleSeg-exact benchmark model."
+    if arch not in ARCHS: raise ModelError(f"unknown segmentation model {arch!r}; choose one of {ARCHS}")
+    backbone = backbone or _DEFAULT_BACKBONE_PADDLE[arch]
+    name = f'{arch}-{backbone}'
+    aux = arch in ('pspnet', 'upernet') if aux is None else aux
+    if backbone.startswith('hrnet'):
+        if arch not in ('fcn', 'hrnet'): raise ModelError(f"{name}: HRNet backbones go with 'fcn' or 'hrnet', not {arch!r}")
+        bb = HRNet(_hrnet_width(backbone), in_chans)
+        head = PaddleFCNHead(bb.feat_channels[0], n_classes) if arch == 'fcn' else ContrastHead(n_classes, bb.feat_channels, bb.feat_channels[0])
+        return PaddleSegmenter(bb, head, name=name)
+    if arch == 'hrnet': raise ModelError(f"{name}: the 'hrnet' family needs an 'hrnet_w18'/'hrnet_w48' backbone")
+    if multi_grid is None: multi_grid = (1, 2, 4) if backbone.endswith('_vd') and arch in ('deeplabv3p', 'fcn') else (1, 1, 1)
+    bb = ResNet(backbone, in_chans, output_stride, multi_grid)
+    ch = bb.feat_channels
+    if arch == 'fcn': head = PaddleFCNHead(ch[-1], n_classes)
+    elif arch == 'deeplabv3p': head = DeepLabV3PHead(n_classes, ch)
+    elif arch == 'pspnet': head = PSPNetHead(n_classes, ch, aux=aux)
+    elif arch == 'upernet': head = UPerNetHead(n_classes, ch, aux=aux)
+    else: head = DANetHead(n_classes, ch, faithful=faithful)
+    return PaddleSegmenter(bb, head, align_mode=1 if arch == 'danet' else 0, name=name)
 
 # %% ../../nbs/21_segmentation.models.ipynb #e3ac8884
 def conv_bn_relu(ni:int, # input channels
@@ -160,26 +546,20 @@ class DAHead(nn.Module):
         if not self.training: return out
         return [out, self.cls_cam(c), self.cls_pam(p), self.cls_aux(x)]
 
-# %% ../../nbs/21_segmentation.models.ipynb #a4a87ec4
-ARCHS = ('fcn', 'deeplabv3p', 'pspnet', 'upernet', 'danet', 'hrnet')
-LOSS_COEFS = dict(fcn=(1.,), deeplabv3p=(1.,), pspnet=(1., .4), upernet=(1., .4), danet=(1., 1., 1., .4), hrnet=(1., .1))
-_DEFAULT_BACKBONE = dict(fcn='hrnet_w18', deeplabv3p='resnet50', pspnet='resnet50', upernet='resnet50', danet='resnet50', hrnet='hrnet_w48')
-_DEFAULT_OS = dict(fcn=8, deeplabv3p=8, pspnet=8, upernet=32, danet=8)
-
 # %% ../../nbs/21_segmentation.models.ipynb #ce706798
-def _hrnet_width(backbone):
-    try: return int(backbone.split('_w')[1])
-    except (IndexError, ValueError): raise ModelError(f"backbone {backbone!r}: expected 'hrnet_w18' or 'hrnet_w48'") from None
-
 def seg_model(arch:str='deeplabv3p', # one of `ARCHS`
               backbone:str=None, # 'resnet18/34/50/101' or 'hrnet_w18/w48'; None: the benchmark's
               n_classes:int=6, # output classes
               in_chans:int=3, # input bands
               output_stride:int=None, # ResNet output stride (8, 16, 32); None: the benchmark's
               aux:bool=None, # auxiliary head(s); None: as in the benchmark
-             ) -> Segmenter:
+              impl:str='paddleseg', # 'paddleseg': PaddleSeg's networks (`paddleseg_model`); 'smp': the earlier library-based variants
+              multi_grid=None, # impl 'paddleseg': stage-4 multi-grid (None: the configs')
+             ) -> nn.Module:
     "A randomly initialised benchmark segmenter for `in_chans` bands and `n_classes` classes."
     if arch not in ARCHS: raise ModelError(f"unknown segmentation model {arch!r}; choose one of {ARCHS}")
+    if impl == 'paddleseg': return paddleseg_model(arch, backbone, n_classes, in_chans, output_stride, multi_grid, aux)
+    if impl != 'smp': raise ModelError(f"seg_model: unknown implementation {impl!r}; choose one of {IMPLS}")
     backbone = backbone or _DEFAULT_BACKBONE[arch]
     aux = arch in ('pspnet', 'upernet', 'danet') if aux is None else aux
     name = f'{arch}-{backbone}'
@@ -208,6 +588,16 @@ def seg_model(arch:str='deeplabv3p', # one of `ARCHS`
         bb, head = m.encoder, SmpHead(m.decoder, m.segmentation_head)
     aux_heads, idx = ([FCNHead(bb.out_channels[-2], n_classes)], [-2]) if aux and arch != 'danet' else ([], [])
     return Segmenter(bb, head, aux_heads, idx, name=name)
+
+# %% ../../nbs/21_segmentation.models.ipynb #0cc7263b
+def segmenter_from_card(card:dict) -> nn.Module:
+    "The segmenter a model card describes (`arch`, `n_classes`, optional `impl`, `backbone`, `in_chans`, `output_stride`, `multi_grid`, `aux`)."
+    for k in ('arch', 'n_classes'):
+        if k not in card: raise ModelError(f"model card has no {k!r}: not a segmentation model card ({sorted(card)})")
+    impl = card.get('impl', 'smp')
+    if impl not in IMPLS: raise ModelError(f"model card: unknown segmentation implementation {impl!r}; choose one of {IMPLS}")
+    return seg_model(card['arch'], card.get('backbone'), card['n_classes'], card.get('in_chans', 3), card.get('output_stride'),
+                     card.get('aux'), impl=impl, multi_grid=card.get('multi_grid'))
 
 # %% ../../nbs/21_segmentation.models.ipynb #bf2d2eb5
 class PixelContrastLoss(nn.Module):
