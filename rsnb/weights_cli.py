@@ -95,7 +95,8 @@ def cmd_list(a) -> list[str]:
         loc = _local(n, e)
         have = ' + '.join(k for k in ('converted', 'source') if loc[k]) or '-'
         size = e.get('size') or (Path(loc['source']).stat().st_size if loc['source'] else None)
-        rows.append([n, e['task'], e['format'], _fmt_size(size), e.get('dataset') or '', _score(e), have])
+        ds = e.get('dataset') or ''
+        rows.append([n, e['task'], e['format'], _fmt_size(size), ds if len(ds) <= 32 else ds[:31] + '…', _score(e), have])
     fmts = W.registry_formats()
     return _table(rows, ['name', 'task', 'format', 'size', 'dataset', 'paper score', 'local']) + \
            ['', f"{len(reg)} entr{'y' if len(reg) == 1 else 'ies'}; formats for `convert --from`: {', '.join(sorted(fmts))}"]
