@@ -6,7 +6,7 @@ Docs: https://rsnb.github.io/rsnb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #301c0f40
 from __future__ import annotations
-import os, json, random, tempfile, contextlib
+import os, json, random, tempfile, contextlib, warnings
 from pathlib import Path
 import numpy as np
 import torch
@@ -15,6 +15,13 @@ import torch
 __all__ = ['RsnbError', 'RasterError', 'DataError', 'DataMissing', 'ModelError', 'CodecError', 'data_root', 'have_data',
            'data_path', 'seed_everything', 'default_device', 'atomic_write', 'check_not_input', 'save_json',
            'load_json']
+
+# %% ../nbs/00_core.ipynb #9e1f2a3b
+# Warnings that rsnb cannot fix, raised while third-party packages are imported; they would land on every docs page
+# and every command-line start: fastai.layers calls the deprecated `torch.jit.script` at import time, and tqdm.auto
+# complains in kernels without ipywidgets. Every rsnb module imports rsnb.core before fastai.
+warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+warnings.filterwarnings('ignore', message=r'IProgress not found')
 
 # %% ../nbs/00_core.ipynb #f94c421c
 class RsnbError(Exception):

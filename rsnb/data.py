@@ -11,6 +11,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
+from .core import RsnbError, DataError, RasterError   # first: its filters of third-party import warnings apply to fastai's
 import torch
 import torch.nn.functional as F
 import rasterio
@@ -23,7 +24,6 @@ from rasterio.windows import Window
 from fastai.data.transforms import Categorize, Normalize, ItemGetter
 from fastai.vision.augment import RandTransform
 from fastprogress.fastprogress import progress_bar
-from .core import RsnbError, DataError, RasterError
 from .geo import open_raster
 
 # %% auto #0

@@ -207,7 +207,9 @@ def __enter__(self:RasterWriter):
     self.dest.parent.mkdir(parents=True, exist_ok=True)
     self._final = self._stack.enter_context(atomic_write(self.dest))
     self._gtiff = Path(self._final).with_name(Path(self._final).name + '.gtiff.tif') if self.cog else Path(self._final)
-    self.ds = rasterio.open(self._gtiff, 'w', **self.profile)
+    with warnings.catch_warnings():   # an identity transform is what a raster without georeferencing gets back
+        warnings.simplefilter('ignore', NotGeoreferencedWarning)
+        self.ds = rasterio.open(self._gtiff, 'w', **self.profile)
     if self.band_names:
         for i, n in enumerate(self.band_names): self.ds.set_band_description(i+1, n)
     if self.colormap: self.ds.write_colormap(1, self.colormap)

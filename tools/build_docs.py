@@ -1,17 +1,38 @@
 #!/usr/bin/env python
-"""Build the docs site into _docs/ without Quarto.
+"""Build the docs site into _docs/ without Quarto: `python tools/build_docs.py [FILE_RE] [--serve [PORT]] [--absolute-links]`.
 
-nbdev processes the notebooks exactly as for a Quarto build (`nbdev-proc-nbs`: show_doc tables, directives, hidden
-cells) into _proc/; smalldocs then renders _proc/ with nbs/_quarto.yml. smalldocs ignores Quarto's `output-file`, so
-each processed notebook is first renamed to its nbdev page name (00_core.ipynb -> core.html), which is what nbdev's
-cross-reference links point to, and sidebar.yml is rewritten to match. Where Quarto is installed, `nbdev-docs`
-builds the same site from the same config.
+nbdev processes the notebooks as for a Quarto build (what `nbdev-proc-nbs` does: show_doc tables, directives, hidden
+cells) into _proc/, but without its Quarto install attempt (it runs `sudo dpkg -i` when Quarto is absent); smalldocs
+then renders _proc/ with nbs/_quarto.yml. smalldocs ignores Quarto's `output-file`, so each processed notebook is
+first renamed to its nbdev page name (00_core.ipynb -> core.html), which is what nbdev's cross-reference links point
+to, and sidebar.yml is rewritten to match. Where Quarto is installed, `nbdev-docs` builds the same site from the same
+config.
+
+API entries are rendered by nbdev's show_doc with a few fixes (`patch_showdoc`): signatures wrapped to the page width
+(long docments continue on `#` lines), no `NoneType` annotation on parameters that merely default to None, sentinels
+by name instead of `<object object at 0x...>`, no docstring inherited from outside rsnb (an nn.Module `forward`
+without its own docstring would show torch's), dunder names escaped in headings (`__enter__`, not bold "enter"),
+classes (dataclasses too) headed `class`, not `def`.
+
+The built site is complete offline: KaTeX is bundled into `site_libs/katex` (from the npm package, cached in
+`~/.cache/rsnb-docs`; where npm cannot get it the pages keep the CDN and the build says so) and the API cross-references
+(nbdev writes them as absolute links to the published site) point at the local pages, unless `--absolute-links`.
+Search reads `search.json` with `fetch`, which browsers refuse for `file://` pages: `--serve` serves the site on
+127.0.0.1 after building it.
+
+Warnings of both steps are printed. smalldocs reads but ignores two keys of nbs/_quarto.yml / nbdev.yml that only
+Quarto uses: `keep-md` (Quarto's intermediate Markdown) and `format-links` (links to the other output formats); they
+are kept for `nbdev-docs`.
 """
-import json, re, shutil, subprocess, sys
+import json, os, re, shutil, subprocess, sys, tarfile, warnings
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+KATEX_VERSION = '0.16.11'    # the version smalldocs links from the CDN
+KATEX_CDN = f'https://cdn.jsdelivr.net/npm/katex@{KATEX_VERSION}/dist'
+SITE = 'https://rsnb.github.io/rsnb/'
+WIDTH = 88                   # characters of a signature line that fit the page's code blocks
 
 def page_name(nb: Path) -> str:
     "nbdev's page name for a processed notebook: its frontmatter output-file, else the name without number prefix."
@@ -21,23 +42,222 @@ def page_name(nb: Path) -> str:
         if m: return Path(m.group(1)).stem
     return re.sub(r'^\d+[a-z]?_', '', nb.stem)
 
-def main(only=None):
+# --- show_doc rendering ---------------------------------------------------------------------------------------------
+
+def _sentinel_name(o, obj):
+    "The name a module-level sentinel `o` has in the module of `obj` (or of any rsnb module), else None."
+    import inspect
+    mods = [inspect.getmodule(obj)] + [m for n, m in list(sys.modules.items()) if n.startswith('rsnb')]
+    for m in mods:
+        for k, v in (vars(m).items() if m else ()):
+            if v is o and not k.startswith('__'): return k
+    return None
+
+def patch_showdoc():
+    "Patch fastcore's docments text and nbdev's markdown renderer as described in the module docstring."
+    import inspect, textwrap
+    from inspect import Parameter
+    import fastcore.docments as D
+    import nbdev.showdoc as S
+    empty = inspect.Parameter.empty
+
+    def _fmt_default(o, obj=None):
+        if o is empty: return ''
+        if hasattr(o, '__name__'): return o.__name__
+        r = repr(o)
+        if re.fullmatch(r'<.* at 0x[0-9a-f]+>', r):
+            return _sentinel_name(o, obj) or f'<{type(o).__name__}>'
+        return r
+    D._fmt_default = _fmt_default
+
+    def _fmt_param(self, nm, p):
+        anno, default, kind = p.get('anno', empty), p.get('default', empty), p.get('kind')
+        pre = '*' if kind == Parameter.VAR_POSITIONAL else '**' if kind == Parameter.VAR_KEYWORD else ''
+        if default is None and anno is type(None): anno = empty   # docments' inferred type of `x=None`
+        anno = f':{D._type_str(anno)}' if anno != empty else ''
+        default = f'={_fmt_default(default, self.obj)}' if default != empty else ''
+        return pre + nm + anno + default
+    D.DocmentText._fmt_param = _fmt_param
+
+    def _fmt_sig(name, params, ret_str, maxline, prefix='def'):
+        "nbdev's layout, with docment comments wrapped so that no line passes `maxline`."
+        lines, curr = [], []
+        for fmt, doc in params:
+            if curr and len(', '.join(curr)) + len(fmt) + (len(doc.splitlines()[0]) + 3 if doc else 0) > maxline - 6:
+                lines.append(', '.join(curr) + ','); curr = []
+            curr.append(fmt)
+            if doc:
+                code = ', '.join(curr) + ','
+                room = max(24, maxline - 4 - len(code) - 3)
+                parts = [w for para in doc.splitlines() for w in (textwrap.wrap(para, room) or [''])]
+                if len(code) + 3 + len(parts[0]) > maxline - 4 or len(parts) > 3:   # the comment on lines of its own
+                    lines.append(code)
+                    lines += ['# ' + w for para in doc.splitlines() for w in (textwrap.wrap(para, maxline - 6) or [''])]
+                else:
+                    lines.append(f'{code} # {parts[0]}')
+                    lines += [' ' * len(code) + ' # ' + w for w in parts[1:]]
+                curr = []
+        if curr: lines.append(', '.join(curr))
+        pstr = '\n    '.join(lines)
+        if not pstr: return f"{prefix} {name}({ret_str}"
+        return f"{prefix} {name}(\n    {pstr}\n{ret_str}"
+    D._fmt_sig = _fmt_sig
+
+    orig_str = D.DocmentText.__str__
+    def __str__(self):
+        s = orig_str(self)
+        if inspect.isclass(self.obj): s = re.sub(r'^(async )?def ', 'class ', s, count=1)
+        return s
+    D.DocmentText.__str__ = D.DocmentText.__repr__ = __str__
+
+    orig_docstring = D._docstring
+    def _docstring(sym, dm):
+        f = getattr(sym, '__func__', sym)
+        if inspect.isfunction(f) and not f.__doc__:
+            return ''   # an inherited docstring (torch's nn.Module.forward with its RST) says nothing about this method
+        return orig_docstring(sym, dm)
+    D._docstring = _docstring
+
+    class Renderer(S.BasicMarkdownRenderer):
+        def __init__(self, sym, name=None, title_level=3, maxline=WIDTH):
+            super().__init__(sym, name=name, title_level=title_level, maxline=maxline)
+            if '__' in self.nm: self.nm = self.nm.replace('_', r'\_')
+    S.BasicMarkdownRenderer = Renderer
+
+# --- processing -----------------------------------------------------------------------------------------------------
+
+def process(only=None):
+    "nbdev-proc-nbs, without its Quarto check and install, in this process (so the show_doc patches apply)."
+    import nbdev.doclinks, nbdev.serve, nbdev.serve_drv
+    from fastcore.parallel import parallel
+    from nbdev.config import get_config
+    if not os.environ.get('RSNB_DOCS_PLAIN'): patch_showdoc()   # RSNB_DOCS_PLAIN=1: nbdev's own rendering, to compare
+    cfg = get_config()
+    os.chdir(cfg.config_path)
+    nbdev.doclinks._build_modidx()
+    path = cfg.nbs_path
+    files = nbdev.serve.nbglob(path, func=Path, file_glob='', file_re='')
+    if only: files = files.filter(nbdev.serve._keep_file, file_re=only)
+    for extra in ('_quarto.yml', '_brand.yml'):
+        if (path/extra).exists(): files.append(path/extra)
+    cache = cfg.config_path/'_proc'
+    cache.mkdir(parents=True, exist_ok=True)
+    files = files.map(nbdev.serve._proc_file, cache=cache, path=path).filter()
+    # fork: the workers inherit the patched renderer (nbdev spawns fresh interpreters outside notebooks)
+    parallel(nbdev.serve_drv.main, files, n_workers=min(2, os.cpu_count() or 1), pause=0.01, method='fork')
+    return cache
+
+# --- offline assets and links ---------------------------------------------------------------------------------------
+
+def katex_dist() -> Path | None:
+    "KaTeX's dist folder from the npm package (cached); None, with a warning, where npm cannot get it."
+    cache = Path(os.environ.get('RSNB_DOCS_CACHE', Path.home()/'.cache'/'rsnb-docs'))
+    dist = cache/f'katex-{KATEX_VERSION}'/'package'/'dist'
+    if (dist/'katex.min.js').exists(): return dist
+    cache.mkdir(parents=True, exist_ok=True)
+    npm = shutil.which('npm')
+    if not npm:
+        print('warning: npm not found: maths is rendered by KaTeX from the CDN (needs internet)', file=sys.stderr); return None
+    r = subprocess.run([npm, 'pack', f'katex@{KATEX_VERSION}', '--silent'], cwd=cache, capture_output=True, text=True, timeout=300)
+    tgz = cache/f'katex-{KATEX_VERSION}.tgz'
+    if r.returncode or not tgz.exists():
+        print(f'warning: npm pack katex@{KATEX_VERSION} failed ({r.stderr.strip()[-300:]}): maths needs the CDN', file=sys.stderr)
+        return None
+    with tarfile.open(tgz) as t: t.extractall(cache/f'katex-{KATEX_VERSION}', filter='data')
+    return dist if (dist/'katex.min.js').exists() else None
+
+def localise(site: Path, absolute_links=False) -> dict:
+    "Point KaTeX at the bundled copy and the API cross-references at the local pages; return counts."
+    n = dict(katex_pages=0, local_refs=0)
+    dist = katex_dist()
+    if dist:
+        dst = site/'site_libs'/'katex'
+        shutil.rmtree(dst, ignore_errors=True)
+        dst.mkdir(parents=True)
+        for f in ('katex.min.css', 'katex.min.js'): shutil.copy2(dist/f, dst/f)
+        (dst/'contrib').mkdir(); shutil.copy2(dist/'contrib'/'auto-render.min.js', dst/'contrib'/'auto-render.min.js')
+        shutil.copytree(dist/'fonts', dst/'fonts')
+        shutil.copy2(dist.parent/'LICENSE', dst/'LICENSE')
+    for css in (site/'site_libs').rglob('*.css'):   # the Bootswatch themes import Google Fonts: the system fonts stand in offline
+        t = css.read_text()
+        t2 = re.sub(r'@import\s+url\(["\']?https?://fonts\.googleapis\.com[^)]*\)\s*;?', '', t)
+        if t2 != t: css.write_text(t2); n['font_imports_removed'] = n.get('font_imports_removed', 0) + 1
+    for page in site.rglob('*.html'):
+        html = page.read_text()
+        if 'rel="icon"' not in html:   # no request for a favicon the site does not have (a 404 in the console)
+            html = html.replace('</head>', '<link rel="icon" href="data:,"></head>', 1); page.write_text(html)
+        up = '../' * (len(page.relative_to(site).parts) - 1)
+        new = html
+        if dist and KATEX_CDN in new:
+            new = new.replace(KATEX_CDN, f'{up}site_libs/katex'); n['katex_pages'] += 1
+        if not absolute_links:
+            def rel(m):
+                target = m.group(2)
+                path = target.split('#')[0]
+                if path and not (site/path).exists(): return m.group(0)   # not a page of this build: keep the link
+                n['local_refs'] += 1
+                return f'{m.group(1)}"{up}{target}"'
+            new = re.sub(rf'(<a\b[^>]*?\bhref=)"{re.escape(SITE)}([^"]*)"', rel, new)
+        if new != html: page.write_text(new)
+    return n
+
+KNOWN = (r'output-file is not read by smalldocs', r'unknown key format-links', r'format commonmark is not built',
+         r'format\.html\.keep-md is ignored')   # Quarto-only settings: handled (renaming) or kept for nbdev-docs
+
+def _warnings(text):
+    "smalldocs' warnings, each once: broken links with the number of pages they occur on, Quarto-only keys summed up."
+    lines = [l for l in text.splitlines() if re.search(r'warn|error|ignored|not read', l, re.I)]
+    known = [l for l in lines if any(re.search(k, l) for k in KNOWN)]
+    out, links = [], {}
+    for l in lines:
+        if l in known: continue
+        m = re.search(r'broken link (\S+)', l)
+        if m: links[m.group(1)] = links.get(m.group(1), 0) + 1
+        elif l not in out: out.append(l)
+    out += [f'warning: broken link {k} (on {n} page(s))' for k, n in links.items()]
+    if known: out.append(f'{len(known)} known warning(s) about Quarto-only settings (output-file: handled by renaming; format-links, '
+                         'commonmark, keep-md: used by nbdev-docs only)')
+    return out
+
+def main(only=None, serve=None, absolute_links=False):
     for d in ('_proc', '_docs'): shutil.rmtree(ROOT/d, ignore_errors=True)
-    r = subprocess.run([str(BIN/'nbdev-proc-nbs'), *(['--file-re', only] if only else [])], cwd=ROOT, capture_output=True, text=True)
-    if r.returncode: sys.exit(f'nbdev-proc-nbs failed:\n{r.stderr[-4000:]}')
-    proc = ROOT/'_proc'
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        try: proc = process(only)
+        except Exception as e: sys.exit(f'processing the notebooks failed: {e}')
+    for w in caught: print(f'warning (nbdev): {w.category.__name__}: {w.message}', file=sys.stderr)
     sidebar = (proc/'sidebar.yml').read_text()
     for nb in sorted(proc.rglob('*.ipynb')):
         new = nb.with_name(page_name(nb) + '.ipynb')
         if new != nb:
             nb.rename(new)
             old_rel, new_rel = nb.relative_to(proc).as_posix(), new.relative_to(proc).as_posix()
-            sidebar = re.sub(rf'(?m)^(\s*-\s*){re.escape(old_rel)}\s*$', rf'\g<1>{new_rel}', sidebar)
+            sidebar = re.sub(rf'(?m)^(\s*-?\s*(?:href:\s*)?){re.escape(old_rel)}\s*$', rf'\g<1>{new_rel}', sidebar)
     (proc/'sidebar.yml').write_text(sidebar)
     r = subprocess.run([str(BIN/'smalldocs'), 'render', '-q', str(proc)], cwd=ROOT, capture_output=True, text=True)
+    for l in _warnings(r.stdout + '\n' + r.stderr): print(f'smalldocs: {l}', file=sys.stderr)
     if r.returncode: sys.exit(f'smalldocs failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}')
     shutil.move(str(proc/'_docs'), str(ROOT/'_docs'))
-    n = len(list((ROOT/'_docs').rglob('*.html')))
-    print(f'docs: {n} pages in {ROOT/"_docs"} (open _docs/index.html)')
+    site = ROOT/'_docs'
+    n = localise(site, absolute_links)
+    pages = len(list(site.rglob('*.html')))
+    print(f"docs: {pages} pages in _docs/ ({n['katex_pages']} with bundled KaTeX, {n['local_refs']} API cross-references made local); "
+          f"search needs a server: python tools/build_docs.py --serve (file:// pages cannot read search.json)")
+    if serve is not None: serve_site(site, serve)
 
-if __name__ == '__main__': main(sys.argv[1] if len(sys.argv) > 1 else None)
+def serve_site(site: Path, port=8000):
+    "Serve the built site on 127.0.0.1 (search reads search.json, which file:// pages cannot)."
+    import functools, http.server
+    srv = http.server.ThreadingHTTPServer(('127.0.0.1', port), functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(site)))
+    print(f'serving {site} at http://127.0.0.1:{srv.server_address[1]}/ (Ctrl-C stops)', flush=True)
+    try: srv.serve_forever()
+    except KeyboardInterrupt: pass
+
+if __name__ == '__main__':
+    import argparse
+    ap = argparse.ArgumentParser(description='Build the docs site into _docs/ (no Quarto needed).')
+    ap.add_argument('only', nargs='?', help='only notebooks whose file name matches this regex')
+    ap.add_argument('--serve', nargs='?', type=int, const=8000, metavar='PORT', help='then serve it on 127.0.0.1 (default port 8000)')
+    ap.add_argument('--absolute-links', action='store_true', help="keep API cross-references pointing at the published site")
+    a = ap.parse_args()
+    main(a.only, a.serve, a.absolute_links)
