@@ -7,13 +7,13 @@ Docs: https://rsnb.github.io/rsnb/compression.cli.html.md"""
 # %% auto #0
 __all__ = ['RATE_NAMES', 'DEFAULT_MODEL', 'compress_main', 'decompress_main']
 
-# %% ../../nbs/45_compression.cli.ipynb #54cfffd9
+# %% ../../nbs/45_compression.cli.ipynb #fb90f39d
 import argparse, time
 from pathlib import Path
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, positive_int, check_input, check_output,
                       check_tiling, check_device, UsageError)
 
-# %% ../../nbs/45_compression.cli.ipynb #eff0bec2
+# %% ../../nbs/45_compression.cli.ipynb #94be29c1
 RATE_NAMES = ('lo', 'me', 'hi')
 DEFAULT_MODEL = 'compression_msh_default'
 
@@ -49,7 +49,7 @@ def compress_main(argv=None) -> int:
     "rsnb-compress: raster → .rsc"
     return cli_main(_compress_parser(), _compress, argv)
 
-# %% ../../nbs/45_compression.cli.ipynb #77632227
+# %% ../../nbs/45_compression.cli.ipynb #2974a2db
 def _use_model(src, path):
     "Make the weights at `path` the codec for `src`'s model id, if their hash is the one `src` was written with."
     from rsnb.core import CodecError

@@ -9,7 +9,7 @@ __all__ = ['RATE_NAMES', 'DEFAULT_MODEL', 'MAGIC', 'FORMAT_VERSION', 'MAX_PIXELS
            'weights_hash', 'register_codec', 'get_codec', 'pack', 'unpack', 'check_header', 'band_groups',
            'encode_array', 'decode_bytes', 'verify_rsc', 'compress_raster', 'read_rsc', 'decompress_raster']
 
-# %% ../../nbs/42_compression.format.ipynb #10eaf322
+# %% ../../nbs/42_compression.format.ipynb #4c75f59b
 import json, struct, zlib, hashlib, io, math
 from pathlib import Path
 import numpy as np
@@ -21,7 +21,7 @@ from ..geo import RasterMeta, read_raster, write_raster, valid_mask
 from ..weights import package_weights, load_model
 from .models import MeanScaleHyperprior, fit_scaling, to_unit, from_unit, snap_unit
 
-# %% ../../nbs/42_compression.format.ipynb #f12c4053
+# %% ../../nbs/42_compression.format.ipynb #090b447e
 RATE_NAMES = ('lo', 'me', 'hi')
 DEFAULT_MODEL = 'compression_msh_default'
 _REGISTRY = {}
@@ -39,7 +39,7 @@ def register_codec(model_id:str, model:torch.nn.Module):
     "Make an in-memory codec available under `model_id` (tables must be built: `model.update()`)."
     model.eval(); _REGISTRY[model_id] = (model, weights_hash(model)); return model
 
-# %% ../../nbs/42_compression.format.ipynb #3e52194a
+# %% ../../nbs/42_compression.format.ipynb #1bfd722f
 def _build(card):
     "Model from a card (`rsnb.compression.models.build_codec`: `arch`, MeanScaleHyperprior by default, and its `kwargs`)."
     from rsnb.compression import models
@@ -74,7 +74,7 @@ def get_codec(model_id:str=DEFAULT_MODEL):
     register_codec(mid, model)
     return (*_REGISTRY[mid], mid)
 
-# %% ../../nbs/42_compression.format.ipynb #6134a4d0
+# %% ../../nbs/42_compression.format.ipynb #daa988b5
 MAGIC = b'RSNBC\x89\r\n'
 FORMAT_VERSION = 1
 MAX_PIXELS = 1 << 34  # refuse headers that would allocate absurd rasters
@@ -85,7 +85,7 @@ def pack(header:dict, payload:bytes) -> bytes:
     hb = zlib.compress(json.dumps(header, separators=(',', ':')).encode(), 9)
     return MAGIC + struct.pack('<HI', FORMAT_VERSION, len(hb)) + hb + struct.pack('<I', zlib.crc32(hb)) + payload
 
-# %% ../../nbs/42_compression.format.ipynb #9e9b95c0
+# %% ../../nbs/42_compression.format.ipynb #36013b66
 def unpack(data:bytes, name:str='<bytes>'):
     "(header, payload) from container bytes; `CodecError` on foreign, truncated or corrupt data."
     if len(data) < 18:
@@ -108,7 +108,7 @@ def unpack(data:bytes, name:str='<bytes>'):
     if hashlib.sha256(payload).hexdigest() != header.get('payload_sha256'): raise CodecError(f'{name}: payload checksum mismatch (corrupt file)')
     return header, payload
 
-# %% ../../nbs/42_compression.format.ipynb #7abc8f79
+# %% ../../nbs/42_compression.format.ipynb #0059b5b9
 def _req(cond, name, msg):
     if not cond: raise CodecError(f'{name}: invalid header: {msg}')
 
@@ -160,13 +160,13 @@ def check_header(h:dict, name:str='<bytes>'):
     _req(total == h.get('payload_len'), name, 'section lengths do not add up to the payload')
     return h
 
-# %% ../../nbs/42_compression.format.ipynb #21eb7f5d
+# %% ../../nbs/42_compression.format.ipynb #e2f4c311
 def band_groups(C:int, k:int) -> list:
     "Split bands 0..C-1 into groups of k (padding the last group with its last band)."
     gs = [list(range(i, min(i + k, C))) for i in range(0, C, k)]
     return [g + [g[-1]] * (k - len(g)) for g in gs]
 
-# %% ../../nbs/42_compression.format.ipynb #8ebf37d4
+# %% ../../nbs/42_compression.format.ipynb #b2d675f2
 SAMPLE_PIXELS = 1 << 22  # the scaling is fitted on at most this many pixels (exact below it)
 STRIP_VALUES = 1 << 22   # values per strip in the mask pass
 
@@ -282,7 +282,7 @@ def encode_array(arr:np.ndarray, # C×H×W raster (uint8, uint16, int16, float..
     b = io.BytesIO(); _encode(_ArraySource(arr), meta, model_id, rate, tile, progress, b)
     return b.getvalue()
 
-# %% ../../nbs/42_compression.format.ipynb #1cca9fef
+# %% ../../nbs/42_compression.format.ipynb #1758d614
 def decode_bytes(data:bytes, name:str='<bytes>', progress:bool=False):
     "(array C×H×W, RasterMeta, header) from `.rsc` bytes; `CodecError` on any problem."
     h, payload = unpack(data, name)
@@ -296,7 +296,7 @@ def decode_bytes(data:bytes, name:str='<bytes>', progress:bool=False):
     except CodecError: raise
     except Exception as e: raise CodecError(f'{name}: cannot decode ({type(e).__name__}: {e})') from None
 
-# %% ../../nbs/42_compression.format.ipynb #93569891
+# %% ../../nbs/42_compression.format.ipynb #6dd2b6a1
 def _decode(h, payload, model, name, progress):
     C, H, W = h['shape']; Hp, Wp = -(-H // 64) * 64, -(-W // 64) * 64
     groups, pos, valid = h['groups'], 0, None
@@ -333,7 +333,7 @@ def _decode(h, payload, model, name, progress):
                       height=H, width=W, band_names=tuple(h['band_names']))
     return arr, meta, h
 
-# %% ../../nbs/42_compression.format.ipynb #14f7abc4
+# %% ../../nbs/42_compression.format.ipynb #5f5c5930
 def verify_rsc(path, name=None):
     "Check a written `.rsc`: container checksums, header, the codec's weights hash, and that one tile decodes to finite pixels."
     name = str(name or path)
