@@ -20,6 +20,8 @@ from fastai.callback.core import Callback, CancelFitException, CancelValidExcept
 from fastai.callback.progress import ProgressCallback
 from fastprogress.fastprogress import progress_bar
 from ..core import DataError, ModelError, default_device
+from ..tiles import pick_device
+from ..train import default_workers, worker_rng, Checkpoint, TrainLog
 from ..geo import read_raster
 from ..metrics import ConfusionMatrix, iou, miou
 from ..tiles import predict_raster, to_classes
@@ -99,34 +101,45 @@ class SegDataset(torch.utils.data.Dataset):
                  scale_range=(0.5, 2.0), scale_step:float=0.25, flip:float=0.5, distort:bool=True,
                  zoom:float=1., # resize factor applied at load
                  label_map:dict=None, bands=None, norm:dict=None, # `normalize` kwargs
-                 seed:int=0):
+                 seed:int=0,
+                 preload:bool=False): # keep the files' arrays (in their own dtype, uint8 for the benchmark) in memory
         self.items, self.spec, self.train, self.crop = list(items), spec, train, crop
+        if not self.items: raise DataError("SegDataset: no (image, mask) items")
         self.length = length or len(self.items)
         self.scale_range, self.scale_step, self.flip, self.distort = scale_range, scale_step, flip, distort
-        self.norm = norm or {}
+        self.norm, self.zoom, self.label_map, self.bands = norm or {}, zoom, label_map, bands
         self.rng = np.random.default_rng(seed)
-        self.data = []
-        for ip, mp in self.items:
-            i, m = load_pair(ip, mp, spec, label_map, bands)
-            self.data.append(zoom_pair(torch.from_numpy(i.astype(np.float32)), torch.from_numpy(m.astype(np.int64)), zoom))
-    def __len__(self): return self.length if self.train else len(self.data)
+        self.cache = [load_pair(ip, mp, spec, label_map, bands) for ip, mp in self.items] if preload else None
+    def load(self, k:int) -> tuple:
+        "Item `k` as (float32 C×H×W, int64 H×W) tensors, read from disk (or the uint8 cache) and zoomed."
+        ip, mp = self.items[k]
+        i, m = self.cache[k] if self.cache is not None else load_pair(ip, mp, self.spec, self.label_map, self.bands)
+        return zoom_pair(torch.from_numpy(i.astype(np.float32)), torch.from_numpy(m.astype(np.int64)), self.zoom)
+    def __len__(self): return self.length if self.train else len(self.items)
     def __getitem__(self, i):
-        img, mask = self.data[i % len(self.data)]
+        img, mask = self.load(i % len(self.items))
         if self.train:
-            img, mask = random_scale(img, mask, self.rng, *self.scale_range, self.scale_step)
-            img, mask = random_pad_crop(img, mask, self.crop, self.rng, img_pad=127.5 * self.norm.get('scale', 255.) / 255.)
-            if self.rng.random() < self.flip: img, mask = img.flip(-1), mask.flip(-1)
-            if self.distort: img = random_distort(img / self.norm.get('scale', 255.) * 255., self.rng) * self.norm.get('scale', 255.) / 255.
+            rng = worker_rng(self)
+            img, mask = random_scale(img, mask, rng, *self.scale_range, self.scale_step)
+            img, mask = random_pad_crop(img, mask, self.crop, rng, img_pad=127.5 * self.norm.get('scale', 255.) / 255.)
+            if rng.random() < self.flip: img, mask = img.flip(-1), mask.flip(-1)
+            if self.distort: img = random_distort(img / self.norm.get('scale', 255.) * 255., rng) * self.norm.get('scale', 255.) / 255.
         return normalize(img, **self.norm), mask
 
 # %% ../../nbs/22_segmentation.train.ipynb #ee1f571c
 def seg_dls(train_items:list, valid_items:list, spec:SegClasses, iters:int=80_000, bs:int=4, crop:int=512,
-            zoom:float=1., label_map:dict=None, bands=None, norm:dict=None, seed:int=0, device=None, **kwargs) -> DataLoaders:
+            zoom:float=1., label_map:dict=None, bands=None, norm:dict=None, seed:int=0, device=None,
+            num_workers:int=None, # DataLoader workers (default `rsnb.train.default_workers`: min(4, cpus−1) on CUDA, 0 on the CPU)
+            preload:bool=False, # keep the uint8 files in memory instead of reading them per sample
+            **kwargs) -> DataLoaders:
     "fastai DataLoaders: `iters`×`bs` benchmark-augmented training crops, whole validation images."
-    tr = SegDataset(train_items, spec, True, crop, iters * bs, zoom=zoom, label_map=label_map, bands=bands, norm=norm, seed=seed, **kwargs)
-    va = SegDataset(valid_items, spec, False, zoom=zoom, label_map=label_map, bands=bands, norm=norm)
-    return DataLoaders(DataLoader(tr, bs=bs, shuffle=True, drop_last=True, num_workers=0),
-                       DataLoader(va, bs=1, num_workers=0), device=device or default_device())
+    device = pick_device(device)
+    nw = default_workers(device) if num_workers is None else num_workers
+    tr = SegDataset(train_items, spec, True, crop, iters * bs, zoom=zoom, label_map=label_map, bands=bands, norm=norm, seed=seed, preload=preload, **kwargs)
+    va = SegDataset(valid_items, spec, False, zoom=zoom, label_map=label_map, bands=bands, norm=norm, preload=preload)
+    pin = device.type == 'cuda'
+    return DataLoaders(DataLoader(tr, bs=bs, shuffle=True, drop_last=True, num_workers=nw, pin_memory=pin, persistent_workers=nw > 0),
+                       DataLoader(va, bs=1, num_workers=min(nw, 2), pin_memory=pin), device=device)
 
 # %% ../../nbs/22_segmentation.train.ipynb #e31af154
 def poly_lr(it:int, iters:int, lr:float=0.01, power:float=0.9, end:float=0.) -> float:
@@ -149,14 +162,22 @@ class PolyLR(Callback):
         self.it += 1
     def after_epoch(self):
         if self.it >= self.iters: raise CancelFitException()
+    def ckpt_state(self): return dict(it=self.it, lrs=self.lrs)
+    def load_ckpt_state(self, d): self.it, self.lrs = d['it'], list(d['lrs'])
 
 def benchmark_learner(dls, model, arch:str, n_classes:int, lr:float=0.01, wd:float=5e-4, mom:float=0.9,
-                      ignore_index:int=255, metrics=None, **kwargs) -> Learner:
+                      ignore_index:int=255, metrics=None,
+                      amp=None, # mixed precision on CUDA: 'bf16' or 'fp16' (PaddleSeg's AMP option; the benchmark's runs: off); ignored on the CPU
+                      **kwargs) -> Learner:
     "A fastai Learner with the benchmark's loss weights, SGD and L2 weight decay on all parameters."
     from rsnb.metrics import MIoU
+    if amp not in (None, False, 'bf16', 'fp16'): raise ModelError(f"benchmark_learner: amp must be None, 'bf16' or 'fp16', got {amp!r}")
     metrics = metrics if metrics is not None else [MIoU(n_classes, ignore_index)]
-    return Learner(dls, model, loss_func=SegLoss(LOSS_COEFS[arch], ignore_index), opt_func=partial(SGD, mom=mom, decouple_wd=False),
-                   lr=lr, wd=wd, wd_bn_bias=True, metrics=metrics, **kwargs)
+    learn = Learner(dls, model, loss_func=SegLoss(LOSS_COEFS[arch], ignore_index), opt_func=partial(SGD, mom=mom, decouple_wd=False),
+                    lr=lr, wd=wd, wd_bn_bias=True, metrics=metrics, **kwargs)
+    if amp and dls.device is not None and torch.device(dls.device).type == 'cuda':
+        learn = learn.to_bf16() if amp == 'bf16' else learn.to_fp16()
+    return learn
 
 class SkipValid(Callback):
     "Skip fastai's validation pass (evaluate with `evaluate` afterwards instead)."
@@ -164,12 +185,19 @@ class SkipValid(Callback):
 
 def fit_iters(learn:Learner, iters:int, lr:float=0.01, power:float=0.9,
               validate:bool=True, # run fastai's validation pass at the end
+              run_dir=None, # write RUN_DIR/checkpoint.pth every `every_minutes` and RUN_DIR/log.jsonl (None: neither)
+              resume:bool=False, # continue from RUN_DIR/checkpoint.pth (same weights as an uninterrupted run)
+              every_minutes:float=10., log_every:int=20, print_every:float=60., # checkpoint / log line / stderr progress intervals
+              stop_after:int=None, # end after this many iterations in total (a run cut into pieces)
              ) -> PolyLR:
     "Train for `iters` iterations under the poly schedule (the training loader must hold ≥ `iters` batches)."
     n = len(learn.dls.train)
     if n < iters: raise ModelError(f"fit_iters: the training loader has {n} batches per epoch, fewer than iters={iters}; build it with seg_dls(iters=...)")
+    if resume and run_dir is None: raise ModelError("fit_iters: resume=True needs the run_dir of the run to continue")
     cb = PolyLR(iters, lr, power)
-    learn.fit(1, lr, cbs=[cb] + ([] if validate else [SkipValid()]))
+    extra = [] if run_dir is None else [Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after),
+                                        TrainLog(Path(run_dir)/'log.jsonl', log_every, print_every, total=iters)]
+    learn.fit(1, lr, cbs=[cb] + ([] if validate else [SkipValid()]) + extra)
     return cb
 
 # %% ../../nbs/22_segmentation.train.ipynb #f720efa7
