@@ -343,15 +343,14 @@ def run_paper(paper:str, # slug of a notebook in nbs/papers
     return res
 
 # %% ../nbs/09_repro.ipynb #a39fcb81
-class _Usage(Exception): "A bad command line: exit 2."
-
 def _parse_set(items):
+    from rsnb.cli import UsageError
     res = {}
     for it in items or []:
-        if '=' not in it: raise _Usage(f'--set {it}: expected NAME=VALUE')
+        if '=' not in it: raise UsageError(f'--set {it}: expected NAME=VALUE')
         k, v = it.split('=', 1)
         try: v = yaml.safe_load(v)
-        except yaml.YAMLError: raise _Usage(f'--set {it}: the value is not valid YAML') from None
+        except yaml.YAMLError: raise UsageError(f'--set {it}: the value is not valid YAML') from None
         if isinstance(v, str):  # YAML 1.1 reads 1e-3 as a string
             try: v = float(v)
             except ValueError: pass
@@ -359,46 +358,33 @@ def _parse_set(items):
     return res
 
 def _parser():
-    ap = argparse.ArgumentParser(prog='rsnb-repro', description="Run a paper's reproduction notebook and compare with the paper's table.",
+    from rsnb.cli import RsnbParser   # adds --debug, one-line usage errors with exit status 2
+    ap = RsnbParser('rsnb-repro', description="Run a paper's reproduction notebook and compare with the paper's table.",
         epilog='Exit status: 0 success, 1 runtime error (missing data, a failing notebook), 2 usage error. Progress goes to '
                'stderr, the results table to stdout.')
     ap.add_argument('paper', nargs='?', help='paper slug (see --list)')
     ap.add_argument('--params', help="parameters: a name in nbs/papers/params (e.g. 'full') or a YAML file")
     ap.add_argument('--set', action='append', metavar='NAME=VALUE', help="override one parameter of the notebook's parameters cell (repeatable)")
-    ap.add_argument('--out', default='runs', help='folder for run outputs (default: runs/)')
+    ap.add_argument('--out', default='runs', help='folder for run outputs')
     ap.add_argument('--list', action='store_true', help='list the available papers')
     ap.add_argument('--all', action='store_true', help='print every measured value, not only the metrics the paper reports')
     ap.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
-    ap.add_argument('--debug', action='store_true', help='show the traceback of an error')
     return ap
 
+def _run(a):
+    "The command's work; returns the lines for stdout. Every name is checked before anything runs."
+    from rsnb.cli import UsageError
+    from rsnb.core import RsnbError, load_json
+    if a.list or not a.paper: return list_papers()
+    overrides = _parse_set(a.set)
+    try: nb = paper_notebook(a.paper); load_params(a.paper, a.params, overrides)
+    except RsnbError as e: raise UsageError(str(e)) from e
+    print(f'rsnb-repro: running {_show(nb)}', file=sys.stderr)
+    res = run_paper(a.paper, a.params, overrides, a.out, progress=not a.quiet)
+    r = load_json(res)
+    return [f'{a.paper}: results in {_show(res)}', '', str(results_table(r, metrics='all' if a.all else 'paper'))] + (['', r['notes']] if r.get('notes') else [])
+
 def main(argv=None):
-    "Command line: `rsnb-repro <paper> [--params full] [--set epochs=3]`; returns the exit status."
-    ap = _parser()
-    a = ap.parse_args(argv)    # argparse: usage errors exit 2 with `rsnb-repro: error: ...`
-    err = lambda msg, code: (print(f'rsnb-repro: error: {msg}', file=sys.stderr), code)[1]
-    try:
-        from rsnb.core import RsnbError, load_json
-        if a.list or not a.paper:
-            print('\n'.join(list_papers())); return 0
-        try:   # everything checked before any compute: a bad name is a usage error
-            overrides = _parse_set(a.set)
-            nb = paper_notebook(a.paper)
-            load_params(a.paper, a.params, overrides)
-        except RsnbError as e: raise _Usage(str(e)) from e
-        print(f'rsnb-repro: running {_show(nb)}', file=sys.stderr)
-        res = run_paper(a.paper, a.params, overrides, a.out, progress=not a.quiet)
-        r = load_json(res)
-    except _Usage as e:
-        if a.debug: raise
-        return err(e, 2)
-    except KeyboardInterrupt:
-        return err('interrupted', 130)
-    except Exception as e:
-        if a.debug: raise
-        from rsnb.core import RsnbError
-        return err(e if isinstance(e, RsnbError) else f'{type(e).__name__}: {e} (--debug shows the traceback)', 1)
-    print(f'{a.paper}: results in {_show(res)}\n')
-    print(results_table(r, metrics='all' if a.all else 'paper'))
-    if r.get('notes'): print('\n' + r['notes'])
-    return 0
+    "Command line: `rsnb-repro <paper> [--params full] [--set epochs=3]`; returns the exit status (`rsnb.cli` convention)."
+    from rsnb.cli import cli_main
+    return cli_main(_parser(), _run, argv)
