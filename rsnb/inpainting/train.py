@@ -11,6 +11,7 @@ __all__ = ['SlcoffPatches', 'ECEABatch', 'ECEALearnLoss', 'SkipNonFinite', 'ECEA
 
 # %% ../../nbs/55_inpainting.train.ipynb #781569f1
 import time, contextlib
+from pathlib import Path
 import numpy as np
 import torch
 from functools import partial
@@ -23,6 +24,8 @@ from fastai.callback.core import Callback, CancelStepException, CancelFitExcepti
 import fastai.callback.progress  # progress bars and learn.no_bar()
 from skimage.metrics import structural_similarity
 from ..core import DataError, ModelError, seed_everything
+from ..tiles import pick_device
+from ..train import default_workers, worker_rng, Checkpoint, TrainLog
 from ..weights import save_model, load_model
 from .slcoff import Scaler
 from ..tiles import tile_starts, ramp_weights
@@ -52,7 +55,7 @@ class SlcoffPatches(Dataset):
 
 # %% ../../nbs/55_inpainting.train.ipynb #f4e352a9
 def _extra_holes(self:SlcoffPatches, i, r0, c0):
-    s, rng = self.size, self.rng
+    s, rng = self.size, worker_rng(self)
     kind = rng.choice(3, p=self.p)
     if kind == 0 and self.borrow is not None and self.borrow[i]:
         b = self.borrow[i][rng.integers(len(self.borrow[i]))]
@@ -61,7 +64,7 @@ def _extra_holes(self:SlcoffPatches, i, r0, c0):
     return random_slc_off_mask(s, s, rng)
 
 def _getitem(self:SlcoffPatches, idx):
-    s, rng = self.size, self.rng
+    s, rng = self.size, worker_rng(self)   # an own stream in each DataLoader worker
     for _ in range(50):
         i = int(rng.integers(len(self.tiles)))
         img, real = self.tiles[i]
@@ -114,6 +117,8 @@ class SkipNonFinite(Callback):
     def before_step(self):
         self.cancelled = not _finite_grads(self.learn.model)
         if self.cancelled: self.skipped += 1; raise CancelStepException()
+    def ckpt_state(self): return dict(skipped=self.skipped)
+    def load_ckpt_state(self, d): self.skipped = d['skipped']
 
 class ECEADiscriminator(Callback):
     "One discriminator step (own Adam, 1 % of the generator's lr) after each generator step."
@@ -130,6 +135,8 @@ class ECEADiscriminator(Callback):
         self.opt_d.zero_grad(); d_loss.backward()
         if _finite_grads(self.D): self.opt_d.step()
         self.loss_func.parts['d'] = float(d_loss.detach())
+    def ckpt_state(self): return dict(D=self.D.state_dict(), opt_d=self.opt_d.state_dict())
+    def load_ckpt_state(self, d): self.D.load_state_dict(d['D']); self.opt_d.load_state_dict(d['opt_d'])
 
 class NoValidation(Callback):
     "Skip fastai's validation pass (the original has none; `evaluate` scores held-out tiles)."
@@ -147,6 +154,8 @@ class ECEAHistory(Callback):
             self.hist.append(dict(self.loss_func.parts, total=float(self.learn.loss.detach()), epoch=self.epoch, step=step,
                                   seconds=time.time() - self.t0, skipped=self.learn.skip_non_finite.skipped))
         if self.max_seconds and time.time() - self.t0 > self.max_seconds: raise CancelFitException()
+    def ckpt_state(self): return dict(hist=self.hist, seconds=time.time() - self.t0)
+    def load_ckpt_state(self, d): self.hist, self.t0 = list(d['hist']), time.time() - d['seconds']   # the budget counts the earlier pieces
 
 # %% ../../nbs/55_inpainting.train.ipynb #eceal01
 def ecea_learner(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be None: no adversarial term)
@@ -154,30 +163,41 @@ def ecea_learner(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be Non
                  lr:float=5e-4, betas:tuple=(0.95, 0.9995), # the README's run
                  loss:ECEALoss=None, # default: ECEALoss(None), i.e. without VGG terms
                  hole_weight:float=0., # extra weight of hole pixels in the L1/CSHE terms
-                 device=None, max_seconds:float=None, # stop early after this long
-                 log_every:int=20)->Learner:
+                 device=None, # torch device (`pick_device`: CUDA when present)
+                 max_seconds:float=None, # stop early after this long
+                 log_every:int=20,
+                 num_workers:int=None)->Learner: # DataLoader workers (default: `default_workers(device)`)
     "A fastai `Learner` that trains the ECEA generator adversarially (`learn.ecea_history.hist` holds the loss parts)."
-    device = torch.device(device or 'cpu')
+    device = pick_device(device)
+    nw = default_workers(device) if num_workers is None else num_workers
     loss = loss or ECEALoss(None)
     if loss.vgg is not None: loss.vgg.to(device)
-    dls = DataLoaders.from_dsets(dl.dataset, [], bs=dl.batch_size, num_workers=0, device=device)  # SlcoffPatches draws its own random crops
+    dls = DataLoaders.from_dsets(dl.dataset, [], bs=dl.batch_size, num_workers=nw, device=device,
+                                 pin_memory=device.type == 'cuda', persistent_workers=nw > 0)  # SlcoffPatches draws its own random crops (`worker_rng`)
     cbs = [ECEABatch(), SkipNonFinite(), ECEAHistory(log_every, max_seconds), NoValidation()] + ([ECEADiscriminator(D, lr, betas)] if D is not None else [])
     return Learner(dls, _GenStep(G.train()), loss_func=ECEALearnLoss(loss, D, hole_weight), lr=lr, cbs=cbs,
                    opt_func=partial(OptimWrapper, opt=torch.optim.Adam, betas=betas, weight_decay=1e-5))
 
 def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, dl:DataLoader, epochs:int=1, lr:float=5e-4, betas:tuple=(0.95, 0.9995),
                loss:ECEALoss=None, hole_weight:float=0., device=None, max_seconds:float=None, log_every:int=20,
-               progress:bool=True)->list: # history: dicts of loss parts per logged step
+               progress:bool=True,
+               run_dir=None, # write RUN_DIR/checkpoint.pth every `every_minutes` and RUN_DIR/log.jsonl
+               resume:bool=False, # continue from RUN_DIR/checkpoint.pth
+               every_minutes:float=10., stop_after:int=None, # checkpoint interval; end after this many steps in total
+               num_workers:int=None, print_every:float=60.)->list: # history: dicts of loss parts per logged step
     "Build `ecea_learner` (same arguments), fit `epochs` at a constant `lr` (the original's schedule), return the history."
-    learn = ecea_learner(G, D, dl, lr, betas, loss, hole_weight, device, max_seconds, log_every)
-    with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit(epochs, lr)
+    if resume and run_dir is None: raise ModelError("train_ecea: resume=True needs the run_dir of the run to continue")
+    learn = ecea_learner(G, D, dl, lr, betas, loss, hole_weight, device, max_seconds, log_every, num_workers)
+    cbs = [] if run_dir is None else [Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after),
+                                      TrainLog(Path(run_dir)/'log.jsonl', log_every, print_every, parts='parts')]
+    with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit(epochs, lr, cbs=cbs)
     return learn.ecea_history.hist
 
 # %% ../../nbs/55_inpainting.train.ipynb #48180d20
 def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anything in the holes)
                   miss:np.ndarray, # bool H×W, True = missing
                   overlap:int=None, # default a quarter of the tile
-                  batch_size:int=16, device=None)->np.ndarray: # float32 C×H×W, observed pixels unchanged
+                  batch_size:int=16, device=None)->np.ndarray: # device: `pick_device` (CUDA when present) # float32 C×H×W, observed pixels unchanged
     "Fill the holes of an array with a trained generator, window by window."
     x, miss = np.asarray(x, np.float32), np.asarray(miss, bool)
     C, H, W = x.shape
@@ -191,7 +211,7 @@ def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anythin
     wins = [(r, c) for r in tile_starts(H, t, ov) for c in tile_starts(W, t, ov) if not miss[r:r+t, c:c+t].all()]
     x0 = x
     if G.prefilled: x = fill_nodata(x, miss)
-    device = torch.device(device or 'cpu'); G = G.to(device).eval()
+    device = pick_device(device); G = G.to(device).eval()
     with torch.inference_mode():
         for i in range(0, len(wins), batch_size):
             ws = wins[i:i+batch_size]
