@@ -18,6 +18,7 @@ import fastai.callback.progress  # progress bars and learn.no_bar()
 from fastai.data.core import DataLoaders
 from fastai.callback.core import Callback, CancelFitException
 from ..core import data_path, DataError
+from ..train import worker_rng, Checkpoint, TrainLog
 from ..geo import read_raster, valid_mask
 from .models import MeanScaleHyperprior, bpp, fit_scaling, to_unit
 from .entropy import EntropyBottleneck
@@ -47,15 +48,16 @@ class CropDataset(torch.utils.data.Dataset):
         self.rng = np.random.default_rng(seed)
     def __len__(self): return self.n
     def __getitem__(self, i):
-        a, off, sc = self.items[self.rng.choice(len(self.items), p=self.p)][:3]
+        rng = worker_rng(self)   # an own stream in each DataLoader worker
+        a, off, sc = self.items[rng.choice(len(self.items), p=self.p)][:3]
         C, H, W = a.shape; s = self.size
-        y, x = self.rng.integers(0, H - s + 1), self.rng.integers(0, W - s + 1)
-        b = np.arange(C) if C == self.bands else np.sort(self.rng.choice(C, self.bands, replace=False))
+        y, x = rng.integers(0, H - s + 1), rng.integers(0, W - s + 1)
+        b = np.arange(C) if C == self.bands else np.sort(rng.choice(C, self.bands, replace=False))
         u = to_unit(a[b, y:y + s, x:x + s], np.asarray(off)[b], np.asarray(sc)[b])
         if self.augment:
-            u = np.rot90(u, self.rng.integers(4), (1, 2))
-            if self.rng.random() < .5: u = u[:, :, ::-1]
-        return torch.from_numpy(np.ascontiguousarray(u)), torch.tensor(self.rng.integers(self.n_rates))
+            u = np.rot90(u, rng.integers(4), (1, 2))
+            if rng.random() < .5: u = u[:, :, ::-1]
+        return torch.from_numpy(np.ascontiguousarray(u)), torch.tensor(rng.integers(self.n_rates))
 
 # %% ../../nbs/43_compression.train.ipynb #c008
 LANDSAT_HOLDOUT_X = 1280  # scene columns >= this (crops c5, c6) are never trained on
@@ -155,6 +157,8 @@ class AuxOptimizer(Callback):
     def after_step(self):
         self.aux_opt.zero_grad(); a = self.learn.model.aux_loss(); a.backward(); self.aux_opt.step()
         self.learn.aux = float(a.detach())
+    def ckpt_state(self): return dict(aux_opt=self.aux_opt.state_dict())
+    def load_ckpt_state(self, d): self.aux_opt.load_state_dict(d['aux_opt'])
 
 # %% ../../nbs/43_compression.train.ipynb #c017
 class TimeBudget(Callback):
@@ -163,8 +167,9 @@ class TimeBudget(Callback):
     def __init__(self, seconds:float, # wall-clock budget
                  lr:float=1e-4, # peak learning rate
                  ckpt:str=None, # checkpoint path (state dict), saved every `every` s and at the end
-                 every:float=600, log=None): # optional callable(dict) for progress logs
-        self.seconds, self.lr, self.ckpt, self.every, self.log = seconds, lr, ckpt, every, log
+                 every:float=600, log=None, # optional callable(dict) for progress logs
+                 max_steps:int=None): # also stop after this many steps
+        self.seconds, self.lr, self.ckpt, self.every, self.log, self.max_steps = seconds, lr, ckpt, every, log, max_steps
     def before_fit(self): self.t0 = self.tsave = time.time(); self.steps = 0
     def before_batch(self):
         if not self.training: return
@@ -177,14 +182,23 @@ class TimeBudget(Callback):
         if self.log and self.steps % 50 == 0:
             self.log(dict(step=self.steps, t=round(time.time() - self.t0), loss=float(self.learn.loss.detach()), **self.learn.loss_func.last))
         if self.ckpt and time.time() - self.tsave > self.every: self.save(); self.tsave = time.time()
-        if time.time() - self.t0 > self.seconds: raise CancelFitException()
+        if time.time() - self.t0 > self.seconds or (self.max_steps and self.steps >= self.max_steps): raise CancelFitException()
+    def ckpt_state(self): return dict(steps=self.steps, seconds=time.time() - self.t0)
+    def load_ckpt_state(self, d): self.steps, self.t0 = d['steps'], time.time() - d['seconds']   # the budget and schedule continue
     def save(self):
         if self.ckpt: torch.save(self.learn.model.state_dict(), self.ckpt)
     def after_fit(self): self.save()
 
 # %% ../../nbs/43_compression.train.ipynb #c018
 def codec_learner(model:nn.Module, # a codec whose forward(x, rate) returns x_hat and likelihoods
-                  dls:DataLoaders, lmbdas=DEFAULT_LMBDAS, aux_lr:float=1e-3, cbs=None, **kwargs) -> Learner:
+                  dls:DataLoaders, lmbdas=DEFAULT_LMBDAS, aux_lr:float=1e-3, cbs=None,
+                  run_dir=None, # write RUN_DIR/checkpoint.pth every `every_minutes` (model, both optimisers, budget, RNG) and RUN_DIR/log.jsonl
+                  resume:bool=False, # continue from RUN_DIR/checkpoint.pth
+                  every_minutes:float=10., stop_after:int=None, log_every:int=50, print_every:float=60.,
+                  **kwargs) -> Learner:
     "fastai Learner for rate–distortion training (rate index per sample, aux optimiser)."
+    if resume and run_dir is None: raise DataError("codec_learner: resume=True needs the run_dir of the run to continue")
+    extra = [] if run_dir is None else [Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after),
+                                        TrainLog(Path(run_dir)/'log.jsonl', log_every, print_every, parts='last')]
     return Learner(dls, model, loss_func=RDLoss(lmbdas), splitter=codec_splitter,
-                   cbs=[RateCallback(), AuxOptimizer(aux_lr)] + list(cbs or []), **kwargs)
+                   cbs=[RateCallback(), AuxOptimizer(aux_lr)] + list(cbs or []) + extra, **kwargs)
