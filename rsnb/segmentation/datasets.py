@@ -255,15 +255,27 @@ def prepare_isaid(raw=None, # folder with {train,val}/images and {train,val}/Sem
     return out
 
 # %% ../../nbs/20_segmentation.datasets.ipynb #063c7ef5
-_ISPRS = dict(potsdam=(POTSDAM, POTSDAM_SPLITS, re.compile(r'potsdam_(\d+_\d+)_'), 'label'),
-              vaihingen=(VAIHINGEN, VAIHINGEN_SPLITS, re.compile(r'area(\d+)'), 'noBoundary'))
+# (classes, splits, image file name, label file name): the official names; anything else in the archives (the DSMs,
+# nDSMs, IRRG/RGBIR orthophotos, the full-boundary ground truth named like the images) is ignored
+_ISPRS = dict(potsdam=(POTSDAM, POTSDAM_SPLITS, re.compile(r'top_potsdam_(\d+_\d+)_RGB\.tif', re.I),
+                       re.compile(r'top_potsdam_(\d+_\d+)_label(?:_noBoundary)?\.tif', re.I)),
+              vaihingen=(VAIHINGEN, VAIHINGEN_SPLITS, re.compile(r'top_mosaic_09cm_area(\d+)\.tif', re.I),
+                         re.compile(r'top_mosaic_09cm_area(\d+)_noBoundary\.tif', re.I)))
+
+def _isprs_role(p:Path, img_re, lbl_re):
+    "('label'|'image', tile id) of an ISPRS file, or None (DSM, other band set, ground truth named like an image)."
+    if (m := lbl_re.fullmatch(p.name)): return 'label', m.group(1)
+    if any(part.lower().startswith(('gts', 'gt_', 'ground_truth')) for part in p.parts[:-1]): return None
+    if (m := img_re.fullmatch(p.name)): return 'image', m.group(1)
+    return None
 
 def prepare_isprs(name:str='potsdam', # 'potsdam' or 'vaihingen'
                   raw=None, out=None, clip:int=512, stride:int=256, legacy:bool=True, unmatched:str='zero',
                   ) -> Path:
     "Clip ISPRS tiles into the benchmark's 512 px patches and train/val split."
     from rsnb.core import data_root
-    spec, splits, pat, lbl_tag = _ISPRS[name]
+    if name not in _ISPRS: raise DataError(f"prepare_isprs: unknown dataset {name!r}; choose 'potsdam' or 'vaihingen'")
+    spec, splits, img_re, lbl_re = _ISPRS[name]
     raw = Path(raw) if raw else raw_dir(name)
     out = Path(out) if out else data_root()/'segmentation'/name
     check_not_input(out, raw)
@@ -272,9 +284,13 @@ def prepare_isprs(name:str='potsdam', # 'potsdam' or 'vaihingen'
     with tempfile.TemporaryDirectory() as tmp:
         imgs, lbls = {}, {}
         for p in _gather(raw, Path(tmp)):
-            m = pat.search(p.name)
-            if m is None: continue
-            (lbls if lbl_tag in p.name else imgs)[m.group(1)] = p
+            r = _isprs_role(p, img_re, lbl_re)
+            if r is None: continue
+            d = lbls if r[0] == 'label' else imgs
+            if r[1] in d and d[r[1]] != p and not (r[0] == 'label' and 'noBoundary' in p.name):
+                if r[0] == 'label' and 'noBoundary' in d[r[1]].name: continue          # the eroded labels win (the benchmark's)
+                raise DataError(f"{raw}: two {r[0]} files for tile {r[1]}: {d[r[1]]} and {p}")
+            d[r[1]] = p
         if not lbls: raise DataError(f"{raw}: no {name} label tiles found ({RAW_HINT[name]})")
         for tile in progress_bar(sorted(lbls)):
             if tile not in split_of: continue   # e.g. Vaihingen area 9
