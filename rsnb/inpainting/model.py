@@ -110,9 +110,10 @@ class DropPath(nn.Module):
 class ECEABlock(nn.Module):
     "Pre-norm transformer block with ECEA attention conditioned on edge tokens."
     def __init__(self, dim:int, heads:int, mlp_ratio:float=4., drop:float=0., attn_drop:float=0., drop_path:float=0.,
-                 cheb:str='mean', k:float=1.0):
+                 cheb:str='mean', k:float=1.0,
+                 eps:float=1e-5): # LayerNorm eps (the original: 1e-6)
         super().__init__()
-        self.n1, self.n2, self.n3 = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.n1, self.n2, self.n3 = nn.LayerNorm(dim, eps=eps), nn.LayerNorm(dim, eps=eps), nn.LayerNorm(dim, eps=eps)
         self.attn = ECEAttention(dim, heads, attn_drop=attn_drop, proj_drop=drop, k=k, cheb=cheb)
         h = int(dim*mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, h), nn.GELU(), nn.Dropout(drop), nn.Linear(h, dim), nn.Dropout(drop))
@@ -127,12 +128,13 @@ class ECEAStage(nn.Module):
     def __init__(self, n_tok:int, # tokens at this level
                  dim:int, depth:int, heads:int,
                  drop:float=0., attn_drop:float=0., drop_path:float=0., # max drop-path, increased linearly over blocks
-                 cheb:str='mean', double_res:bool=False): # double_res: the original's `x = x + block(x)`
+                 cheb:str='mean', double_res:bool=False, # double_res: the original's `x = x + block(x)`
+                 ln_eps:float=1e-5): # LayerNorm eps inside the blocks (the original: 1e-6)
         super().__init__()
         self.pos = nn.Parameter(torch.zeros(1, n_tok, dim)); nn.init.trunc_normal_(self.pos, std=0.02)
         self.drop, self.double_res = nn.Dropout(drop), double_res
         dpr = torch.linspace(0, drop_path, depth).tolist() if depth else []
-        self.blocks = nn.ModuleList([ECEABlock(dim, heads, drop=drop, attn_drop=attn_drop, drop_path=p, cheb=cheb) for p in dpr])
+        self.blocks = nn.ModuleList([ECEABlock(dim, heads, drop=drop, attn_drop=attn_drop, drop_path=p, cheb=cheb, eps=ln_eps) for p in dpr])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
     def forward(self, x, e):
         x = self.drop(x + self.pos)
@@ -209,15 +211,15 @@ class ECEAGenerator(nn.Module):
         self.config = dict(in_c=in_c, img_size=img_size, patch=patch, dims=list(dims), depths=list(depths), heads=list(heads),
                            ps_hidden=ps_hidden, ps_res=ps_res, mid_res=mid_res, faithful=faithful, prefilled=prefilled,
                            residual=residual)   # enough to rebuild it
-        cheb, fuse, dr = ('as_code', 'token', True) if faithful else ('mean', 'channel', False)
+        cheb, fuse, dr, eps = ('as_code', 'token', True, 1e-6) if faithful else ('mean', 'channel', False, 1e-5)
         ntok = [(g//2**i)**2 for i in range(L)]
-        kw = dict(drop=drop, attn_drop=attn_drop, drop_path=drop_path, cheb=cheb, double_res=dr)
+        kw = dict(drop=drop, attn_drop=attn_drop, drop_path=drop_path, cheb=cheb, double_res=dr, ln_eps=eps)
         self.embed, self.embed_e = PatchEmbed(in_c + 1, dims[0], patch), PatchEmbed(1, dims[0], patch)
         self.enc = nn.ModuleList([ECEAStage(ntok[i], dims[i], depths[i], heads[i], **kw) for i in range(L)])
         self.down = nn.ModuleList([Down(dims[i]) for i in range(L-1)])
         self.down_e = nn.ModuleList([Down(dims[i]) for i in range(L-1)])
         self.mid = nn.Sequential(*[ResBlock(dims[-1]) for _ in range(mid_res)],
-                                 nn.Conv2d(dims[-1], dims[-1], 3, 1, 1), nn.InstanceNorm2d(dims[-1]), nn.GELU())
+                                 nn.Conv2d(dims[-1], dims[-1], 3, 1, 1, bias=not faithful), nn.InstanceNorm2d(dims[-1]), nn.GELU())
         self.up = nn.ModuleList([Up(dims[i+1]) for i in range(L-1)])
         self.up_e = nn.ModuleList([Up(dims[i+1]) for i in range(L-1)])
         self.fuse = nn.ModuleList([TokenFuse(ntok[i], dims[i], fuse) for i in range(L-1)])
@@ -249,9 +251,10 @@ def forward(self:ECEAGenerator, x, # B×C×H×W image in [0, 1]
         d = self.dec[i](self.fuse[i](X[i], self.up[i](d)), f)
         if i: f = f + E[i]
     edge = self.head_e(f)
+    if self.faithful: edge = torch.tanh(edge)   # the original squashes twice, and embeds the twice-squashed edge map
     img = self.head(self.fuse_out(d, self.embed_out(edge)))
     if self.residual: img = x + img
-    if self.faithful: img, edge = torch.tanh(img), torch.tanh(edge)
+    if self.faithful: img = torch.tanh(img)
     return img, edge
 
 # %% ../../nbs/52_inpainting.model.ipynb #5876856d

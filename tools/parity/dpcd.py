@@ -71,6 +71,7 @@ def main():
     ap.add_argument('out', type=Path, help='fixture folder (tests/fixtures/parity/dpcd)')
     ap.add_argument('--commit', default=None, help="the original's commit (recorded in versions.json)")
     a = ap.parse_args()
+    torch.set_num_threads(1)   # bit-exact results need the same reduction order: one thread here and in CI
     M, small = load_original(a.sgsln.resolve())
     a.out.mkdir(parents=True, exist_ok=True)
     g = torch.Generator().manual_seed(0)
@@ -89,7 +90,7 @@ def main():
                             change_std=float(change.std()), seg1_std=float(seg1.std()))
     torch.save(io, a.out/'io.pt')
     versions = dict(original='NJU-LHRS/offical-SGSLN', commit=a.commit, python=platform.python_version(),
-                    torch=torch.__version__, numpy=np.__version__, small_channels=SMALL, input=[2, 3, 64, 64],
+                    torch=torch.__version__, numpy=np.__version__, threads=torch.get_num_threads(), small_channels=SMALL, input=[2, 3, 64, 64],
                     patches=['cv2 and torchvision stubbed', 'torch.Tensor.cuda -> identity (CPU)',
                              f'small: channel_list = {SMALL}'], models=summary)
     (a.out/'versions.json').write_text(json.dumps(versions, indent=1))
