@@ -243,6 +243,8 @@ def prepare_isaid(raw=None, # folder with {train,val}/images and {train,val}/Sem
             if missing: raise DataError(f"{raw/split/'images'}: no image for masks {missing[:5]}")
             for stem in progress_bar(sorted(masks)):
                 img = read_image(imgs[stem])[:3]
+                if img.shape[0] == 1: img = np.repeat(img, 3, 0)   # DOTA has some grayscale scenes: 3 bands like the rest, so batches stack
+                elif img.shape[0] != 3: raise DataError(f"{imgs[stem]}: {img.shape[0]} bands; iSAID images are RGB or grayscale")
                 lbl = rgb_to_index(read_image(masks[stem]), ISAID, unmatched, fname=str(masks[stem]))
                 check_pair(img.shape, lbl.shape, str(imgs[stem]))
                 img, lbl = pad_min(img, patch, 0), pad_min(lbl, patch, 255)
