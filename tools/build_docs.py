@@ -83,7 +83,8 @@ def patch_showdoc():
         "nbdev's layout, with docment comments wrapped so that no line passes `maxline`."
         lines, curr = [], []
         for fmt, doc in params:
-            if curr and len(', '.join(curr)) + len(fmt) + (len(doc.splitlines()[0]) + 3 if doc else 0) > maxline - 6:
+            # 4 spaces of indent, ', ' between parameters, a trailing comma, and the first words of a docment
+            if curr and 4 + len(', '.join(curr + [fmt])) + 1 + (min(len(doc.splitlines()[0]), 24) + 3 if doc else 0) > maxline:
                 lines.append(', '.join(curr) + ','); curr = []
             curr.append(fmt)
             if doc:
