@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# One-GPU check of rsnb's accelerator path in <= 9 minutes (BUDGET=150 s per training run), everything written to $OUT:
+#   1. the `#| cuda` notebook cells (tools/run_tests.py --flags cuda), skipped when no GPU is visible;
+#   2. the pipelining benchmark (benchmarks/tiled_predict_overhead.py --simulate) with the simulated accelerator and,
+#      on a GPU, with a real model on it;
+#   3. the codec (benchmarks/compression_train.py) and ECEA (benchmarks/ecea_train.py) trained for BUDGET seconds each,
+#      with weights, model cards, checkpoints and jsonl logs.
+# Rehearsal on a CPU: BUDGET=30 OUT=/tmp/gpu_rehearsal benchmarks/gpu_run.sh   (about 3 minutes on 2 cores)
+# Usage: OUT=DIR [BUDGET=150] [PY=.venv/bin/python] benchmarks/gpu_run.sh
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:?set OUT to the folder for results}; BUDGET=${BUDGET:-150}; PY=${PY:-.venv/bin/python}
+[ -x "$PY" ] || PY=python
+mkdir -p "$OUT"; LOG="$OUT/gpu_run.log"; : > "$LOG"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
+CUDA=$($PY -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
+DEV=cpu; [ "$CUDA" = 1 ] && DEV=cuda
+SMALL=""; [ "$CUDA" = 1 ] || SMALL="--small --img-size 32 --bs 4"   # the CPU rehearsal trains a narrow ECEA
+declare -A STATUS
+step() {  # step NAME SECONDS CMD...: run with a time limit, log, record the exit status
+  local name=$1 secs=$2; shift 2
+  echo "== $name ($(date -u +%H:%M:%S), limit ${secs}s): $*" | tee -a "$LOG"
+  local t0=$SECONDS
+  timeout --kill-after=10 "$secs" "$@" >> "$LOG" 2>&1; local rc=$?
+  STATUS[$name]="rc=$rc seconds=$((SECONDS - t0))"
+  echo "== $name: ${STATUS[$name]}" | tee -a "$LOG"
+}
+$PY - >> "$LOG" 2>&1 <<'PYEOF'
+import torch, platform; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, platform.node())
+PYEOF
+if [ "$CUDA" = 1 ]; then
+  step cuda_cells 150 $PY tools/run_tests.py 'nbs/04_tiles' --flags cuda --no-pytest --timeout 120
+else
+  STATUS[cuda_cells]="skipped (no GPU)"; echo "== cuda_cells: skipped (no GPU)" | tee -a "$LOG"
+fi
+mkdir -p "$OUT/results"
+step pipeline_sim 240 $PY benchmarks/tiled_predict_overhead.py --simulate --repeats 2 --mosaic "${MOSAIC:-2}" --name "gpu_run_pipeline_sim"
+[ "$CUDA" = 1 ] && step pipeline_cuda 120 $PY benchmarks/tiled_predict_overhead.py --simulate --repeats 2 --device cuda --name "gpu_run_pipeline_cuda"
+mv -f benchmarks/results/gpu_run_pipeline_*.json "$OUT/results/" 2>/dev/null
+step codec_train $((BUDGET + 120)) $PY benchmarks/compression_train.py --seconds "$BUDGET" --out "$OUT/codec" --bs 8 --threads "$OMP_NUM_THREADS"
+step codec_export 90 $PY benchmarks/compression_export.py "$OUT/codec" --dest "$OUT/weights/codec" --hardware "$DEV (benchmarks/gpu_run.sh)" --note "gpu_run.sh: ${BUDGET} s budget"
+step ecea_train $((BUDGET + 120)) $PY benchmarks/ecea_train.py --seconds "$BUDGET" --out "$OUT/ecea" --device "$DEV" $SMALL
+{ echo "{"; first=1; for k in "${!STATUS[@]}"; do [ $first = 1 ] || echo ","; first=0; printf '  "%s": "%s"' "$k" "${STATUS[$k]}"; done; echo; echo "}"; } > "$OUT/status.json"
+cat "$OUT/status.json"
+grep -q 'rc=[1-9]' "$OUT/status.json" && exit 1 || exit 0
