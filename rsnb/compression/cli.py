@@ -29,7 +29,7 @@ def _compress_parser():
     p.add_argument('src', help='input raster (GeoTIFF, PNG, ...; any band count, 8/16-bit or float; NaN/Inf are nodata)')
     p.add_argument('dst', help='output .rsc file')
     p.add_argument('--model', default=DEFAULT_MODEL, help='codec id, registry name or path to a saved codec (.pth)')
-    p.add_argument('--rate', type=_rate, default='me', help='lo | me | hi, or a (fractional) rate index')
+    p.add_argument('--rate', type=_rate, default=None, help='lo | me | hi, or a (fractional) rate index (default: me, or 0 for a single-rate codec such as a CompressAI zoo model)')
     p.add_argument('--tile', type=positive_int, default=512, help='tile side in pixels (multiple of 64)')
     add_device_arg(p); add_output_args(p)
     return p
@@ -41,6 +41,7 @@ def _compress(a):
     check_device(a.device)
     from rsnb.compression.format import compress_raster, get_codec
     model, _, _ = get_codec(a.model)
+    if a.rate is None: a.rate = float(min(1, model.n_rates - 1))
     if a.rate > model.n_rates - 1: raise UsageError(f'--rate {a.rate:g}: the codec {a.model} has rates 0..{model.n_rates - 1}')
     t = time.time(); info = compress_raster(src, dst, a.model, a.rate, a.tile, progress=not a.quiet)
     return f"{dst}: {info['bytes']} bytes, {info['bpp']:.4f} bpp ({info['bpp_per_band']:.4f} per band), {time.time() - t:.1f} s"

@@ -197,7 +197,9 @@ def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, dl:DataLoader, epochs:int=
 def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anything in the holes)
                   miss:np.ndarray, # bool H×W, True = missing
                   overlap:int=None, # default a quarter of the tile
-                  batch_size:int=16, device=None)->np.ndarray: # device: `pick_device` (CUDA when present) # float32 C×H×W, observed pixels unchanged
+                  batch_size:int=16, # windows per forward pass
+                  device=None, # None: `pick_device` (CUDA when present)
+                 )->np.ndarray: # float32 C×H×W, observed pixels unchanged
     "Fill the holes of an array with a trained generator, window by window."
     x, miss = np.asarray(x, np.float32), np.asarray(miss, bool)
     C, H, W = x.shape
