@@ -18,19 +18,21 @@ from fastai.learner import Learner
 from fastai.optimizer import SGD
 from fastai.metrics import accuracy
 from fastai.callback.progress import ProgressCallback
+import fastai.callback.schedule  # Learner.fit_one_cycle
 from fastai.torch_core import rank_distrib
 from ..core import ModelError, DataError, seed_everything
 from ..data import classification_dls, BandStats, read_array, IMAGE_EXTS
 from ..metrics import confusion_matrix, overall_accuracy, kappa, bootstrap_ci, Kappa
 from ..weights import save_model, load_model
+from ..train import Checkpoint, TrainLog
 from .loss import ICELoss
 from .model import SceneClassifier, bahri_splitter, count_params
 from .pretrained import load_imagenet, PRETRAINED
 from .datasets import scene_root, split_fraction, check_classes
 
 # %% auto #0
-__all__ = ['imagenet_stats', 'scene_dls', 'keras_affine', 'PaperAugment', 'ResizeInput', 'scene_learner', 'evaluate_scene',
-           'scene_card', 'save_scene_model', 'load_scene_model', 'predict_scenes', 'predict_folder',
+__all__ = ['imagenet_stats', 'scene_dls', 'keras_affine', 'PaperAugment', 'ResizeInput', 'scene_learner', 'fit_scene',
+           'evaluate_scene', 'scene_card', 'save_scene_model', 'load_scene_model', 'predict_scenes', 'predict_folder',
            'BackendDistributedDL', 'BackendDistributedTrainer', 'distrib_ctx', 'backbone_features', 'head_learner']
 
 # %% ../../nbs/14_classification.learner.ipynb #7d1fbcf4
@@ -90,11 +92,18 @@ def keras_affine(x:torch.Tensor, # batch N×C×H×W
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='border', align_corners=False)
 
 class PaperAugment(Callback):
-    "Apply `keras_affine` to training batches."
+    "Apply `keras_affine` to training batches, drawing from its own generator (saved in checkpoints)."
     order = 60
-    def __init__(self, **kwargs): self.kwargs = kwargs
+    def __init__(self, seed:int|None=None, # seed of the augmentation draws (None: drawn from torch's global generator)
+                 **kwargs): # passed on to `keras_affine`
+        self.kwargs = kwargs
+        self.gen = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,))) if seed is None else int(seed))
     def before_batch(self):
-        if self.training: self.learn.xb = (type(self.xb[0])(keras_affine(self.xb[0].as_subclass(torch.Tensor), **self.kwargs)),)
+        if self.training:
+            x = keras_affine(self.xb[0].as_subclass(torch.Tensor), generator=self.gen, **self.kwargs)
+            self.learn.xb = (type(self.xb[0])(x),)
+    def ckpt_state(self) -> dict: return dict(gen=self.gen.get_state())   # read by `rsnb.train.Checkpoint`
+    def load_ckpt_state(self, d:dict): self.gen.set_state(d['gen'])
 
 class ResizeInput(Callback):
     "Resize every batch to `size`×`size` (the paper: 256)."
@@ -139,6 +148,47 @@ def scene_learner(dls, # from `scene_dls`
                     cbs=[ResizeInput(size)] + ([PaperAugment()] if augment else []) + list(cbs or []))
     learn.scene_cfg = dict(arch=arch, n_classes=dls.c, classes=list(dls.vocab), in_chans=n_bands, faithful=faithful,
                            se=se, input_size=size, loss=loss, pretrained=rec, lr=lr, mom=mom)
+    return learn
+
+# %% ../../nbs/14_classification.learner.ipynb #c14tr002
+class _ResumePct(Callback):
+    "At the start of a resumed epoch, set `pct_train` to what the batches already trained on made it (schedules read it)."
+    order, run_valid = Checkpoint.order + 1, False
+    def __init__(self, ckpt:Checkpoint): self.ckpt = ckpt
+    def before_train(self):
+        p, n = self.epoch/self.n_epoch, getattr(self.ckpt, 'iter_offset', 0)
+        for _ in range(n): p += 1./(len(self.learn.dl)*self.n_epoch)   # the same float sums as fastai's TrainEvalCallback
+        self.learn.pct_train = p
+
+class _Rank0Checkpoint(Checkpoint):
+    "`Checkpoint` writing only on rank 0; every rank resumes from the file and stops at `stop_after`."
+    def save(self):
+        if rank_distrib() == 0: super().save()
+        else: self.t_last = time.time()
+
+def fit_scene(learn:Learner, # from `scene_learner`
+              epochs:int, # epochs to train (the paper: 500)
+              lr:float|None=None, # learning rate (None: the learner's); the peak rate with `one_cycle`
+              one_cycle:bool=False, # fastai's `fit_one_cycle` schedule instead of the paper's constant rate
+              run_dir=None, # write RUN_DIR/checkpoint.pth every `every_minutes` and RUN_DIR/log.jsonl (None: neither)
+              resume:bool=False, # continue from RUN_DIR/checkpoint.pth (the same weights as an uninterrupted run)
+              every_minutes:float=10., # wall-clock minutes between checkpoints
+              log_every:int=10, # training steps between lines of log.jsonl
+              print_every:float|None=60., # seconds between progress lines on stderr (None: never)
+              stop_after:int|None=None, # end after this many steps in total (a run cut into pieces)
+             ) -> Learner:
+    "Train `learn` for `epochs` (constant rate as in the paper, or one-cycle), checkpointing to and resuming from `run_dir`."
+    if resume and run_dir is None: raise ModelError("fit_scene: resume=True needs the run_dir of the run to continue")
+    if stop_after is not None and run_dir is None: raise ModelError("fit_scene: stop_after needs a run_dir to write the checkpoint to")
+    cbs = []
+    if run_dir is not None:
+        run_dir, rank0 = Path(run_dir), rank_distrib() == 0
+        if rank0 and not resume: (run_dir/'log.jsonl').unlink(missing_ok=True)   # a fresh run starts a fresh log
+        ck = _Rank0Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after)
+        cbs = [ck, _ResumePct(ck), TrainLog(run_dir/'log.jsonl' if rank0 else None, log_every, print_every if rank0 else None,
+                                             total=epochs*len(learn.dls.train))]
+    if one_cycle: learn.fit_one_cycle(epochs, lr, cbs=cbs)
+    else: learn.fit(epochs, lr, cbs=cbs)
     return learn
 
 # %% ../../nbs/14_classification.learner.ipynb #db2efe73
