@@ -15,7 +15,9 @@ from .core import RsnbError, atomic_write, default_device
 from .tiles import pick_device
 
 # %% auto #0
-__all__ = ['default_workers', 'worker_rng', 'rng_state', 'set_rng_state', 'TrainLog', 'Checkpoint']
+__all__ = ['default_workers', 'worker_rng', 'rng_state', 'set_rng_state', 'num_processes', 'process_rank', 'is_main', 'setup_dp',
+           'from_rank0', 'allreduce_grads', 'unwrap', 'ShardedDL', 'DataParallel', 'to_data_parallel', 'distrib_ctx',
+           'TrainLog', 'Checkpoint']
 
 # %% ../nbs/08_train.ipynb #8c56d2b1
 def default_workers(device=None, # the training device (`pick_device` names)
@@ -57,6 +59,155 @@ def _set_obj_rng_state(o, s):
     if s[0] == 'numpy': o.rng.bit_generator.state = s[1]
     else: o.rng.setstate(s[1])
 
+# %% ../nbs/08_train.ipynb #dp000002
+def num_processes()->int:
+    "Processes in this run: `WORLD_SIZE` as set by `accelerate launch` / torchrun (1 otherwise)."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_world_size()
+    return int(os.environ.get('WORLD_SIZE', 1) or 1)
+
+def process_rank()->int:
+    "This process's rank (`RANK`; 0 in a single process)."
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized(): return dist.get_rank()
+    return int(os.environ.get('RANK', 0) or 0)
+
+def is_main()->bool:
+    "True in the process that writes files: rank 0 (or the only process)."
+    return process_rank() == 0
+
+def _dist_on()->bool:
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+def setup_dp()->torch.device:
+    "Join the process group of `accelerate launch` (NCCL on CUDA, gloo on the CPU or with `ACCELERATE_USE_CPU`); this process's device."
+    import torch.distributed as dist
+    cpu = os.environ.get('ACCELERATE_USE_CPU', '').lower() in ('1', 'true', 'yes') or not torch.cuda.is_available()
+    if not dist.is_initialized():
+        miss = [k for k in ('MASTER_ADDR', 'MASTER_PORT', 'RANK') if k not in os.environ]
+        if miss: raise RsnbError(f"WORLD_SIZE={os.environ.get('WORLD_SIZE')} but {', '.join(miss)} unset: start data-parallel runs "
+                                 f"with `accelerate launch --num_processes N script.py` (or torchrun)")
+        if not cpu: torch.cuda.set_device(int(os.environ.get('LOCAL_RANK', 0)))
+        dist.init_process_group('gloo' if cpu else 'nccl', init_method='env://')
+    if dist.get_backend() == 'nccl': return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+def _coll_device():
+    import torch.distributed as dist
+    return torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+
+def from_rank0(x:float)->float:
+    "Rank 0's value of `x` in every process (a no-op in one process): for decisions taken on the clock."
+    if not _dist_on(): return x
+    t = torch.tensor([float(x)], dtype=torch.float64, device=_coll_device())
+    torch.distributed.broadcast(t, 0)
+    return float(t.item())
+
+def allreduce_grads(params)->None:
+    "Average the gradients of `params` over the processes before an optimiser step that DDP does not cover (no-op in one process)."
+    if not _dist_on(): return
+    ps = [p for p in params if p.requires_grad]
+    if not ps: return
+    W, dev = torch.distributed.get_world_size(), _coll_device()
+    flat = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).detach().reshape(-1).to(dev, torch.float32) for p in ps]
+                     + [torch.tensor([float(p.grad is not None) for p in ps], device=dev)])
+    torch.distributed.all_reduce(flat)
+    i = 0
+    for k, p in enumerate(ps):
+        n = p.numel(); g = (flat[i:i + n] / W).view_as(p).to(p.dtype); i += n
+        if flat[-len(ps) + k] == 0: continue          # no process has a gradient: leave None
+        if p.grad is None: p.grad = g.to(p.device)
+        else: p.grad.copy_(g)
+
+def unwrap(model):
+    "The module inside a `DistributedDataParallel` wrapper (the model itself otherwise)."
+    from torch.nn.parallel import DistributedDataParallel
+    return model.module if isinstance(model, DistributedDataParallel) else model
+
+# %% ../nbs/08_train.ipynb #dp000003
+from fastai.distributed import DistributedDL
+
+class ShardedDL(DistributedDL):
+    "fastai's `DistributedDL` sharding each global batch: rank r's k-th batch of `bs` is `order[k*W*bs + r*bs : k*W*bs + (r+1)*bs]`."
+    def _broadcast(self, t, rank):
+        if not _dist_on(): return list(t)
+        t = torch.tensor(t, dtype=torch.long, device=_coll_device())
+        torch.distributed.broadcast(t, rank)
+        return t.cpu().tolist()
+    @property
+    def rng(self): return self.dl.rng     # the shuffle generator (checkpointed by `Checkpoint`)
+    @rng.setter
+    def rng(self, v): self.dl.rng = v
+    def __len__(self):
+        n, B = self.dl.n, self.bs * self.world_size
+        return n // B if self.drop_last else -(-n // B)
+    def shard(self, idxs:list)->list:
+        "This rank's part of the single-process order `idxs`."
+        b, W, r = self.bs, self.world_size, self.rank
+        full = len(idxs) // (W * b)
+        out = [i for k in range(full) for i in idxs[k*W*b + r*b : k*W*b + (r+1)*b]]
+        tail = idxs[full*W*b:]
+        if tail and not self.drop_last:              # the last, short global batch: equal pieces (padded by repetition)
+            m = -(-len(tail) // W); tail = (tail * W)[:m * W]
+            out += tail[r*m:(r+1)*m]
+        return out
+    def get_idxs(self):
+        idxs = list(self.dl.get_idxs())             # every rank draws (same generator use), rank 0's order is used
+        idxs = self._broadcast(idxs, 0) if _dist_on() else idxs
+        self.n, self.n_padded = len(idxs), len(idxs)
+        return self.shard(idxs)
+    def to_detach(self, b, cpu=True, gather=True): return self._to_detach(b, cpu, False)
+
+# %% ../nbs/08_train.ipynb #dp000007
+from contextlib import contextmanager
+from fastai.callback.progress import ProgressCallback
+from fastcore.basics import noop
+
+class DataParallel(Callback):
+    "Train on `num_processes()` processes: model in DDP, training batches sharded by `ShardedDL`, files from rank 0 only."
+    order = -20   # before TrainEvalCallback moves the model, before callbacks that build extra optimisers
+    def __init__(self, sync_bn:bool=True, # BatchNorm → SyncBatchNorm (CUDA only: PyTorch has no CPU SyncBatchNorm)
+                 **ddp_kwargs): # passed to `DistributedDataParallel` (e.g. find_unused_parameters=True)
+        self.sync_bn, self.ddp_kwargs = sync_bn, ddp_kwargs
+        self.device = setup_dp()
+    def before_fit(self):
+        from torch.nn.parallel import DistributedDataParallel as DDP
+        learn, dev = self.learn, self.device
+        learn.dls.device = dev
+        m = unwrap(learn.model).to(dev)
+        if hasattr(learn.loss_func, 'to'): learn.loss_func.to(dev)
+        if self.sync_bn and dev.type == 'cuda': m = torch.nn.SyncBatchNorm.convert_sync_batchnorm(m)
+        # parameters the main optimiser does not update (the codec's quantiles) have their own optimiser: DDP leaves them alone
+        in_opt = {id(o[0]) for o in learn.opt.all_params(with_grad=False)} if learn.opt is not None else set()
+        DDP._set_params_and_buffers_to_ignore_for_model(m, [n for n, p in m.named_parameters() if id(p) not in in_opt])
+        learn.model = DDP(m, device_ids=[dev.index] if dev.type == 'cuda' else None, **self.ddp_kwargs)
+        if not is_main(): learn.logger = noop
+    def before_train(self):
+        if not isinstance(self.learn.dl, ShardedDL): self.learn.dl = ShardedDL(self.learn.dl, device=self.device)
+    def after_fit(self): self.learn.model = unwrap(self.learn.model)
+
+def to_data_parallel(learn, # a fastai Learner
+                     sync_bn:bool=True, **ddp_kwargs):
+    "Attach `DataParallel` when `num_processes() > 1` (and drop the progress bar on ranks > 0); a no-op in one process."
+    if num_processes() <= 1 or any(isinstance(c, DataParallel) for c in learn.cbs): return learn
+    learn.add_cb(DataParallel(sync_bn, **ddp_kwargs))
+    if not is_main(): learn.remove_cb(ProgressCallback)
+    return learn
+
+@contextmanager
+def distrib_ctx(learn, # a fastai Learner of any rsnb trainer
+                sync_bn:bool=True, # BatchNorm → SyncBatchNorm on CUDA
+                **ddp_kwargs): # passed to `DistributedDataParallel`
+    "Data-parallel training inside the block when launched by `accelerate launch`; a no-op in one process (or if already attached)."
+    if num_processes() <= 1 or any(isinstance(c, DataParallel) for c in learn.cbs): yield learn; return
+    to_data_parallel(learn, sync_bn, **ddp_kwargs)
+    try: yield learn
+    finally:
+        learn.model = unwrap(learn.model)
+        learn.remove_cbs([c for c in learn.cbs if isinstance(c, DataParallel)])
+        if not is_main() and not hasattr(learn, 'progress'): learn.add_cb(ProgressCallback())
+
 # %% ../nbs/08_train.ipynb #1c73eee3
 class TrainLog(Callback):
     "Append training losses to a JSON-lines file every `every` steps; print progress to stderr every `print_every` s."
@@ -69,8 +220,8 @@ class TrainLog(Callback):
                  stream=None): # default sys.stderr
         self.path, self.every, self.print_every, self.total, self.parts, self.stream = path, every, print_every, total, parts, stream
     def before_fit(self):
-        self.t0 = self.tp = time.time(); self.f = None; self.step0 = None
-        if self.path is not None: Path(self.path).parent.mkdir(parents=True, exist_ok=True); self.f = open(self.path, 'a')
+        self.t0 = self.tp = time.time(); self.f = None; self.step0 = None; self.main = is_main()   # ranks > 0 neither write nor print
+        if self.path is not None and self.main: Path(self.path).parent.mkdir(parents=True, exist_ok=True); self.f = open(self.path, 'a')
     def after_batch(self):
         step = self.learn.train_iter            # already counted by fastai for this batch
         if self.step0 is None: self.step0 = step - 1
@@ -79,7 +230,7 @@ class TrainLog(Callback):
         extra = getattr(self.loss_func, self.parts, None) if self.parts else None
         if isinstance(extra, dict): d.update({k: float(v) for k, v in extra.items()})
         if self.f is not None and step % self.every == 0: self.f.write(json.dumps(d) + '\n'); self.f.flush()
-        if self.print_every is not None and time.time() - self.tp >= self.print_every: self.tp = time.time(); self._print(d)
+        if self.main and self.print_every is not None and time.time() - self.tp >= self.print_every: self.tp = time.time(); self._print(d)
     def _print(self, d):
         total = self.total or self.n_epoch * self.n_iter
         rate = (d['step'] - self.step0) / max(time.time() - self.t0, 1e-9)
@@ -127,13 +278,17 @@ class Checkpoint(Callback):
     def path(self): return self.run_dir/'checkpoint.pth'
 
     def before_fit(self):
-        self.t_last, self.state, self.epoch_start = time.time(), None, None
+        self.t_last, self.state, self.epoch_start, self.written = time.time(), None, None, []   # written: steps saved by this process
         if not self.resume: return
         if not self.path.exists(): raise RsnbError(f"{self.path}: no checkpoint to resume from (is {self.run_dir} a run folder?)")
         try: self.state = torch.load(self.path, map_location='cpu', weights_only=False)
         except Exception as e: raise RsnbError(f"{self.path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
         s = self.state
-        self.learn.model.load_state_dict(s['model'])
+        ranks, W = s.get('ranks'), num_processes()
+        if (len(ranks) if ranks else 1) != W:
+            raise RsnbError(f"{self.path}: written by a run on {len(ranks) if ranks else 1} process(es), resumed on {W}; resume with the same --num_processes")
+        if ranks: s.update(ranks[process_rank()])      # this rank's random states and data stream
+        unwrap(self.learn.model).load_state_dict(s['model'])
         if s.get('opt') is not None: self.learn.opt.load_state_dict(s['opt'])
         _load_cb_states(self.learn, s.get('callbacks', {}), self.path)
         self.learn.train_iter, self.learn.pct_train = s['train_iter'], s['pct_train']
@@ -161,20 +316,26 @@ class Checkpoint(Callback):
 
     def after_batch(self):
         steps = self.learn.train_iter
-        due = time.time() - self.t_last >= self.every * 60 or (self.every_steps and steps % self.every_steps == 0)
+        due = time.time() - self.t_last >= self.every * 60 or bool(self.every_steps and steps % self.every_steps == 0)
+        due = bool(from_rank0(due))                   # every rank takes rank 0's decision (the clocks differ)
         stop = self.stop_after is not None and steps >= self.stop_after
         if due or stop: self.save()
         if stop: raise CancelFitException()
 
     def save(self):
-        "Write the checkpoint now (atomically)."
+        "Write the checkpoint now (atomically); in data-parallel runs every rank must call it, rank 0 writes."
         if self.epoch_start is None: return
-        d = dict(model=self.learn.model.state_dict(), opt=self.learn.opt.state_dict() if self.learn.opt is not None else None,
+        mine = dict(rng=rng_state(), epoch_start=self.epoch_start)
+        ranks = None
+        if _dist_on(): ranks = [None] * num_processes(); torch.distributed.all_gather_object(ranks, mine)
+        self.t_last = time.time()
+        if not is_main(): return
+        d = dict(model=unwrap(self.learn.model).state_dict(), opt=self.learn.opt.state_dict() if self.learn.opt is not None else None,
                  callbacks=_cb_states(self.learn), train_iter=self.learn.train_iter, pct_train=self.learn.pct_train,
                  epoch=self.epoch, iter=self.iter_offset + self.iter, rng=rng_state(), epoch_start=self.epoch_start,
-                 saved=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
+                 saved=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), ranks=ranks)
         with atomic_write(self.path) as tmp: torch.save(d, tmp)
-        self.t_last = time.time()
+        self.written.append(d['train_iter'])
 
     def after_fit(self):
         if self.save_at_end and self.epoch_start is not None and not (self.stop_after is not None and self.learn.train_iter >= self.stop_after): self.save()
