@@ -14,6 +14,7 @@ import numpy as np
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch.nn.utils import spectral_norm
 from fastai.callback.core import Callback
+from ..train import allreduce_grads
 from ..core import ModelError
 from .models import MeanScaleHyperprior, conv, deconv
 
@@ -129,11 +130,12 @@ def disc_loss(disc, x_hat, y_hat, x):
 
 # %% ../../nbs/44_compression.egan.ipynb #c019
 class DiscriminatorStep(Callback):
-    "After each generator step, one discriminator step on the same batch (its own Adam)."
+    "After each generator step, one discriminator step on the same batch (its own Adam; gradients averaged over data-parallel processes)."
     def __init__(self, disc, lr:float=1e-4): self.disc, self.lr = disc, lr
     def before_fit(self): self.dopt = torch.optim.Adam(self.disc.parameters(), lr=self.lr, betas=(0.5, 0.999))
     def after_step(self):
         lf = self.learn.loss_func
         if getattr(lf, 'disc', None) is None: return
-        self.dopt.zero_grad(); l = disc_loss(self.disc, *lf.cache); l.backward(); self.dopt.step()
+        self.dopt.zero_grad(); l = disc_loss(self.disc, *lf.cache); l.backward()
+        allreduce_grads(self.disc.parameters()); self.dopt.step()
         lf.last['d_loss'] = float(l.detach())

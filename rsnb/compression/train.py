@@ -18,7 +18,7 @@ import fastai.callback.progress  # progress bars and learn.no_bar()
 from fastai.data.core import DataLoaders
 from fastai.callback.core import Callback, CancelFitException
 from ..core import data_path, DataError
-from ..train import worker_rng, Checkpoint, TrainLog
+from ..train import worker_rng, Checkpoint, TrainLog, to_data_parallel, allreduce_grads, from_rank0, is_main, unwrap
 from ..geo import read_raster, valid_mask
 from .models import MeanScaleHyperprior, bpp, fit_scaling, to_unit
 from .entropy import EntropyBottleneck
@@ -149,13 +149,14 @@ def codec_splitter(m):
     return [[p for n, p in m.named_parameters() if not n.endswith('quantiles')]]
 
 class AuxOptimizer(Callback):
-    "Adam on the quantiles, minimising `model.aux_loss()` after each training step."
+    "Adam on the quantiles, minimising `model.aux_loss()` after each training step (gradients averaged over data-parallel processes)."
     def __init__(self, lr:float=1e-3): self.lr = lr
     def before_fit(self):
-        qs = [p for n, p in self.learn.model.named_parameters() if n.endswith('quantiles')]
-        self.aux_opt = torch.optim.Adam(qs, lr=self.lr)
+        self.qs = [p for n, p in unwrap(self.learn.model).named_parameters() if n.endswith('quantiles')]
+        self.aux_opt = torch.optim.Adam(self.qs, lr=self.lr)
     def after_step(self):
-        self.aux_opt.zero_grad(); a = self.learn.model.aux_loss(); a.backward(); self.aux_opt.step()
+        self.aux_opt.zero_grad(); a = unwrap(self.learn.model).aux_loss(); a.backward()
+        allreduce_grads(self.qs); self.aux_opt.step()
         self.learn.aux = float(a.detach())
     def ckpt_state(self): return dict(aux_opt=self.aux_opt.state_dict())
     def load_ckpt_state(self, d): self.aux_opt.load_state_dict(d['aux_opt'])
@@ -173,7 +174,7 @@ class TimeBudget(Callback):
     def before_fit(self): self.t0 = self.tsave = time.time(); self.steps = 0
     def before_batch(self):
         if not self.training: return
-        f = (time.time() - self.t0) / self.seconds
+        f = from_rank0((time.time() - self.t0) / self.seconds)   # data parallel: rank 0's clock sets everyone's LR
         lr = self.lr if f < .6 else self.lr * (.1 + .9 * .5 * (1 + math.cos(math.pi * min((f - .6) / .4, 1))))
         self.learn.opt.set_hyper('lr', lr)
     def after_batch(self):
@@ -181,12 +182,12 @@ class TimeBudget(Callback):
         self.steps += 1
         if self.log and self.steps % 50 == 0:
             self.log(dict(step=self.steps, t=round(time.time() - self.t0), loss=float(self.learn.loss.detach()), **self.learn.loss_func.last))
-        if self.ckpt and time.time() - self.tsave > self.every: self.save(); self.tsave = time.time()
-        if time.time() - self.t0 > self.seconds or (self.max_steps and self.steps >= self.max_steps): raise CancelFitException()
+        if self.ckpt and from_rank0(time.time() - self.tsave > self.every): self.save(); self.tsave = time.time()
+        if from_rank0(time.time() - self.t0 > self.seconds) or (self.max_steps and self.steps >= self.max_steps): raise CancelFitException()
     def ckpt_state(self): return dict(steps=self.steps, seconds=time.time() - self.t0)
     def load_ckpt_state(self, d): self.steps, self.t0 = d['steps'], time.time() - d['seconds']   # the budget and schedule continue
     def save(self):
-        if self.ckpt: torch.save(self.learn.model.state_dict(), self.ckpt)
+        if self.ckpt and is_main(): torch.save(unwrap(self.learn.model).state_dict(), self.ckpt)
     def after_fit(self): self.save()
 
 # %% ../../nbs/43_compression.train.ipynb #c018
@@ -196,9 +197,10 @@ def codec_learner(model:nn.Module, # a codec whose forward(x, rate) returns x_ha
                   resume:bool=False, # continue from RUN_DIR/checkpoint.pth
                   every_minutes:float=10., stop_after:int=None, log_every:int=50, print_every:float=60.,
                   **kwargs) -> Learner:
-    "fastai Learner for rate–distortion training (rate index per sample, aux optimiser)."
+    "fastai Learner for rate–distortion training (rate index per sample, aux optimiser); data parallel under `accelerate launch`."
     if resume and run_dir is None: raise DataError("codec_learner: resume=True needs the run_dir of the run to continue")
     extra = [] if run_dir is None else [Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after),
                                         TrainLog(Path(run_dir)/'log.jsonl', log_every, print_every, parts='last')]
-    return Learner(dls, model, loss_func=RDLoss(lmbdas), splitter=codec_splitter,
-                   cbs=[RateCallback(), AuxOptimizer(aux_lr)] + list(cbs or []) + extra, **kwargs)
+    learn = Learner(dls, model, loss_func=kwargs.pop('loss_func', None) or RDLoss(lmbdas), splitter=codec_splitter,
+                    cbs=[RateCallback(), AuxOptimizer(aux_lr)] + list(cbs or []) + extra, **kwargs)
+    return to_data_parallel(learn)   # WORLD_SIZE > 1: DDP, sharded batches, files from rank 0 (`rsnb.train`)

@@ -25,7 +25,7 @@ import fastai.callback.progress  # progress bars and learn.no_bar()
 from skimage.metrics import structural_similarity
 from ..core import DataError, ModelError, seed_everything
 from ..tiles import pick_device
-from ..train import default_workers, worker_rng, Checkpoint, TrainLog
+from ..train import default_workers, worker_rng, Checkpoint, TrainLog, distrib_ctx, allreduce_grads, from_rank0, is_main
 from ..weights import save_model, load_model
 from .slcoff import Scaler
 from ..tiles import tile_starts, ramp_weights
@@ -132,7 +132,7 @@ class ECEADiscriminator(Callback):
         (y, _, yc), (t, _, known, m) = self.pred, self.yb
         real = t*known + y.detach()*(1 - known)
         d_loss = adv_d_loss(self.D(real, m), self.D(yc.detach(), m))
-        self.opt_d.zero_grad(); d_loss.backward()
+        self.opt_d.zero_grad(); d_loss.backward(); allreduce_grads(self.D.parameters())   # data parallel: one D on every process
         if _finite_grads(self.D): self.opt_d.step()
         self.loss_func.parts['d'] = float(d_loss.detach())
     def ckpt_state(self): return dict(D=self.D.state_dict(), opt_d=self.opt_d.state_dict())
@@ -153,7 +153,7 @@ class ECEAHistory(Callback):
         if step % self.log_every == 0:
             self.hist.append(dict(self.loss_func.parts, total=float(self.learn.loss.detach()), epoch=self.epoch, step=step,
                                   seconds=time.time() - self.t0, skipped=self.learn.skip_non_finite.skipped))
-        if self.max_seconds and time.time() - self.t0 > self.max_seconds: raise CancelFitException()
+        if self.max_seconds and from_rank0(time.time() - self.t0 > self.max_seconds): raise CancelFitException()   # rank 0's clock
     def ckpt_state(self): return dict(hist=self.hist, seconds=time.time() - self.t0)
     def load_ckpt_state(self, d): self.hist, self.t0 = list(d['hist']), time.time() - d['seconds']   # the budget counts the earlier pieces
 
@@ -185,12 +185,12 @@ def train_ecea(G:ECEAGenerator, D:PatchDiscriminator, dl:DataLoader, epochs:int=
                resume:bool=False, # continue from RUN_DIR/checkpoint.pth
                every_minutes:float=10., stop_after:int=None, # checkpoint interval; end after this many steps in total
                num_workers:int=None, print_every:float=60.)->list: # history: dicts of loss parts per logged step
-    "Build `ecea_learner` (same arguments), fit `epochs` at a constant `lr` (the original's schedule), return the history."
+    "Build `ecea_learner` (same arguments), fit `epochs` at a constant `lr` (the original's schedule; data parallel under `accelerate launch`), return the history."
     if resume and run_dir is None: raise ModelError("train_ecea: resume=True needs the run_dir of the run to continue")
     learn = ecea_learner(G, D, dl, lr, betas, loss, hole_weight, device, max_seconds, log_every, num_workers)
     cbs = [] if run_dir is None else [Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after),
                                       TrainLog(Path(run_dir)/'log.jsonl', log_every, print_every, parts='parts')]
-    with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()): learn.fit(epochs, lr, cbs=cbs)
+    with learn.no_logging(), (contextlib.nullcontext() if progress else learn.no_bar()), distrib_ctx(learn): learn.fit(epochs, lr, cbs=cbs)
     return learn.ecea_history.hist
 
 # %% ../../nbs/55_inpainting.train.ipynb #48180d20
@@ -228,7 +228,10 @@ def inpaint_array(G:ECEAGenerator, x:np.ndarray, # C×H×W scaled image (anythin
 
 # %% ../../nbs/55_inpainting.train.ipynb #7960ede0
 def save_ecea(G:ECEAGenerator, path, scaler:Scaler, band_names=(), **extra):
-    "Save a generator with its card (architecture, scaler, bands)."
+    "Save a generator with its card (architecture, scaler, bands); in data-parallel runs only rank 0 writes."
+    if not is_main():   # the .pth `save_model` would write
+        p = Path(path); p = p.with_suffix('') if p.suffix in ('.pth', '.json') else p
+        return p.with_name(p.name + '.pth')
     return save_model(G, path, dict(arch='ECEAGenerator', kwargs=G.config, scaler=scaler.as_dict(), band_names=list(band_names), **extra))
 
 def load_ecea(path)->tuple: # (ECEAGenerator in eval mode, Scaler, card)

@@ -21,7 +21,7 @@ from fastai.callback.progress import ProgressCallback
 from fastprogress.fastprogress import progress_bar
 from ..core import DataError, ModelError, default_device
 from ..tiles import pick_device
-from ..train import default_workers, worker_rng, Checkpoint, TrainLog
+from ..train import default_workers, worker_rng, Checkpoint, TrainLog, distrib_ctx, num_processes
 from ..geo import read_raster
 from ..metrics import ConfusionMatrix, iou, miou
 from ..tiles import predict_raster, to_classes
@@ -135,7 +135,7 @@ def seg_dls(train_items:list, valid_items:list, spec:SegClasses, iters:int=80_00
     "fastai DataLoaders: `iters`×`bs` benchmark-augmented training crops, whole validation images."
     device = pick_device(device)
     nw = default_workers(device) if num_workers is None else num_workers
-    tr = SegDataset(train_items, spec, True, crop, iters * bs, zoom=zoom, label_map=label_map, bands=bands, norm=norm, seed=seed, preload=preload, **kwargs)
+    tr = SegDataset(train_items, spec, True, crop, iters * bs * num_processes(), zoom=zoom, label_map=label_map, bands=bands, norm=norm, seed=seed, preload=preload, **kwargs)
     va = SegDataset(valid_items, spec, False, zoom=zoom, label_map=label_map, bands=bands, norm=norm, preload=preload)
     pin = device.type == 'cuda'
     return DataLoaders(DataLoader(tr, bs=bs, shuffle=True, drop_last=True, num_workers=nw, pin_memory=pin, persistent_workers=nw > 0),
@@ -190,14 +190,15 @@ def fit_iters(learn:Learner, iters:int, lr:float=0.01, power:float=0.9,
               every_minutes:float=10., log_every:int=20, print_every:float=60., # checkpoint / log line / stderr progress intervals
               stop_after:int=None, # end after this many iterations in total (a run cut into pieces)
              ) -> PolyLR:
-    "Train for `iters` iterations under the poly schedule (the training loader must hold ≥ `iters` batches)."
-    n = len(learn.dls.train)
+    "Train for `iters` iterations under the poly schedule (the training loader must hold ≥ `iters` batches; data parallel under `accelerate launch`)."
+    W = num_processes()   # under `accelerate launch`: W processes share each global batch of W × bs (`rsnb.train.distrib_ctx`)
+    n = len(learn.dls.train) // W
     if n < iters: raise ModelError(f"fit_iters: the training loader has {n} batches per epoch, fewer than iters={iters}; build it with seg_dls(iters=...)")
     if resume and run_dir is None: raise ModelError("fit_iters: resume=True needs the run_dir of the run to continue")
     cb = PolyLR(iters, lr, power)
     extra = [] if run_dir is None else [Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after),
                                         TrainLog(Path(run_dir)/'log.jsonl', log_every, print_every, total=iters)]
-    learn.fit(1, lr, cbs=[cb] + ([] if validate else [SkipValid()]) + extra)
+    with distrib_ctx(learn): learn.fit(1, lr, cbs=[cb] + ([] if validate else [SkipValid()]) + extra)
     return cb
 
 # %% ../../nbs/22_segmentation.train.ipynb #f720efa7
