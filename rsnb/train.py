@@ -299,7 +299,8 @@ class Checkpoint(Callback):
 
     def before_train(self):
         dl = self.learn.dl
-        if hasattr(dl, '_one_pass') and not getattr(dl, '_types', None): dl._one_pass()  # fastai's type probe reads item 0: do it now, not mid-stream
+        probe = dl.dl if isinstance(dl, ShardedDL) else dl
+        if hasattr(probe, '_one_pass') and not getattr(probe, '_types', None): probe._one_pass()  # fastai's type probe reads item 0: do it now, not mid-stream
         s = self.state
         if s is not None and self.epoch == s['epoch']:
             e = s['epoch_start']
