@@ -16,8 +16,8 @@ from .tiles import pick_device
 
 # %% auto #0
 __all__ = ['default_workers', 'worker_rng', 'rng_state', 'set_rng_state', 'num_processes', 'process_rank', 'is_main', 'setup_dp',
-           'from_rank0', 'allreduce_grads', 'unwrap', 'ShardedDL', 'DataParallel', 'to_data_parallel', 'distrib_ctx',
-           'TrainLog', 'Checkpoint']
+           'from_rank0', 'allreduce_grads', 'split_stream', 'unwrap', 'ShardedDL', 'DataParallel', 'to_data_parallel',
+           'distrib_ctx', 'TrainLog', 'Checkpoint']
 
 # %% ../nbs/08_train.ipynb #8c56d2b1
 def default_workers(device=None, # the training device (`pick_device` names)
@@ -31,7 +31,8 @@ def worker_rng(ds, attr:str='rng', seed:int=None):
     "`ds.<attr>`, replaced once per DataLoader worker (and epoch) by a generator seeded from the worker's torch seed."
     info = torch.utils.data.get_worker_info()
     if info is not None and getattr(ds, '_rng_worker', None) != (info.id, info.seed):
-        setattr(ds, attr, np.random.default_rng([info.seed % 2**63, info.id] + ([seed] if seed is not None else [])))
+        r = int(os.environ.get('RANK', 0) or 0)   # data parallel: ranks > 0 mix in their rank (the workers' torch seeds are the same on every rank)
+        setattr(ds, attr, np.random.default_rng([info.seed % 2**63, info.id] + ([seed] if seed is not None else []) + ([r] if r else [])))
         ds._rng_worker = (info.id, info.seed)
     return getattr(ds, attr)
 
@@ -120,6 +121,16 @@ def allreduce_grads(params)->None:
         if p.grad is None: p.grad = g.to(p.device)
         else: p.grad.copy_(g)
 
+def split_stream(ds, # a dataset drawing from its own `ds.rng` (numpy Generator)
+                 rank:int=None, # default `process_rank()`
+                )->bool:
+    "Give rank > 0 its own stream for `ds.rng`, derived from the current one and the rank (rank 0 keeps it); True if replaced."
+    rank = process_rank() if rank is None else rank
+    g = getattr(ds, 'rng', None)
+    if not rank or not isinstance(g, np.random.Generator): return False
+    ds.rng = np.random.default_rng([int(g.integers(2**62)), rank])
+    return True
+
 def unwrap(model):
     "The module inside a `DistributedDataParallel` wrapper (the model itself otherwise)."
     from torch.nn.parallel import DistributedDataParallel
@@ -183,6 +194,7 @@ class DataParallel(Callback):
         DDP._set_params_and_buffers_to_ignore_for_model(m, [n for n, p in m.named_parameters() if id(p) not in in_opt])
         learn.model = DDP(m, device_ids=[dev.index] if dev.type == 'cuda' else None, **self.ddp_kwargs)
         if not is_main(): learn.logger = noop
+        split_stream(getattr(learn.dls.train, 'dataset', None))   # random-crop datasets: each rank draws its own crops
     def before_train(self):
         if not isinstance(self.learn.dl, ShardedDL): self.learn.dl = ShardedDL(self.learn.dl, device=self.device)
     def after_fit(self): self.learn.model = unwrap(self.learn.model)
