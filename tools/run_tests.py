@@ -2,15 +2,21 @@
 """rsnb's test suite: every notebook (as `nbdev-test` runs it) plus `pytest tests`, with one closing line.
 
 Notebooks run through nbdev's own machinery (its cell-skipping rules, `tst_flags` from pyproject.toml, execnb's
-CaptureShell), each in a fresh process, `--workers` at a time. A notebook that stops on `rsnb.core.DataMissing`
-(dataset absent on this machine) is counted as skipped and its message printed. Closing line:
-`N passed, N failed, N skipped`.
+CaptureShell), each in a fresh process, `--workers` at a time. The pytest run is one more job in the same pool, so it
+overlaps the notebooks (`--pytest-after`: run it after them instead). Jobs are submitted longest first (expected
+durations: the last run's on this machine, else `EXPECTED`, else an estimate from the number of code cells), so the
+workers finish together. A notebook that stops on `rsnb.core.DataMissing` (dataset absent on this machine) is counted
+as skipped and its message printed. Closing lines: the time of each phase, then `N passed, N failed, N skipped`.
 """
-import argparse, os, re, subprocess, sys, time, traceback
+import argparse, json, os, re, subprocess, sys, time, traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Measured durations (s, 2-core CI machine, one torch thread per job) of the longest jobs; only their order matters.
+# Jobs not listed get their last measured time on this machine (DURATIONS) or an estimate from their code cells.
+EXPECTED = {'pytest': 420, 'nbs/papers/egan.ipynb': 70, 'nbs/papers/ecea.ipynb': 60, 'nbs/papers/rsseg_benchmark.ipynb': 50}
+DURATIONS = Path(os.environ.get('RSNB_TEST_DURATIONS', Path.home()/'.cache'/'rsnb'/'test_durations.json'))
 
 def _run_nb(fn, flags, timeout):
     os.environ.setdefault('OMP_NUM_THREADS', '1'); os.environ['IN_TEST'] = '1'
@@ -35,35 +41,79 @@ def _run_nb(fn, flags, timeout):
         if type(e).__name__ == 'DataMissing': return fn, 'skipped', str(e), time.time()-start
         return fn, 'failed', (k.prettytb(fname=fn) or traceback.format_exc()), time.time()-start
 
-def run_notebooks(paths, flags, workers, timeout):
-    res = []
-    with ProcessPoolExecutor(workers, max_tasks_per_child=1) as ex:
-        futs = [ex.submit(_run_nb, str(p), flags, timeout) for p in paths]
+def _run_pytest(extra):
+    "(passed, failed, skipped, output, seconds) of `pytest tests`."
+    start = time.time()
+    if not (ROOT/'tests').is_dir(): return 0, 0, 0, '', 0.
+    cmd = [sys.executable, '-m', 'pytest', str(ROOT/'tests'), '-q', '-rs', '-p', 'no:cacheprovider', *extra]
+    out = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+    counts = {k: 0 for k in ('passed', 'failed', 'skipped', 'error')}
+    last = [l for l in out.stdout.splitlines() if re.search(r'\d+ (passed|failed|skipped|error)', l)]
+    for n, k in re.findall(r'(\d+) (passed|failed|skipped|error)', last[-1] if last else ''): counts[k] = int(n)
+    if out.returncode not in (0, 5) and not (counts['failed'] or counts['error']): counts['error'] = 1
+    return (counts['passed'], counts['failed'] + counts['error'], counts['skipped'],
+            out.stdout[-20000:] + '\n' + out.stderr[-5000:], time.time() - start)
+
+def _rel(fn): return Path(fn).relative_to(ROOT).as_posix()
+
+def load_durations():
+    try: d = json.loads(DURATIONS.read_text())
+    except (OSError, ValueError): return {}
+    return {k: float(v) for k, v in d.items() if isinstance(v, (int, float))} if isinstance(d, dict) else {}
+
+def save_durations(new):
+    if not new: return
+    try:
+        DURATIONS.parent.mkdir(parents=True, exist_ok=True)
+        DURATIONS.write_text(json.dumps({**load_durations(), **{k: round(v, 1) for k, v in new.items()}}, indent=0, sort_keys=True))
+    except OSError: pass   # a read-only home: ordering falls back to EXPECTED
+
+def expected_seconds(key, known=None):
+    "Expected duration of a job: 'pytest' or a notebook path relative to the repository root."
+    known = load_durations() if known is None else known
+    if key in known: return known[key]
+    if key in EXPECTED: return EXPECTED[key]
+    try: cells = [c for c in json.loads((ROOT/key).read_text())['cells'] if c['cell_type'] == 'code']
+    except (OSError, ValueError, KeyError): return 10.
+    return 3. + 0.5*len(cells)
+
+def longest_first(keys, known=None):
+    "`keys` sorted by decreasing expected duration (ties: by name)."
+    known = load_durations() if known is None else known
+    return sorted(keys, key=lambda k: (-expected_seconds(k, known), k))
+
+def run_all(paths, flags, workers, timeout, pytest_extra=None):
+    "Run the notebooks `paths` (and pytest when `pytest_extra` is a list) in one pool, longest first."
+    keys = [_rel(p) for p in paths] + (['pytest'] if pytest_extra is not None else [])
+    res, pyt, took, busy = [], (0, 0, 0), {}, {'notebooks': 0., 'pytest': 0.}
+    if not keys: return res, pyt, busy
+    with ProcessPoolExecutor(max(1, workers), max_tasks_per_child=1) as ex:
+        futs = {(ex.submit(_run_pytest, pytest_extra) if k == 'pytest' else ex.submit(_run_nb, str(ROOT/k), flags, timeout)): k
+                for k in longest_first(keys)}
         for f in as_completed(futs):
+            k = futs[f]
+            if k == 'pytest':
+                try: p, fl, s, out, t = f.result()
+                except Exception as e: p, fl, s, out, t = 0, 1, 0, repr(e), 0.
+                print(out, flush=True)
+                print(f'{"PYTEST":8s} {t:6.1f}s  tests: {p} passed, {fl} failed, {s} skipped', flush=True)
+                pyt, busy['pytest'] = (p, fl, s), t
+                if t and not pytest_extra: took['pytest'] = t   # a filtered run says nothing about the whole suite
+                continue
             try: fn, status, msg, t = f.result()
-            except Exception as e: fn, status, msg, t = '?', 'failed', repr(e), 0.
-            rel = Path(fn).relative_to(ROOT) if fn != '?' else fn
-            print(f'{status.upper():8s} {t:6.1f}s  {rel}', flush=True)
+            except Exception as e: fn, status, msg, t = k, 'failed', repr(e), 0.
+            print(f'{status.upper():8s} {t:6.1f}s  {k}', flush=True)
             if status == 'failed': print(msg, flush=True)
             if status == 'skipped' and msg: print(f'         {msg}', flush=True)
-            res.append(status)
-    return res
+            res.append(status); busy['notebooks'] += t
+            if status == 'passed' and not flags: took[k] = t   # durations of the default (CI) run only
+    save_durations(took)
+    return res, pyt, busy
 
 def find_notebooks(pattern=None):
     nbs = sorted(p for p in (ROOT/'nbs').rglob('*.ipynb')
                  if not any(part.startswith(('_', '.')) for part in p.relative_to(ROOT/'nbs').parts))
     return [p for p in nbs if not pattern or re.search(pattern, str(p.relative_to(ROOT)))]
-
-def run_pytest(extra):
-    if not (ROOT/'tests').is_dir(): return 0, 0, 0
-    cmd = [sys.executable, '-m', 'pytest', str(ROOT/'tests'), '-q', '-rs', '-p', 'no:cacheprovider', *extra]
-    out = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
-    print(out.stdout[-20000:], out.stderr[-5000:], sep='\n', flush=True)
-    counts = {k: 0 for k in ('passed', 'failed', 'skipped', 'error')}
-    last = [l for l in out.stdout.splitlines() if re.search(r'\d+ (passed|failed|skipped|error)', l)]
-    for n, k in re.findall(r'(\d+) (passed|failed|skipped|error)', last[-1] if last else ''): counts[k] = int(n)
-    if out.returncode not in (0, 5) and not (counts['failed'] or counts['error']): counts['error'] = 1
-    return counts['passed'], counts['failed'] + counts['error'], counts['skipped']
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -72,11 +122,19 @@ def main():
     ap.add_argument('--workers', type=int, default=int(os.environ.get('RSNB_TEST_WORKERS', 2)))
     ap.add_argument('--timeout', type=int, default=600, help='seconds per cell')
     ap.add_argument('--no-pytest', action='store_true'); ap.add_argument('--no-notebooks', action='store_true')
+    ap.add_argument('--pytest-after', action='store_true', help='run pytest after the notebooks, not beside them')
     a, extra = ap.parse_known_args()
     start = time.time()
-    nb = [] if a.no_notebooks else run_notebooks(find_notebooks(a.pattern), a.flags.split(), a.workers, a.timeout)
-    p, f, s = (0, 0, 0) if a.no_pytest else run_pytest(extra)
+    paths = [] if a.no_notebooks else find_notebooks(a.pattern)
+    with_pytest = not a.no_pytest
+    nb, (p, f, s), busy = run_all(paths, a.flags.split(), a.workers, a.timeout, extra if with_pytest and not a.pytest_after else None)
+    t_pool = time.time() - start
+    if with_pytest and a.pytest_after:
+        nb2, (p, f, s), b2 = run_all([], [], 1, a.timeout, extra); busy['pytest'] = b2['pytest']
     passed, failed, skipped = nb.count('passed') + p, nb.count('failed') + f, nb.count('skipped') + s
+    print(f'phases: notebooks {len(nb)} in {busy["notebooks"]:.0f} s of worker time'
+          + (f', pytest {busy["pytest"]:.0f} s' + (' (after the notebooks)' if a.pytest_after else ' (beside them)') if with_pytest else '')
+          + f'; {a.workers} workers, pool {t_pool:.0f} s; total {time.time()-start:.0f} s')
     print(f'notebooks: {nb.count("passed")} passed, {nb.count("failed")} failed, {nb.count("skipped")} skipped; '
           f'pytest: {p} passed, {f} failed, {s} skipped; {time.time()-start:.0f} s')
     print(f'{passed} passed, {failed} failed, {skipped} skipped')
