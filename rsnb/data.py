@@ -27,12 +27,12 @@ from fastprogress.fastprogress import progress_bar
 from .geo import open_raster
 
 # %% auto #0
-__all__ = ['raster_cache', 'IMAGE_EXTS', 'Raster', 'read_array', 'raster_shape', 'RasterCache', 'select_bands', 'load_raster',
-           'load_window', 'read_many', 'MSImage', 'MSMask', 'guess_rgb', 'band_composite', 'class_colors', 'show_image',
-           'show_mask', 'ImagePair', 'BandStats', 'RandDihedral', 'RandCrop', 'per_class_split', 'group_split',
-           'tile_of', 'LoadImage', 'LoadMask', 'RSDataLoader', 'RSDataLoaders', 'draw_window', 'RSDatasets',
-           'classification_dls', 'segmentation_dls', 'change_dls', 'LoadGap', 'LoadKnown', 'ApplyGaps',
-           'inpainting_dls', 'image_dls', 'epoch_time', 'prefetch', 'preloaded']
+__all__ = ['raster_cache', 'IMAGE_EXTS', 'CHANGE_LAYOUTS', 'Raster', 'read_array', 'raster_shape', 'RasterCache', 'select_bands',
+           'load_raster', 'load_window', 'read_many', 'MSImage', 'MSMask', 'guess_rgb', 'band_composite',
+           'class_colors', 'show_image', 'show_mask', 'ImagePair', 'BandStats', 'RandDihedral', 'RandCrop',
+           'per_class_split', 'group_split', 'tile_of', 'LoadImage', 'LoadMask', 'RSDataLoader', 'RSDataLoaders',
+           'draw_window', 'RSDatasets', 'classification_dls', 'segmentation_dls', 'change_dls', 'LoadGap', 'LoadKnown',
+           'ApplyGaps', 'inpainting_dls', 'image_dls', 'epoch_time', 'prefetch', 'preloaded']
 
 # %% ../nbs/02_data.ipynb #7e1dc1b7
 @dataclass(eq=False)
@@ -726,33 +726,48 @@ def segmentation_dls(root, # folder holding `images/` and `masks/`
                       bs, device, num_workers, cache, dict(kind='segmentation', codes=list(codes), ignore_index=ignore_index, root=str(root)), crop=size)
 
 # %% ../nbs/02_data.ipynb #022bd640
+CHANGE_LAYOUTS = (('t1', 't2', 'label'), ('A', 'B', 'label'), ('A', 'B', 'OUT'), ('time1', 'time2', 'label'),
+                  ('im1', 'im2', 'label'), ('Image1', 'Image2', 'label'))   # (date 1, date 2, change label) folder names
+
+def _layouts_text():
+    return ', '.join('{' + ','.join(l) + '}/' for l in CHANGE_LAYOUTS) + ', or one folder per scene holding t1.*, t2.*, label.*'
+
 def _change_split(d:Path):
-    "Records for one split folder in either change-detection layout."
-    if (d/'t1').is_dir():
-        t1 = _files(d/'t1', what='t1 images', recurse=False)
-        t2 = _pair_by_stem(t1, d/'t2', 't1', 't2')
-        lb = _pair_by_stem(t1, d/'label', 't1', 'label')
-        return [dict(t1=a, t2=b, label=c, name=a.stem) for a, b, c in zip(t1, t2, lb)]
-    scenes = sorted(p for p in d.iterdir() if p.is_dir()) if d.is_dir() else []
-    if not scenes: raise DataError(f"{d}: empty dataset folder (expected t1/, t2/, label/ or one folder per scene)")
+    "Records for one split folder in any layout of `CHANGE_LAYOUTS` or the per-scene layout; pairs matched by stem."
+    d = Path(d)
+    if not d.is_dir(): raise DataError(f"{d}: split folder not found")
+    cands = [L for L in CHANGE_LAYOUTS if (d/L[0]).is_dir()]   # the first complete one, else the first started (its gap is named)
+    if cands:
+        a, b, l = next((L for L in cands if (d/L[1]).is_dir() and (d/L[2]).is_dir()), cands[0])
+        t1 = _files(d/a, what=f'{a} images', recurse=False)
+        t2 = _pair_by_stem(t1, d/b, a, b)
+        lb = _pair_by_stem(t1, d/l, a, l)
+        return [dict(t1=x, t2=y, label=z, name=x.stem) for x, y, z in zip(t1, t2, lb)]
+    subs = sorted(p for p in d.iterdir() if p.is_dir())
+    has = lambda s, k: [f for f in s.iterdir() if f.is_file() and f.stem == k and f.suffix.lower() in IMAGE_EXTS]
+    scenes = [s for s in subs if any(has(s, k) for k in ('t1', 't2', 'label'))]
+    if not scenes:
+        found = ', '.join(p.name + '/' for p in subs[:8]) or 'no sub-folders'
+        raise DataError(f"{d}: not a change-detection split folder (found {found}); accepted layouts: {_layouts_text()}")
     recs = []
     for s in scenes:
         got = {}
         for k in ('t1', 't2', 'label'):
-            fs = [f for f in s.iterdir() if f.stem == k and f.suffix.lower() in IMAGE_EXTS]
+            fs = has(s, k)
             if not fs: raise DataError(f"{s}: no {k} file ({k}.tif/.png) in this scene folder")
-            got[k] = fs[0]
+            got[k] = sorted(fs)[0]
         recs.append(dict(**got, name=s.name))
     return recs
 
 _CHANGE_LUT = np.zeros(256, np.int64); _CHANGE_LUT[[1, 255]] = 1
 
-def change_dls(root, # folder with train/ and val/ (and test/)
+def change_dls(root, # folder with train/ and val/ (and test/), each in a layout of `CHANGE_LAYOUTS` or per scene
                train:str='train', valid:str='val', # split folder names
                bands=None, # 1-based bands of t1 and t2
                crop=None, # crop size; None keeps whole images (they must then all have one size)
-               crops_per_image:int=1, # random training crops per pair and epoch
+               crops_per_image:int=1, # random training crops per pair and epoch (with `tile_train`: passes over each tile)
                tile_valid:bool=True, # with `crop`: cut validation pairs into a grid of tiles (else one centre crop)
+               tile_train:bool=False, # with `crop`: cut training pairs into the same grid, every tile once per epoch (SGSLN's pre-tiling)
                aug:bool=True, stats=None, bs:int=8, num_workers:int=0, device=None, cache:bool=True, check:bool=True,
               ) -> DataLoaders:
     "DataLoaders of ((t1, t2), change) for bi-temporal change detection; labels {0,255} → {0,1}."
@@ -765,7 +780,8 @@ def change_dls(root, # folder with train/ and val/ (and test/)
         for r in tr + va: _check_same_size(r, ['t1', 't2', 'label'])
     if crop:
         size = (crop, crop) if isinstance(crop, int) else tuple(crop)
-        tr = [dict(r) for r in tr for _ in range(crops_per_image)]
+        if tile_train: tr = [dict(r, window=w) for r in tr for w in _tile_windows(*raster_shape(r['t1'])[1:], size) for _ in range(crops_per_image)]
+        else: tr = [dict(r) for r in tr for _ in range(crops_per_image)]
         if tile_valid: va = [dict(r, window=w) for r in va for w in _tile_windows(*raster_shape(r['t1'])[1:], size)]
     if check:
         for r in {str(r['label']): r for r in tr + va}.values(): lm(dict(r, window=None))
