@@ -13,7 +13,8 @@ import yaml
 # %% auto #0
 __all__ = ['LAYOUTS', 'COLUMNS', 'resolve_out', 'record_results', 'row_keys', 'papers_dir', 'list_papers', 'run_config',
            'ResultsTable', 'results_table', 'paper_notebook', 'notebook_params', 'check_params', 'load_params',
-           'run_paper', 'main']
+           'new_run_dir', 'write_run_params', 'read_run_params', 'checkpoints', 'resume_params', 'execute_run',
+           'launch_command', 'launch_env', 'launch_run', 'run_paper', 'main']
 
 # %% ../nbs/09_repro.ipynb #62d691f5
 def _show(p) -> str:
@@ -38,7 +39,7 @@ def record_results(out_dir, # folder of this run (relative paths are taken from 
                    config:str|None=None, # the run's configuration for the table ('CPU scale', 'full', 'released weights (NAME)'); None: inferred by `run_config`
                    rows:dict|None=None, # {row: {'dataset': .., 'model': ..}}: how row names split; None: `row_keys`' rules
                   ) -> Path:
-    "Write `out_dir/results.json` and return its path."
+    "Write `out_dir/results.json` and return its path (rank r>0 of a data-parallel run: a copy in a temporary folder, the run folder is rank 0's)."
     import torch
     from rsnb.core import save_json
     res = dict(paper=paper, measured=measured, reference=reference, params=params or {}, notes=notes,
@@ -47,7 +48,10 @@ def record_results(out_dir, # folder of this run (relative paths are taken from 
                             device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'))
     if config is not None: res['config'] = config
     if rows: res['rows'] = rows
-    return save_json(res, resolve_out(out_dir)/'results.json')
+    dest = resolve_out(out_dir)
+    if (r := int(os.environ.get('RANK', 0) or 0)) > 0:   # only rank 0 writes into the run folder
+        import tempfile; dest = Path(tempfile.mkdtemp(prefix=f'rsnb-rank{r}-'))
+    return save_json(res, dest/'results.json')
 
 # %% ../nbs/09_repro.ipynb #b3e8f2a4
 _SCENE = {'aid150': 'AID', 'aid': 'AID', 'ucm': 'UCM', 'nwpu': 'NWPU', 'whurs19': 'WHU-RS19'}
@@ -314,33 +318,156 @@ def load_params(paper:str, params:str|None=None, overrides:dict|None=None) -> di
         check_params(paper, res, _show(p))
     return {**res, **check_params(paper, overrides or {})}
 
+# %% ../nbs/09_repro.ipynb #e1a2b3c4
+_HEAD = '# rsnb-repro run of {paper}, started {when}; continue it with: rsnb-repro {paper} --resume {where}\n'
+
+def _rank() -> int:
+    "This process's rank in a data-parallel run (`RANK` of `accelerate launch`; 0 otherwise)."
+    return int(os.environ.get('RANK', 0) or 0)
+
+def new_run_dir(paper:str, # slug of a notebook in nbs/papers
+                pars:dict, # checked parameters (`load_params`), written into the folder's params.yaml
+                out_root='runs', # where run folders go (relative to the repository root)
+               ) -> Path:
+    "Create `out_root/paper/<timestamp>/` (a suffix when that exists) with `params.yaml`: the parameters of the run."
+    base = resolve_out(out_root)/paper/datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    out, k = base, 1
+    while True:
+        try: out.mkdir(parents=True); break
+        except FileExistsError: k += 1; out = base.with_name(f'{base.name}-{k}')
+    write_run_params(out, paper, pars)
+    return out
+
+def write_run_params(run_dir, paper:str, pars:dict) -> Path:
+    "`run_dir/params.yaml`: a header naming the paper, then the parameters (a valid `--params` file itself)."
+    from rsnb.core import atomic_write
+    p = Path(run_dir)/'params.yaml'
+    when = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    text = _HEAD.format(paper=paper, when=when, where=_show(run_dir))
+    text += yaml.safe_dump({k: v for k, v in pars.items() if k not in ('out_dir', 'resume')}, sort_keys=False, default_flow_style=None) if pars else ''
+    with atomic_write(p) as tmp: Path(tmp).write_text(text)
+    return p
+
+def read_run_params(paper:str, run_dir) -> dict:
+    "The parameters in `run_dir/params.yaml`, checked: the folder exists, is a run of `paper`, its parameters are the notebook's."
+    from rsnb.core import RsnbError
+    d = Path(run_dir).expanduser()
+    if not d.is_dir(): raise RsnbError(f'{_show(d)}: no such run folder')
+    p = d/'params.yaml'
+    if not p.exists(): raise RsnbError(f'{_show(d)}: not a run folder of rsnb-repro (no params.yaml)')
+    text = p.read_text()
+    m = re.match(r'# rsnb-repro run of (\S+),', text)
+    if not m: raise RsnbError(f'{_show(p)}: no "# rsnb-repro run of PAPER" header; not written by rsnb-repro')
+    if m[1] != paper: raise RsnbError(f'{_show(d)}: a run of {m[1]}, not of {paper}')
+    try: pars = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e: raise RsnbError(f'{_show(p)}: not valid YAML ({e})') from None
+    if not isinstance(pars, dict): raise RsnbError(f'{_show(p)}: expected a mapping of parameter names to values')
+    return check_params(paper, pars, _show(p))
+
+def checkpoints(run_dir) -> list[Path]:
+    "The `checkpoint.pth` files the notebook's trainers wrote anywhere under `run_dir`."
+    return sorted(Path(run_dir).rglob('checkpoint.pth'))
+
+def resume_params(paper:str, # slug of a notebook in nbs/papers
+                  run_dir, # a run folder of `paper` written by an earlier, interrupted `rsnb-repro` run
+                  overrides:dict|None=None, # parameters to change (`--set`), kept in params.yaml for later resumes
+                 ) -> dict:
+    "The parameters to continue `run_dir` with (`resume=True`); clear errors when the folder cannot be resumed."
+    from rsnb.core import RsnbError
+    pars, overrides = read_run_params(paper, run_dir), check_params(paper, overrides or {})
+    if 'resume' not in notebook_params(paper):
+        raise RsnbError(f"{_show(paper_notebook(paper))}: no 'resume' parameter; this notebook cannot continue a run")
+    if not checkpoints(run_dir):
+        raise RsnbError(f'{_show(run_dir)}: no checkpoint yet (no checkpoint.pth under it): nothing to resume; start a new run')
+    pars = {**pars, **overrides}
+    if overrides: write_run_params(run_dir, paper, pars)
+    return {**pars, 'resume': True}
+
+# %% ../nbs/09_repro.ipynb #e1a2b3c7
+def execute_run(paper:str, # slug of a notebook in nbs/papers
+                run_dir, # the run folder (made by `new_run_dir`)
+                pars:dict, # the parameters (`out_dir` is set to `run_dir`)
+                progress:bool=True, # show papermill's progress bar (on stderr)
+               ) -> Path:
+    "Execute the notebook into `run_dir` (rank r>0 of a data-parallel run: `run_dir/rank{r}.ipynb`); the path of results.json."
+    from rsnb.core import RsnbError, DataMissing
+    nb, run_dir, r = paper_notebook(paper), Path(run_dir), _rank()
+    dest = run_dir/(f'{paper}.ipynb' if r == 0 else f'rank{r}.ipynb')
+    import papermill as pm
+    # the kernel must be this interpreter (its kernelspec says `python`, found on PATH)
+    os.environ['PATH'] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')])
+    try:
+        pm.execute_notebook(str(nb), str(dest), parameters={**pars, 'out_dir': str(run_dir)}, cwd=str(nb.parent),
+                            progress_bar=progress and r == 0, kernel_name='python3',
+                            extra_arguments=['--log-level=ERROR'])   # no "Kernel is running over TCP without encryption" on every run
+    except pm.PapermillExecutionError as e:
+        if e.ename == 'DataMissing': raise DataMissing(e.evalue) from None
+        raise RsnbError(f"{_show(dest)}: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
+    res = run_dir/'results.json'
+    if r == 0 and not res.exists(): raise RsnbError(f'{_show(nb)}: ran, but wrote no results.json into {_show(run_dir)}')
+    return res
+
+# %% ../nbs/09_repro.ipynb #e1a2b3c9
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def launch_command(paper:str, # slug of a notebook in nbs/papers
+                   run_dir, # the run folder, made (with its params.yaml) before the launch
+                   processes:int, # ranks
+                   resume:bool=False, # the ranks continue from the folder's checkpoints
+                   port:int|None=None, # rendezvous port (None: a free one, so runs side by side do not collide)
+                  ) -> list[str]:
+    "`accelerate launch` of `processes` copies of `rsnb-repro PAPER --run-dir RUN_DIR`, each executing the notebook."
+    acc = Path(sys.executable).parent/'accelerate'
+    return [str(acc), 'launch', '--multi_gpu', '--num_processes', str(processes), '--num_machines', '1', '--mixed_precision', 'no',
+            '--dynamo_backend', 'no', '--main_process_port', str(port or _free_port()),
+            '-m', 'rsnb.repro', paper, '--run-dir', str(Path(run_dir).resolve()), '-q'] + (['--set', 'resume=true'] if resume else [])
+
+def launch_env(pars:dict, env:dict|None=None) -> dict:
+    "The ranks' environment: one thread each; on a machine without CUDA (or `device: cpu`) gloo on the CPU."
+    env = dict(os.environ if env is None else env)
+    env.setdefault('OMP_NUM_THREADS', '1'); env.setdefault('MKL_NUM_THREADS', '1')
+    import torch
+    if pars.get('device') == 'cpu' or not torch.cuda.is_available(): env.update(ACCELERATE_USE_CPU='true', CUDA_VISIBLE_DEVICES='')
+    return env
+
+def launch_run(paper:str, run_dir, pars:dict, processes:int, progress:bool=True) -> Path:
+    "Run the notebook as `processes` data-parallel ranks into `run_dir`; their output goes to stderr; the path of results.json."
+    import subprocess
+    from collections import deque
+    from rsnb.core import RsnbError
+    acc = Path(sys.executable).parent/'accelerate'
+    if not acc.exists(): raise RsnbError(f'{_show(acc)}: not found; --processes needs accelerate (pip install accelerate)')
+    cmd = launch_command(paper, run_dir, processes, resume=bool(pars.get('resume')))
+    if progress: cmd = [c for c in cmd if c != '-q']
+    tail = deque(maxlen=40)
+    with subprocess.Popen(cmd, env=launch_env(pars), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
+        for line in p.stdout: tail.append(line); print(line, end='', file=sys.stderr)
+    if p.returncode:
+        errs = [l.strip() for l in tail if 'rsnb-repro: error:' in l]
+        why = errs[-1].split('rsnb-repro: error: ', 1)[1] if errs else (tail[-1].strip() if tail else 'no output')
+        raise RsnbError(f'{_show(run_dir)}: the {processes}-process run failed (exit status {p.returncode}): {why}')
+    res = Path(run_dir)/'results.json'
+    if not res.exists(): raise RsnbError(f'{_show(paper_notebook(paper))}: ran, but wrote no results.json into {_show(run_dir)}')
+    return res
+
 # %% ../nbs/09_repro.ipynb #8b0eec83
 def run_paper(paper:str, # slug of a notebook in nbs/papers
               params:str|None=None, # params name ('full') or YAML path; None keeps the notebook's CPU defaults
               overrides:dict|None=None, # single parameters to change (names checked against the notebook's parameters cell)
               out_root='runs', # where run folders go (relative to the repository root)
               progress:bool=True, # show papermill's progress bar (on stderr)
+              resume=None, # a run folder of `paper` to continue from its checkpoints (with its params.yaml; `params` must be None)
+              processes:int=1, # data-parallel ranks (>1: `accelerate launch`, rank 0 writes results and checkpoints)
              ) -> Path:
-    "Run a reproduction notebook with papermill; return the path of its results.json."
-    from rsnb.core import RsnbError, DataMissing
-    nb = paper_notebook(paper)
-    pars = load_params(paper, params, overrides)
-    out = resolve_out(out_root)/paper/datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
-    out.mkdir(parents=True, exist_ok=True)
-    pars['out_dir'] = str(out)
-    import papermill as pm
-    # the kernel must be this interpreter (its kernelspec says `python`, found on PATH)
-    os.environ['PATH'] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')])
-    try:
-        pm.execute_notebook(str(nb), str(out/f'{paper}.ipynb'), parameters=pars, cwd=str(nb.parent),
-                            progress_bar=progress, kernel_name='python3',
-                            extra_arguments=['--log-level=ERROR'])   # no "Kernel is running over TCP without encryption" on every run
-    except pm.PapermillExecutionError as e:
-        if e.ename == 'DataMissing': raise DataMissing(e.evalue) from None
-        raise RsnbError(f"{_show(out/(paper+'.ipynb'))}: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
-    res = out/'results.json'
-    if not res.exists(): raise RsnbError(f'{_show(nb)}: ran, but wrote no results.json into {_show(out)}')
-    return res
+    "Run a reproduction notebook with papermill into a new run folder (or continue `resume`); return the path of its results.json."
+    from rsnb.core import RsnbError
+    if resume is not None and params is not None: raise RsnbError('--resume: takes the parameters of the run folder; drop --params')
+    if resume is not None: out, pars = Path(resume).expanduser().resolve(), resume_params(paper, resume, overrides)
+    else: pars = load_params(paper, params, overrides); out = new_run_dir(paper, pars, out_root)
+    if processes > 1: return launch_run(paper, out, pars, processes, progress)
+    return execute_run(paper, out, pars, progress)
 
 # %% ../nbs/09_repro.ipynb #a39fcb81
 def _parse_set(items):
@@ -358,7 +485,7 @@ def _parse_set(items):
     return res
 
 def _parser():
-    from rsnb.cli import RsnbParser   # adds --debug, one-line usage errors with exit status 2
+    from rsnb.cli import RsnbParser, positive_int   # adds --debug, one-line usage errors with exit status 2
     ap = RsnbParser('rsnb-repro', description="Run a paper's reproduction notebook and compare with the paper's table.",
         epilog='Exit status: 0 success, 1 runtime error (missing data, a failing notebook), 2 usage error. Progress goes to '
                'stderr, the results table to stdout.')
@@ -366,25 +493,51 @@ def _parser():
     ap.add_argument('--params', help="parameters: a name in nbs/papers/params (e.g. 'full') or a YAML file")
     ap.add_argument('--set', action='append', metavar='NAME=VALUE', help="override one parameter of the notebook's parameters cell (repeatable)")
     ap.add_argument('--out', default='runs', help='folder for run outputs')
+    ap.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run from its checkpoints, with its params.yaml (plus any --set)')
+    ap.add_argument('--processes', '--num-processes', type=positive_int, default=1, metavar='N',
+                    help='data parallel: run the notebook as N ranks under accelerate launch (rank 0 writes results and checkpoints)')
+    ap.add_argument('--run-dir', metavar='DIR', help='execute into this existing run folder with its params.yaml (what --processes launches on each rank)')
     ap.add_argument('--list', action='store_true', help='list the available papers')
     ap.add_argument('--all', action='store_true', help='print every measured value, not only the metrics the paper reports')
     ap.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return ap
 
+def _check_args(a, overrides):
+    "Every name, file and folder checked before anything runs (a `UsageError` otherwise); the parameters of the run."
+    from rsnb.cli import UsageError
+    from rsnb.core import RsnbError
+    if a.resume and a.params: raise UsageError('--resume: the run folder has its own parameters (params.yaml); drop --params')
+    if a.run_dir and (a.params or a.resume or a.processes > 1): raise UsageError('--run-dir: not with --params, --resume or --processes')
+    try:
+        paper_notebook(a.paper)
+        if a.resume: return resume_params(a.paper, a.resume, overrides)
+        if a.run_dir: return {**read_run_params(a.paper, a.run_dir), **check_params(a.paper, overrides)}
+        return load_params(a.paper, a.params, overrides)
+    except RsnbError as e: raise UsageError(str(e)) from e
+
+def _table(paper, res, all_metrics=False):
+    from rsnb.core import load_json
+    r = load_json(res)
+    return [f'{paper}: results in {_show(res)}', '', str(results_table(r, metrics='all' if all_metrics else 'paper'))] + (['', r['notes']] if r.get('notes') else [])
+
 def _run(a):
     "The command's work; returns the lines for stdout. Every name is checked before anything runs."
-    from rsnb.cli import UsageError
-    from rsnb.core import RsnbError, load_json
     if a.list or not a.paper: return list_papers()
     overrides = _parse_set(a.set)
-    try: nb = paper_notebook(a.paper); load_params(a.paper, a.params, overrides)
-    except RsnbError as e: raise UsageError(str(e)) from e
-    print(f'rsnb-repro: running {_show(nb)}', file=sys.stderr)
-    res = run_paper(a.paper, a.params, overrides, a.out, progress=not a.quiet)
-    r = load_json(res)
-    return [f'{a.paper}: results in {_show(res)}', '', str(results_table(r, metrics='all' if a.all else 'paper'))] + (['', r['notes']] if r.get('notes') else [])
+    pars = _check_args(a, overrides)
+    if a.run_dir:                     # one rank of a launched run (or a re-execution into the folder)
+        res = execute_run(a.paper, Path(a.run_dir).expanduser().resolve(), pars, progress=not a.quiet)
+        return _table(a.paper, res, a.all) if int(os.environ.get('WORLD_SIZE', 1) or 1) == 1 else []
+    what = f'continuing {_show(a.resume)}' if a.resume else 'running'
+    print(f"rsnb-repro: {what} {_show(paper_notebook(a.paper))}" + (f' on {a.processes} processes' if a.processes > 1 else ''), file=sys.stderr)
+    if a.resume: out = Path(a.resume).expanduser().resolve()
+    else: out = new_run_dir(a.paper, pars, a.out)
+    res = launch_run(a.paper, out, pars, a.processes, not a.quiet) if a.processes > 1 else execute_run(a.paper, out, pars, not a.quiet)
+    return _table(a.paper, res, a.all)
 
 def main(argv=None):
-    "Command line: `rsnb-repro <paper> [--params full] [--set epochs=3]`; returns the exit status (`rsnb.cli` convention)."
+    "Command line: `rsnb-repro <paper> [--params full] [--set epochs=3] [--resume RUN_DIR] [--processes N]`; returns the exit status (`rsnb.cli` convention)."
     from rsnb.cli import cli_main
     return cli_main(_parser(), _run, argv)
+
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(main())   # `python -m rsnb.repro` (what `accelerate launch -m` runs on each rank), not a notebook

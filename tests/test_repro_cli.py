@@ -183,3 +183,137 @@ def test_full_params_are_called_full():
     full = repro.load_params('demo', 'full')
     assert repro.run_config(dict(paper='demo', params=full)) == 'full'
     assert repro.run_config(dict(paper='demo', params={**full, 'n': 5})) == 'CPU scale: n 5'
+
+# --- run folders: params.yaml, --resume, --run-dir, --processes ---------------------------------------------------
+
+# a notebook shaped like a trainer: counts steps, writes checkpoint.pth after each, can be interrupted (stop_after),
+# continues from the checkpoint with resume=True
+TRAINER = '''import json, os
+from pathlib import Path
+from rsnb.repro import record_results
+ck = Path(out_dir)/'train'/'checkpoint.pth'
+step = json.loads(ck.read_text())['step'] if resume else 0
+start = step
+while step < steps:
+    step += 1
+    ck.parent.mkdir(parents=True, exist_ok=True); ck.write_text(json.dumps(dict(step=step)))
+    if stop_after is not None and step == stop_after: raise RuntimeError(f'interrupted at step {step}')
+record_results(out_dir, 'trainer', measured={'run': {'steps': step, 'started_at': start}}, reference={},
+               params=dict(steps=steps, stop_after=stop_after))'''
+
+def _papers(tmp_path, monkeypatch, **nbs):
+    (tmp_path/'papers'/'params').mkdir(parents=True)
+    for name, (params, body) in nbs.items():
+        nb = nbf.v4.new_notebook()
+        p = nbf.v4.new_code_cell(params); p.metadata['tags'] = ['parameters']
+        nb.cells = [p, nbf.v4.new_code_cell(body)]
+        nb.metadata['kernelspec'] = {'name': 'python3', 'display_name': 'python3', 'language': 'python'}
+        nbf.write(nb, tmp_path/'papers'/f'{name}.ipynb')
+    monkeypatch.setattr(repro, 'papers_dir', lambda: tmp_path/'papers')
+
+def run_main(*args, capsys):
+    code = repro.main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch, capsys):
+    _papers(tmp_path, monkeypatch, trainer=("steps = 5\nstop_after = None\nresume = False\nout_dir = 'x'", TRAINER))
+    code, out, err = run_main('trainer', '--out', tmp_path/'runs', '--set', 'stop_after=2', '-q', capsys=capsys)
+    assert code == 1 and 'interrupted at step 2' in err.strip().splitlines()[-1]
+    run, = (tmp_path/'runs'/'trainer').iterdir()
+    assert yaml_load(run/'params.yaml') == {'stop_after': 2}                   # what the run was given
+    assert json.loads((run/'train'/'checkpoint.pth').read_text()) == {'step': 2} and not (run/'results.json').exists()
+    code, out, err = run_main('trainer', '--resume', run, '--set', 'stop_after=null', '-q', capsys=capsys)
+    assert code == 0, err
+    r = json.loads((run/'results.json').read_text())
+    assert r['measured']['run'] == {'steps': 5, 'started_at': 2}               # continued from the checkpoint, not from 0
+    assert yaml_load(run/'params.yaml') == {'stop_after': None}                # the --set is kept for a later resume
+    assert sorted(p.name for p in (tmp_path/'runs'/'trainer').iterdir()) == [run.name]   # the same folder, no new one
+    assert 'continuing' in err and 'trainer: results in' in out and 'started_at' in out
+
+def yaml_load(p):
+    import yaml
+    return yaml.safe_load(Path(p).read_text())
+
+def test_resume_errors(tmp_path, monkeypatch, capsys):
+    _papers(tmp_path, monkeypatch, trainer=("steps = 5\nstop_after = None\nresume = False\nout_dir = 'x'", TRAINER),
+            other=("resume = False\nout_dir = 'x'", "pass"), noresume=("n = 1\nout_dir = 'x'", "pass"))
+    runs = tmp_path/'runs'
+    fresh = repro.new_run_dir('trainer', {'steps': 3}, runs)
+    (fresh.parent/'stray').mkdir()
+    cases = [(('trainer', '--resume', runs/'missing'), 'missing: no such run folder'),
+             (('trainer', '--resume', fresh.parent/'stray'), 'not a run folder of rsnb-repro (no params.yaml)'),
+             (('other', '--resume', fresh), f'a run of trainer, not of other'),
+             (('trainer', '--resume', fresh), 'no checkpoint yet'),
+             (('trainer', '--resume', fresh, '--params', 'full'), 'drop --params'),
+             (('trainer', '--resume', fresh, '--set', 'typo=1'), "unknown parameter 'typo'")]
+    for args, needle in cases:
+        code, out, err = run_main(*args, '-q', capsys=capsys)
+        assert code == 2 and needle in err and err.count('\n') == 1 and err.startswith('rsnb-repro: error: '), (args, err)
+    n = repro.new_run_dir('noresume', {}, runs); (n/'checkpoint.pth').write_text('{}')
+    code, out, err = run_main('noresume', '--resume', n, capsys=capsys)
+    assert code == 2 and "no 'resume' parameter" in err
+    (fresh/'params.yaml').write_text('# rsnb-repro run of trainer, started now\nsteps: [1\n'); (fresh/'checkpoint.pth').write_text('{}')
+    code, out, err = run_main('trainer', '--resume', fresh, capsys=capsys)
+    assert code == 2 and 'params.yaml: not valid YAML' in err
+    assert sorted(p.name for p in (runs/'trainer').iterdir()) == sorted([fresh.name, 'stray'])   # nothing new was made
+
+def test_run_dir_and_processes_arguments(tmp_path, monkeypatch, capsys):
+    _papers(tmp_path, monkeypatch, trainer=("steps = 2\nstop_after = None\nresume = False\nout_dir = 'x'", TRAINER))
+    run = repro.new_run_dir('trainer', {'steps': 3}, tmp_path/'runs')
+    for args, needle in [(('--processes', '0'), 'expected an integer ≥ 1'), (('--num-processes', 'two'), 'expected an integer'),
+                         (('--run-dir', run, '--processes', '2'), '--run-dir: not with'),
+                         (('--run-dir', run, '--params', 'x'), '--run-dir: not with'),
+                         (('--run-dir', tmp_path), 'not a run folder of rsnb-repro')]:
+        code, out, err = run_main('trainer', *args, '--out', tmp_path/'runs', capsys=capsys)
+        assert code == 2 and needle in err, (args, err)
+    code, out, err = run_main('trainer', '--run-dir', run, '-q', capsys=capsys)   # one rank by hand: the folder's own params
+    assert code == 0, err
+    assert json.loads((run/'results.json').read_text())['measured']['run']['steps'] == 3 and (run/'trainer.ipynb').exists()
+
+def test_launch_command_line(tmp_path, monkeypatch):
+    cmd = repro.launch_command('demo', tmp_path, 3, port=29600)
+    assert Path(cmd[0]).name == 'accelerate' and cmd[1] == 'launch'
+    opt = {cmd[i]: cmd[i + 1] for i in range(2, cmd.index('-m')) if cmd[i].startswith('--') and not cmd[i + 1].startswith('--')}
+    assert opt == {'--num_processes': '3', '--num_machines': '1', '--mixed_precision': 'no', '--dynamo_backend': 'no',
+                   '--main_process_port': '29600'} and '--multi_gpu' in cmd
+    assert cmd[cmd.index('-m'):] == ['-m', 'rsnb.repro', 'demo', '--run-dir', str(tmp_path.resolve()), '-q']
+    assert repro.launch_command('demo', tmp_path, 2, resume=True)[-2:] == ['--set', 'resume=true']
+    c = repro.launch_command('demo', tmp_path, 2); assert int(c[c.index('--main_process_port') + 1]) > 1024   # a free port
+    env = repro.launch_env({'device': 'cpu'}, {'PATH': '/bin'})
+    assert env['ACCELERATE_USE_CPU'] == 'true' and env['CUDA_VISIBLE_DEVICES'] == '' and env['OMP_NUM_THREADS'] == '1'
+    assert env['PATH'] == '/bin'
+    # the parent runs what launch_command says, streams it to stderr and reports a failing rank's error line
+    seen = {}
+    class FakePopen:
+        def __init__(self, cmd, env=None, **kw): seen['cmd'], seen['env'] = cmd, env; self.returncode = 1
+        def __enter__(self):
+            self.stdout = iter(['[rank1] boom\n', 'rsnb-repro: error: x.ipynb: the notebook failed in cell 3: ValueError: bad\n']); return self
+        def __exit__(self, *a): return False
+    import subprocess
+    monkeypatch.setattr(subprocess, 'Popen', FakePopen)
+    from rsnb.core import RsnbError
+    with pytest.raises(RsnbError, match='2-process run failed.*cell 3: ValueError: bad'):
+        repro.launch_run('demo', tmp_path, {'n': 3}, 2, progress=False)
+    assert seen['cmd'][seen['cmd'].index('--num_processes') + 1] == '2' and seen['cmd'][-1] == '-q'
+
+def test_rank1_record_results_leaves_the_run_folder_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv('RANK', '1')
+    p = repro.record_results(tmp_path, 'demo', {'line': {'slope': 2.0}}, {})
+    assert not (tmp_path/'results.json').exists() and json.loads(p.read_text())['measured'] == {'line': {'slope': 2.0}}
+    monkeypatch.setenv('RANK', '0')
+    assert repro.record_results(tmp_path, 'demo', {'line': {'slope': 2.0}}, {}) == tmp_path/'results.json'
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__('os').environ.get('RSNB_SLOW'), reason='slow (2-process demo run): set RSNB_SLOW=1')
+def test_demo_two_processes(tmp_path):
+    out = cli('demo', '--out', tmp_path, '--set', 'n=100', '--processes', '2', timeout=600,
+              env={**__import__('os').environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1'})
+    assert out.returncode == 0, out.stderr[-3000:]
+    run, = (tmp_path/'demo').iterdir()
+    assert sorted(p.name for p in run.iterdir()) == ['demo.ipynb', 'params.yaml', 'rank1.ipynb', 'results.json']
+    r = json.loads((run/'results.json').read_text())
+    assert r['params']['n'] == 100 and abs(r['measured']['line']['slope'] - 2) < 0.2
+    rank1 = nbf.read(run/'rank1.ipynb', as_version=4)        # rank 1 executed the whole notebook too
+    assert rank1.cells[-1].outputs and 'on 2 processes' in out.stderr
+    assert next(l for l in out.stdout.splitlines() if l.startswith('dataset')).split()[:3] == ['dataset', 'model', 'metric']
