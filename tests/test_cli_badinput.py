@@ -269,6 +269,8 @@ def test_compress_nan_roundtrip(env):
 CONSOLE = [('rsnb-segment', ['{I}/seg.pth', '{I}/u16.tif', '{O}/c.tif'], 1, 'values far outside'),
            ('rsnb-compress', ['{I}/rgb.tif', '{O}/exists.rsc'], 2, 'pass --overwrite'),
            ('rsnb-change', ['{I}/chg.pth', '{I}/rgb.tif', '{I}/rgb.tif', '{O}/c.tif', '--threshold', '5'], 2, 'between 0 and 1'),
+           ('rsnb-decompress', ['{I}/flip.rsc', '{O}/c.tif'], 1, 'flip.rsc: payload checksum'),
+           ('rsnb-inpaint', ['{I}/nogap.tif', '{O}/c.tif', '--model', '{I}/ecea.pth'], 1, 'nogap.tif: no missing pixels'),
            ('rsnb-classify', ['{I}/cls.pth', '{I}/rgb.tif', '{O}/c.tif', '--tile', '32', '--overlap', '0', '--quiet'], 0, '')]
 
 @pytest.mark.parametrize('prog,argv,code,text', CONSOLE, ids=[c[0] for c in CONSOLE])
@@ -283,6 +285,17 @@ def test_console(env, prog, argv, code, text):
     else:
         assert r.stderr == '' and r.stdout.strip() == str(env/'out'/'c.tif')   # no warnings, no progress on stdout
         (env/'out'/'c.tif').unlink()
+
+PROGS = ['rsnb-classify', 'rsnb-segment', 'rsnb-change', 'rsnb-compress', 'rsnb-decompress', 'rsnb-inpaint', 'rsnb-repro', 'rsnb-weights']
+
+@pytest.mark.parametrize('prog', PROGS)
+def test_console_help(prog):
+    "Every console script answers --help: exit 0, its usage on stdout, nothing on stderr (no warning, no traceback)."
+    exe = Path(sys.executable).parent/prog
+    if not exe.exists(): pytest.skip(f'{prog} console script not installed')
+    r = subprocess.run([str(exe), '--help'], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    assert r.returncode == 0 and r.stderr == '', r.stderr
+    assert r.stdout.startswith(f'usage: {prog}'), r.stdout[:200]
 
 def test_case_count():
     assert len(CASES) >= 100, len(CASES)
