@@ -345,7 +345,8 @@ class Checkpoint(Callback):
         if not is_main(): return
         d = dict(model=unwrap(self.learn.model).state_dict(), opt=self.learn.opt.state_dict() if self.learn.opt is not None else None,
                  callbacks=_cb_states(self.learn), train_iter=self.learn.train_iter, pct_train=self.learn.pct_train,
-                 epoch=self.epoch, iter=self.iter_offset + self.iter, rng=rng_state(), epoch_start=self.epoch_start,
+                 epoch=self.epoch, iter=self.iter_offset + getattr(self.learn, 'iter', -1),  # -1: no batch in this call (a finished run resumed)
+                  rng=rng_state(), epoch_start=self.epoch_start,
                  saved=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), ranks=ranks)
         with atomic_write(self.path) as tmp: torch.save(d, tmp)
         self.written.append(d['train_iter'])

@@ -126,6 +126,22 @@ SCRIPT = textwrap.dedent('''
         with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
         save('egan', init, model=eg, disc=D)
 
+    # --- a random-crop dataset (drawn in call order): each rank must draw its own crops, rank 0 those of one process
+    from rsnb.compression.train import CropDataset
+    from rsnb.compression.models import fit_scaling
+    class Inputs(Callback):
+        def before_fit(self): self.xs = []
+        def before_batch(self):
+            if self.training: self.xs.append(self.xb[0].detach().clone())
+    def t_crops():
+        seed_everything(0); arr = (np.random.default_rng(6).random((3, 96, 96)) * 255).astype(np.uint8)
+        ds = CropDataset([(arr, *fit_scaling(arr))], size=64, n=N, seed=0)
+        dls = DataLoaders.from_dsets(ds, ds, bs=bs, num_workers=0, device='cpu')
+        rec = Inputs()
+        learn = codec_learner(MeanScaleHyperprior(8, 8, 3), dls, cbs=[rec, TimeBudget(1e6, lr=1e-3, max_steps=2)])
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, 1e-3)
+        save('crops', dict(batches=torch.stack(rec.xs)), model=learn.model)
+
     # --- ECEA: train_ecea with ECEADiscriminator
     from rsnb.inpainting.model import ECEAGenerator, PatchDiscriminator as ECEAD
     from rsnb.inpainting.train import SlcoffPatches, train_ecea
@@ -157,7 +173,7 @@ SCRIPT = textwrap.dedent('''
     for name in which: globals()[f't_{name}']()
 ''')
 
-TRAINERS = ['seg', 'seg_resume', 'change', 'codec', 'egan', 'ecea', 'cls']
+TRAINERS = ['seg', 'seg_resume', 'change', 'codec', 'egan', 'ecea', 'cls', 'crops']
 GB, K = 4, 4   # global batch 2b = 4, k = 4 steps (classification: its 8 training images, 2 steps)
 
 
@@ -263,6 +279,17 @@ def test_resume_under_dp(runs):
     "Stopped after 2 of 4 steps and resumed, on 2 processes: the weights of the uninterrupted single-process run."
     _check_equivalent(runs, 'seg_resume', ref='seg')
     assert _info(runs['two'], 'seg_resume', 1)['writes'] == []
+
+
+@pytest.mark.slow
+@needs_slow
+def test_random_crops_differ_between_ranks(runs):
+    "A dataset drawing crops from its own generator: rank 0 draws those of one process, rank 1 others (`split_stream`)."
+    one = _load(runs['one'], 'crops', 0)['init']['batches']           # (steps, 2b, C, H, W)
+    r0, r1 = (_load(runs['two'], 'crops', r)['init']['batches'] for r in (0, 1))   # (steps, b, C, H, W)
+    assert one.shape[1] == 2 * r0.shape[1] == 2 * r1.shape[1]
+    assert torch.equal(r0[0], one[0, :r0.shape[1]])                     # rank 0's first batch: the first b crops of one process
+    assert not any(torch.equal(a, b) for a in r0.flatten(0, 1) for b in r1.flatten(0, 1))   # no crop drawn by both ranks
 
 
 # --- fast, in one process

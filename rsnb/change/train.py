@@ -6,8 +6,8 @@ Docs: https://rsnb.github.io/rsnb/change.train.html.md"""
 
 # %% auto #0
 __all__ = ['CHANGE_MODELS', 'change_model', 'ChangePred', 'SwapDates', 'WarmupPlateau', 'SkippedEpochs', 'SaveBest', 'AmpState',
-           'change_learner', 'predict_change', 'evaluate_change', 'train_change', 'compare_change_models',
-           'summarize_runs', 'show_change_maps']
+           'RunCheckpoint', 'change_learner', 'predict_change', 'evaluate_change', 'train_change',
+           'compare_change_models', 'summarize_runs', 'show_change_maps']
 
 # %% ../../nbs/33_change.train.ipynb #c003
 import time, math
@@ -122,6 +122,16 @@ class AmpState(Callback):
     def load_ckpt_state(self, d):
         if d['scaler'] is not None and hasattr(self.learn, 'scaler'): self.learn.scaler.load_state_dict(d['scaler'])
 
+class RunCheckpoint(Checkpoint):
+    "`rsnb.train.Checkpoint` whose checkpoints after a validation pass record the last training batch of the epoch."
+    def before_train(self): super().before_train(); self._train_iter = -1   # -1: none yet in this call (all skipped on resume)
+    def after_batch(self): self._train_iter = self.learn.iter; super().after_batch()
+    def save(self):
+        it = self.learn.iter
+        if not self.training and hasattr(self, '_train_iter'): self.learn.iter = self._train_iter
+        try: super().save()
+        finally: self.learn.iter = it
+
 # %% ../../nbs/33_change.train.ipynb #c018
 def change_learner(dls,                    # DataLoaders yielding (t1, t2, mask)
                    arch:str='dpcd',        # model name in `CHANGE_MODELS`, or a model
@@ -215,7 +225,7 @@ def train_change(dls,                   # training DataLoaders
         if is_main():
             run_dir.mkdir(parents=True, exist_ok=True)
             if not resume: (run_dir/'log.jsonl').unlink(missing_ok=True)   # a fresh run starts a fresh log
-        fit_cbs = [Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after),
+        fit_cbs = [RunCheckpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after),
                    TrainLog(run_dir/'log.jsonl', log_every, print_every, total=epochs*len(dls.train))]
     learn = change_learner(dls, arch, width=width, lr=lr, cbs=extra, **kwargs)
     t, c = time.perf_counter(), time.process_time()

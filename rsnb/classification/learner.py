@@ -151,6 +151,8 @@ def scene_learner(dls, # from `scene_dls`
     return learn
 
 # %% ../../nbs/14_classification.learner.ipynb #c14tr002
+from fastai.distributed import DistributedDL
+
 class _ResumePct(Callback):
     "At the start of a resumed epoch, set `pct_train` to what the batches already trained on made it (schedules read it)."
     order, run_valid = Checkpoint.order + 1, False
@@ -160,11 +162,14 @@ class _ResumePct(Callback):
         for _ in range(n): p += 1./(len(self.learn.dl)*self.n_epoch)   # the same float sums as fastai's TrainEvalCallback
         self.learn.pct_train = p
 
-class _Rank0Checkpoint(Checkpoint):
-    "`Checkpoint` writing only on rank 0; every rank resumes from the file and stops at `stop_after`."
-    def save(self):
-        if rank_distrib() == 0: super().save()
-        else: self.t_last = time.time()
+class _SceneCheckpoint(Checkpoint):
+    "`Checkpoint` seeing through fastai's `DistributedDL` (`distrib_ctx` below), whose inner loader shuffles and knows the types."
+    def before_train(self):
+        dl = self.learn.dl
+        if isinstance(dl, DistributedDL):   # the wrapper's own generator is unused: record and restore the inner one
+            if not getattr(dl.dl, '_types', None): dl.dl._one_pass()
+            dl._types, dl.rng = dl.dl._types, dl.dl.rng
+        super().before_train()
 
 def fit_scene(learn:Learner, # from `scene_learner`
               epochs:int, # epochs to train (the paper: 500)
@@ -184,7 +189,7 @@ def fit_scene(learn:Learner, # from `scene_learner`
     if run_dir is not None:
         run_dir, rank0 = Path(run_dir), rank_distrib() == 0
         if rank0 and not resume: (run_dir/'log.jsonl').unlink(missing_ok=True)   # a fresh run starts a fresh log
-        ck = _Rank0Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after)
+        ck = _SceneCheckpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after)
         cbs = [ck, _ResumePct(ck), TrainLog(run_dir/'log.jsonl' if rank0 else None, log_every, print_every if rank0 else None,
                                              total=epochs*len(learn.dls.train))]
     if one_cycle: learn.fit_one_cycle(epochs, lr, cbs=cbs)
