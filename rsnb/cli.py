@@ -6,15 +6,17 @@ Docs: https://rsnb.github.io/rsnb/cli.html.md"""
 
 # %% ../nbs/08_cli.ipynb #c9d0accb
 from __future__ import annotations
-import argparse, contextlib, os, sys, tempfile, warnings
+import argparse, contextlib, os, re, sys, tempfile, warnings
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'UsageError', 'RsnbParser', 'add_output_args',
-           'add_device_arg', 'add_force_arg', 'positive_int', 'nonneg_int', 'fraction_open01', 'percentile',
-           'band_list', 'check_tiling', 'check_stretch', 'check_input', 'check_output', 'device_name', 'check_device',
-           'quiet_known_warnings', 'one_line', 'cli_main', 'find_model', 'check_card', 'raster_sample', 'check_range',
-           'staged_output', 'verify_geotiff', 'progress_bar']
+__all__ = ['EXIT_OK', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'LIST_SUFFIXES', 'RASTER_SUFFIXES', 'UsageError',
+           'RsnbParser', 'add_output_args', 'add_device_arg', 'add_force_arg', 'positive_int', 'nonneg_int',
+           'fraction_open01', 'percentile', 'band_list', 'check_tiling', 'check_stretch', 'check_input', 'check_output',
+           'device_name', 'check_device', 'quiet_known_warnings', 'one_line', 'cli_main', 'find_model', 'check_card',
+           'raster_sample', 'check_range', 'staged_output', 'verify_geotiff', 'progress_bar', 'is_many', 'folder_files',
+           'list_scenes', 'match_by_name', 'parse_shard', 'default_shard', 'add_many_args', 'scene_jobs',
+           'input_folder', 'output_complete', 'run_many']
 
 # %% ../nbs/08_cli.ipynb #fde7b75c
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -34,7 +36,7 @@ class RsnbParser(argparse.ArgumentParser):
 
 def add_output_args(p:argparse.ArgumentParser, quiet:bool=True):
     "`--overwrite` (and `--quiet`) on parser `p`."
-    p.add_argument('--overwrite', action='store_true', help='replace the output file if it exists (by default an existing output is an error)')
+    p.add_argument('--overwrite', action='store_true', help='replace the output file if it exists (by default an existing output is an error; with many scenes, existing outputs are skipped)')
     if quiet: p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -144,6 +146,8 @@ def device_name(s:str) -> str:
 def check_device(name:str|None=None) -> str:
     "The torch device string to use for `--device name` (None: cuda if available, else cpu); `UsageError` if absent."
     import torch
+    if name is None and torch.cuda.is_available() and os.environ.get('LOCAL_RANK', '').isdigit():   # one GPU per launched process
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
     if name is None: return 'cuda' if torch.cuda.is_available() else 'cpu'
     name = device_name(name)
     if name.startswith('cuda'):
@@ -183,6 +187,7 @@ def cli_main(parser:argparse.ArgumentParser, # built by the command (an `RsnbPar
     try: a = parser.parse_args(argv)
     except SystemExit as e: return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
     quiet_known_warnings()
+    a.prog = prog
     out = sys.stdout
     try:
         with contextlib.redirect_stdout(sys.stderr): res = run(a)
@@ -192,11 +197,13 @@ def cli_main(parser:argparse.ArgumentParser, # built by the command (an `RsnbPar
         if getattr(a, 'debug', False): raise
         code, msg = _describe(e, prog)
         print(f'{prog}: error: {msg}', file=sys.stderr); return code
+    code = EXIT_OK
+    if isinstance(res, tuple) and len(res) == 2 and isinstance(res[1], int): res, code = res   # (result lines, status)
     if isinstance(res, int) and not isinstance(res, bool): return res
     if res is not None:
         for line in ([res] if isinstance(res, (str, Path)) else res): print(line, file=out)
     out.flush()
-    return EXIT_OK
+    return code
 
 # %% ../nbs/08_cli.ipynb #4b147ea2
 def find_model(name_or_path, task:str|None=None):
@@ -302,3 +309,167 @@ def progress_bar(it, total:int|None=None, desc:str|None=None, enabled:bool=True)
     if not enabled: return it
     from tqdm import tqdm
     return tqdm(it, total=total, desc=desc, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+# %% ../nbs/08_cli.ipynb #4e537294
+LIST_SUFFIXES = ('.txt', '.lst', '.list')
+RASTER_SUFFIXES = ('.tif', '.tiff', '.vrt', '.img', '.jp2', '.png')
+
+def is_many(path) -> bool:
+    "Does `path` name many scenes: a folder, or a list file (`.txt`, `.lst`, `.list`)?"
+    if path is None: return False
+    p = Path(path).expanduser()
+    return p.is_dir() or p.suffix.lower() in LIST_SUFFIXES
+
+def folder_files(d, suffixes=RASTER_SUFFIXES) -> list:
+    "Sorted files of folder `d` (not recursive, hidden files skipped) whose ending is one of `suffixes`."
+    return sorted(p for p in Path(d).iterdir() if p.is_file() and not p.name.startswith('.') and p.suffix.lower() in suffixes)
+
+def _list_file(src:Path, columns:tuple, what:str) -> list:
+    try: text = src.read_text()
+    except (OSError, UnicodeDecodeError) as e: raise UsageError(f'{src}: list file cannot be read ({getattr(e, "strerror", None) or e})') from None
+    out = []
+    for ln, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith('#'): continue
+        parts = [s.strip() for s in line.split('\t')] if '\t' in line else line.split()
+        if not columns[0] <= len(parts) <= columns[1]:
+            n = str(columns[0]) if columns[0] == columns[1] else f'{columns[0]} to {columns[1]}'
+            raise UsageError(f'{src}: line {ln}: {len(parts)} paths, expected {n} ({what})')
+        ps = []
+        for s in parts:
+            p = Path(s).expanduser()
+            p = p if p.is_absolute() else src.parent/p
+            if not p.is_file(): raise UsageError(f'{src}: line {ln}: {p}: {"is a folder, not a file" if p.is_dir() else "file not found"}')
+            ps.append(p)
+        out.append(tuple(ps) + (None,)*(columns[1] - len(ps)))
+    if not out: raise UsageError(f'{src}: list file names no scene')
+    return out
+
+def list_scenes(src, # a folder, or a list file (see above)
+                suffixes=RASTER_SUFFIXES, # file endings taken from a folder
+                columns:tuple=(1, 1), # (least, most) paths per line of a list file; missing optional ones are None
+                what:str='input rasters', # for messages
+               ) -> list:
+    "The scenes `src` names: a list of tuples of `columns[1]` paths (files that exist, or None); `UsageError` if none."
+    p = Path(src).expanduser()
+    if p.is_dir():
+        fs = folder_files(p, suffixes)
+        if not fs: raise UsageError(f"{p}: folder holds no {what} (looked for {', '.join(suffixes)})")
+        return [(f,) + (None,)*(columns[1] - 1) for f in fs]
+    if not p.exists(): raise UsageError(f'{p}: list file not found')
+    return _list_file(p, columns, what)
+
+def match_by_name(files, # the scenes' first inputs
+                  folder, # where their partners are
+                  what:str, # the partner, for messages ('second-date raster', 'mask')
+                 ) -> list:
+    "The file of `folder` with each file's name (or its stem with another raster ending); `UsageError` naming the first missing."
+    folder = Path(folder).expanduser()
+    if not folder.is_dir(): raise UsageError(f'{folder}: {what} folder not found')
+    out = []
+    for f in files:
+        m = next((c for c in [folder/f.name] + [folder/(f.stem + s) for s in RASTER_SUFFIXES] if c.is_file()), None)
+        if m is None: raise UsageError(f'{folder/f.name}: no {what} for {f} (scenes are matched by file name)')
+        out.append(m)
+    return out
+
+# %% ../nbs/08_cli.ipynb #69dab80a
+def parse_shard(s) -> tuple:
+    "`--shard I/N` as (I, N) with 0 ≤ I < N."
+    m = re.fullmatch(r'\s*(\d+)\s*/\s*(\d+)\s*', str(s))
+    if not m or not int(m[1]) < int(m[2]): raise argparse.ArgumentTypeError(f'--shard {s!r}: expected I/N with 0 ≤ I < N, e.g. 0/2')
+    return int(m[1]), int(m[2])
+
+def default_shard() -> tuple:
+    "(RANK, WORLD_SIZE) as set by `accelerate launch` or `torchrun`, else (0, 1)."
+    try: r, n = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+    except ValueError: return 0, 1
+    return (r, n) if 0 <= r < n else (0, 1)
+
+def add_many_args(p:argparse.ArgumentParser):
+    "The options of a command that also takes many scenes: `--shard`."
+    g = p.add_argument_group('many scenes', 'give a folder or a list file (.txt, one scene per line) as input and a folder as output; '
+                             'outputs already written are skipped (rerun to resume) unless --overwrite; one failed scene does not stop the others')
+    g.add_argument('--shard', type=parse_shard, default=None, metavar='I/N',
+                   help='process scenes I, I+N, I+2N, ... only (0-based; default: RANK/WORLD_SIZE under accelerate launch or torchrun, else all)')
+
+def scene_jobs(scenes, # tuples of input paths (None for an absent optional one); the first names the output
+               dst, # output folder (created when the checks pass)
+               suffix:str, # output file ending, '.tif' or '.rsc'
+               protect=(), # more paths that must never be outputs (the model's files)
+               listed=(), # endings the input folder lists: an output folder equal to it is refused if `suffix` is one
+               src_dir=None, # the input folder, if the scenes come from one
+              ) -> list:
+    "[(inputs, output)] for `scenes`: outputs named after the first input, checked against each other and the inputs."
+    d = Path(dst).expanduser()
+    if d.exists() and not d.is_dir(): raise UsageError(f'{d}: with many input scenes the output must be a folder, and this is a file')
+    if not d.exists() and d.suffix.lower() in RASTER_SUFFIXES + ('.rsc',):
+        raise UsageError(f'{d}: with many input scenes the output must be a folder, and this looks like a file name')
+    if src_dir is not None and d.resolve() == Path(src_dir).resolve() and suffix in listed:
+        raise UsageError(f'{d}: output folder is the input folder: its outputs would be taken as inputs next time; choose another folder')
+    ins = {Path(p).expanduser().resolve(): p for s in scenes for p in s if p is not None}
+    ins.update({Path(p).expanduser().resolve(): p for p in protect if p is not None})
+    jobs, seen = [], {}
+    for s in scenes:
+        out = d/(Path(s[0]).stem + suffix)
+        if out.resolve() in ins: raise UsageError(f'{out}: output would replace the input {ins[out.resolve()]}; choose another output folder')
+        if out.name in seen: raise UsageError(f'{out}: both {seen[out.name]} and {s[0]} would write it (outputs are named after the input); rename one')
+        seen[out.name] = s[0]; jobs.append((tuple(s), out))
+    if not d.exists():
+        if not d.parent.is_dir(): raise UsageError(f'{d.parent}: output folder does not exist')
+        try: d.mkdir()
+        except OSError as e: raise UsageError(f'{d}: output folder cannot be created ({e.strerror})') from None
+    _probe_writable(d)
+    return jobs
+
+def input_folder(src) -> Path|None:
+    "`src` if it is a folder (for `scene_jobs`'s `src_dir`), else None."
+    p = Path(src).expanduser()
+    return p if p.is_dir() else None
+
+# %% ../nbs/08_cli.ipynb #f46f83c5
+def output_complete(out:Path, # an existing output
+                    inputs, # its scene's inputs (the first gives the expected size)
+                   ) -> bool:
+    "Is `out` a complete output: an `.rsc` whose container header checks, or a raster of the first input's size whose last row reads?"
+    out = Path(out)
+    try:
+        if out.suffix.lower() == '.rsc':
+            from rsnb.compression.format import _head, MAGIC
+            import struct
+            total = out.stat().st_size
+            with open(out, 'rb') as f:
+                head = f.read(18)
+                if head[:8] == MAGIC: head += f.read(min(struct.unpack('<I', head[10:14])[0], total))
+            _head(head, total, str(out)); return True
+        import rasterio
+        with rasterio.open(out) as ds:
+            h, w = ds.height, ds.width
+            ds.read(1, window=((h - 1, h), (0, w)))
+        src = Path(inputs[0])
+        if src.suffix.lower() == '.rsc': return True
+        with rasterio.open(src) as s: return (s.height, s.width) == (h, w)
+    except Exception: return False
+
+def run_many(a, # parsed arguments: `.overwrite`, `.shard`, `.quiet`, `.debug`, `.prog` (set by `cli_main`)
+             jobs, # from `scene_jobs`
+             one, # callable(inputs, output) -> result line, for one scene (without its own progress bar)
+             complete=output_complete, # callable(output, inputs) -> bool: may an existing output be kept?
+            ) -> tuple:
+    "Run `one` on this process's share of `jobs`, skipping complete outputs; (result lines, exit status)."
+    prog = getattr(a, 'prog', 'rsnb')
+    i, n = getattr(a, 'shard', None) or default_shard()
+    mine = jobs[i::n]
+    lines, skipped, failed = [], 0, 0
+    for ins, out in progress_bar(mine, len(mine), 'scenes', not getattr(a, 'quiet', False)):
+        if out.exists() and not getattr(a, 'overwrite', False):
+            if complete(out, ins): skipped += 1; continue
+            print(f'{prog}: error: {out}: exists but is not a complete output of {ins[0]}; remove it or pass --overwrite', file=sys.stderr)
+            failed += 1; continue
+        try: lines.append(str(one(ins, out)))
+        except Exception as e:
+            if getattr(a, 'debug', False): raise
+            print(f'{prog}: error: {_describe(e, prog)[1]}', file=sys.stderr); failed += 1
+    share = f', shard {i}/{n} takes {len(mine)}' if n > 1 else ''
+    lines.append(f'{len(jobs)} scenes{share}: {len(lines)} written, {skipped} skipped (already written), {failed} failed')
+    return lines, EXIT_ERROR if failed else EXIT_OK

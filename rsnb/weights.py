@@ -232,6 +232,14 @@ def save_model(model:torch.nn.Module, # the model (its state_dict is saved)
     return pth
 
 # %% ../nbs/06_weights.ipynb #cd292dae
+def _check_fit(sd:dict, msd:dict, pth):
+    "`ModelError` in one line, with counts and a first example, when state dict `sd` lacks tensors of a model's `msd` or has others (shapes are left to `load_state_dict`: entropy-coder tables resize)."
+    miss = [k for k in msd if k not in sd]; extra = [k for k in sd if k not in msd]
+    parts = ([f"{len(miss)} of the model's tensors missing (first {miss[0]!r})"] if miss else []) + \
+            ([f"{len(extra)} tensors the model does not have (first {extra[0]!r})"] if extra else [])
+    if parts: raise ModelError(f"{pth}: weights do not fit the model built from its card: {'; '.join(parts)} "
+                               "(does the card describe the model that was saved: arch, impl, backbone, classes?)")
+
 def load_model(path, # `name`, `name.pth` or `name.json`
                build=None, # callable(card) -> nn.Module; when given, the weights are loaded into it
                strict:bool=True, # passed to `load_state_dict`
@@ -248,8 +256,9 @@ def load_model(path, # `name`, `name.pth` or `name.json`
     except Exception as e: raise ModelError(f'{pth}: not a readable state dict ({e})') from None
     if build is None: return sd, card
     model = build(card)
+    if strict: _check_fit(sd, model.state_dict(), pth)
     try: model.load_state_dict(sd, strict=strict)
-    except RuntimeError as e: raise ModelError(f'{pth}: weights do not fit the model built from its card: {e}') from None
+    except RuntimeError as e: raise ModelError(f"{pth}: weights do not fit the model built from its card: {' '.join(str(e).split())[:300]}") from None
     return model, card
 
 # %% ../nbs/06_weights.ipynb #rg02

@@ -2,7 +2,7 @@
 the file or option, no traceback, no output left behind and every input unchanged. Legitimately accepted inputs are
 listed separately (exit 0, a verified output). The commands run in-process through `main(argv)`; a few run as real
 console processes at the end."""
-import hashlib, os, subprocess, sys
+import hashlib, json, os, subprocess, sys
 from pathlib import Path
 import numpy as np
 import pytest
@@ -69,7 +69,7 @@ def env(tmp_path_factory):
     st = dict(mean=[120.]*3, std=[60.]*3)
     save_model(SceneClassifier(3, arch='resnet18').eval(), i/'cls', dict(task='scene_classification', arch='resnet18', n_classes=3,
                classes=list('abc'), in_chans=3, bands=['r', 'g', 'b'], input_size=None, normalization=st))
-    save_model(seg_model('fcn', 'resnet18', 3, 3, output_stride=16).eval(), i/'seg', dict(task='segmentation', arch='fcn', backbone='resnet18',
+    save_model(seg_model('fcn', 'resnet18', 3, 3, output_stride=16).eval(), i/'seg', dict(task='segmentation', arch='fcn', backbone='resnet18', impl='paddleseg',
                n_classes=3, in_chans=3, output_stride=16, palette=[[1, 2, 3]]*3, norm=dict(scale=255., mean=.5, std=.5)))
     save_change_model(change_model('dpcd', 3, 8), i/'chg', 'dpcd', BandStats.compute([u8.astype(np.float32)], names=['r', 'g', 'b']), width=8)
     save_model(MeanScaleHyperprior(8, 8).eval().update(), i/'codec', dict(task='compression', model_id='bad-tiny', arch='MeanScaleHyperprior', kwargs=dict(N=8, M=8)))
@@ -77,6 +77,8 @@ def env(tmp_path_factory):
     save_ecea(G, i/'ecea', Scaler('reflectance', [0.]*3, [0.6]*3), band_names=('B3', 'B4', 'B5'))
     (i/'corrupt.pth').write_bytes(b'\x00' * 100); (i/'corrupt.json').write_text((i/'cls.json').read_text())
     (i/'cardonly.json').write_text((i/'cls.json').read_text())
+    (i/'segsmp.pth').write_bytes((i/'seg.pth').read_bytes())   # PaddleSeg-layout weights under a card that builds the smp layout
+    (i/'segsmp.json').write_text(json.dumps({k: v for k, v in json.loads((i/'seg.json').read_text()).items() if k not in ('impl', 'sha256')}))
     (i/'badjson.pth').write_bytes((i/'cls.pth').read_bytes()); (i/'badjson.json').write_text('{not json')
     assert compress([str(i/'rgb.tif'), str(i/'good.rsc'), '--model', str(i/'codec.pth'), '-q']) == 0
     (i/'trunc.rsc').write_bytes((i/'good.rsc').read_bytes()[:-7])
@@ -114,7 +116,7 @@ for t in TOOLS:
     case(t, _pos(t, '{I}/garbage.tif', f'{O}/o{e}'), 1, 'garbage.tif', 'garbage-input')
     case(t, _pos(t, '{I}/empty.tif', f'{O}/o{e}'), 1, 'empty.tif', 'empty-input')
     case(t, _pos(t, '{I}/truncated.tif', f'{O}/o{e}'), 1, 'truncated.tif', 'truncated-input')
-    case(t, _pos(t, '{I}/notes.txt', f'{O}/o{e}'), 1, 'notes.txt', 'text-input')
+    case(t, _pos(t, '{I}/notes.txt', f'{O}/o{e}'), 2, 'notes.txt', 'text-input')   # a .txt is a list of scenes: its line 'hello' names no file
     # outputs
     case(t, _pos(t, g, f'{O}/exists{e}'), 2, 'pass --overwrite', 'output-exists')
     case(t, _pos(t, g, f'{O}/adir'), 2, 'adir: output path is a folder', 'output-is-folder')
@@ -143,6 +145,7 @@ for t in ('classify', 'segment', 'change'):
     case(t, pm('{I}/corrupt.pth'), 1, 'corrupt.pth', 'corrupt-model')
     case(t, pm('{I}/cardonly.pth'), 1, 'cardonly.pth', 'card-without-weights')
     case(t, pm('{I}/badjson.pth'), 1, 'badjson.json', 'card-not-json')
+    if t == 'segment': case(t, pm('{I}/segsmp.pth'), 1, 'segsmp.pth: weights do not fit the model built from its card', 'weights-other-layout')   # was a silently random model
     other = {'classify': '{I}/chg.pth', 'segment': '{I}/cls.pth', 'change': '{I}/seg.pth'}[t]
     case(t, pm(other), 1, other[4:], 'wrong-task-model')
     case(t, pm('{I}/codec.pth'), 1, 'codec', 'codec-as-model')

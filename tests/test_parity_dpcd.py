@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 from rsnb.convert import ConversionError
-from rsnb.change.convert import convert_dpcd, seeded_state_dict, parity_figures, DPCD_RULES
+from rsnb.change.convert import convert_dpcd, seeded_state_dict, parity_figures, parity_ok, DPCD_RULES
 from rsnb.change.dpcd import DPCD
 from rsnb.change.cli import load_change_model
 from rsnb.weights import save_model
@@ -31,7 +31,7 @@ def test_outputs_exact(tmp_path, tag, width):
         assert not m.training
         with torch.no_grad(): out = dict(zip(('change', 'seg1', 'seg2'), m(IO['t1'], IO['t2'])))
         figs = parity_figures(out, {k: IO[f'{tag}_{k}'] for k in out})
-        assert all(v['max_abs_diff'] == 0.0 for v in figs.values()), figs
+        assert parity_ok(figs), figs   # bit-exact where the fixture was made; parity_ok allows another CPU's summation order
         assert all(v['max_abs_ref'] > 0.1 for v in figs.values()), figs   # the outputs are not trivially zero
 
 def test_full_manifest_matches_rsnb():

@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 from rsnb.convert import ConversionError, map_key
-from rsnb.change.convert import seeded_state_dict, parity_figures
+from rsnb.change.convert import seeded_state_dict, parity_figures, parity_ok
 from rsnb.inpainting.convert import convert_ecea, ECEA_RULES
 from rsnb.inpainting.model import ECEAGenerator
 from rsnb.inpainting.train import load_ecea
@@ -27,7 +27,7 @@ def test_outputs_exact(eet_small):
         assert card['kwargs']['faithful'] and card['kwargs']['depths'] == [1, 2, 1, 1] and not G.training
         with torch.no_grad(): img, edge = G(IO['x'], IO['mask'], IO['e'])   # rsnb order (x, m, e); the original's is (x, e, m)
         figs = parity_figures(dict(img=img, edge=edge), dict(img=IO['img'+suffix], edge=IO['edge'+suffix]))
-        assert all(v['max_abs_diff'] == 0.0 for v in figs.values()), (prefilled, figs)
+        assert parity_ok(figs), (prefilled, figs)   # bit-exact where the fixture was made; parity_ok allows another CPU's summation order
         ref = IO['img'+suffix]
         assert ((ref > 0.01) & (ref < 0.75)).float().mean() > 0.3   # enough unsaturated outputs for the check to mean something
 

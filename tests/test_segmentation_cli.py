@@ -9,7 +9,7 @@ def test_cli_writes_class_map(tmp_path):
     torch.manual_seed(0)
     net = seg_model('deeplabv3p', 'resnet18', 4, 4, output_stride=16)
     pal = [[10, 20, 30], [40, 50, 60], [70, 80, 90], [100, 110, 120]]
-    save_model(net, tmp_path/'m', dict(arch='deeplabv3p', backbone='resnet18', n_classes=4, in_chans=4, output_stride=16,
+    save_model(net, tmp_path/'m', dict(arch='deeplabv3p', backbone='resnet18', impl='paddleseg', n_classes=4, in_chans=4, output_stride=16,
                                        palette=pal, norm=dict(scale=255., mean=.5, std=.5)))
     prof = dict(driver='GTiff', width=150, height=100, count=4, dtype='uint8', crs='EPSG:32617', transform=from_origin(1000, 2000, 2, 2))
     with rasterio.open(tmp_path/'in.tif', 'w', **prof) as ds: ds.write(np.random.default_rng(0).integers(0, 255, (4, 100, 150), dtype=np.uint8))

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, fraction_open01,
                       check_input, check_output, check_tiling, check_device, find_model, raster_sample, check_range,
-                      staged_output, verify_geotiff)
+                      staged_output, verify_geotiff, UsageError,
+                      is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
 __all__ = ['save_change_model', 'load_change_model', 'change_map', 'main']
@@ -106,24 +107,54 @@ def change_map(model,              # path of a saved change model, or (model, ca
 def _parser():
     ap = RsnbParser('rsnb-change', description='Change map of two co-registered rasters with a trained rsnb change model.')
     ap.add_argument('model', help='saved model (.pth/.json pair from save_change_model) or a model name (e.g. change_dpcd_sztaki_cpu)')
-    ap.add_argument('t1', help='raster of the first date'); ap.add_argument('t2', help='raster of the second date')
-    ap.add_argument('out', help='output GeoTIFF')
+    ap.add_argument('t1', help='raster of the first date; or, for many pairs, a folder (with T2 a folder: pairs matched by file name; '
+                    'alone: a folder with A/B, t1/t2, time1/time2, im1/im2 or Image1/Image2 sub-folders) or a list file of pairs ("T1 T2" per line)')
+    ap.add_argument('t2', nargs='?', help='raster (or folder) of the second date; omitted with a list file or a folder with date sub-folders')
+    ap.add_argument('out', help='output GeoTIFF, or an output folder for many pairs')
     ap.add_argument('--tile', type=positive_int, default=256); ap.add_argument('--overlap', type=nonneg_int, default=32)
     ap.add_argument('--batch-size', type=positive_int, default=4)
     ap.add_argument('--threshold', type=fraction_open01, default=None, help="probability threshold in (0, 1) (default: the model card's)")
     ap.add_argument('--prob', action='store_true', help='write the change probability (float32) instead of 0/1')
     ap.add_argument('--reproject', action='store_true', help="resample t2 onto t1's grid instead of refusing unaligned inputs")
-    add_device_arg(ap); add_force_arg(ap); add_output_args(ap)
+    add_device_arg(ap); add_force_arg(ap); add_output_args(ap); add_many_args(ap)
     return ap
 
+def _pairs(t1, t2):
+    "([(t1, t2)], input folder) for many pairs: two folders, one folder with date sub-folders, or a list file."
+    p1 = Path(t1).expanduser()
+    if t2 is not None:
+        p2 = Path(t2).expanduser()
+        if p1.suffix.lower() in LIST_SUFFIXES: raise UsageError(f'{p1}: a list file of pairs takes no T2 argument (got {p2})')
+        if not (p1.is_dir() and p2.is_dir()):
+            d, f = (p1, p2) if p1.is_dir() else (p2, p1)
+            raise UsageError(f'{d}: is a folder but {f} is not; give two folders (pairs matched by file name), or a list file of pairs')
+        fs = [s[0] for s in list_scenes(p1, what='first-date rasters')]
+        return list(zip(fs, match_by_name(fs, p2, 'second-date raster'))), p1
+    if p1.is_dir():
+        from rsnb.data import CHANGE_LAYOUTS
+        for a, b, _ in CHANGE_LAYOUTS:
+            if (p1/a).is_dir() and (p1/b).is_dir():
+                fs = [s[0] for s in list_scenes(p1/a, what=f'{a} rasters')]
+                return list(zip(fs, match_by_name(fs, p1/b, f'{b} raster'))), p1/a
+        subs = ', '.join(sorted({f'{a}/{b}' for a, b, _ in CHANGE_LAYOUTS}))
+        raise UsageError(f'{p1}: a folder alone must hold date sub-folders ({subs}); otherwise give T1_FOLDER T2_FOLDER OUT')
+    return list_scenes(p1, columns=(2, 2), what='pairs of rasters'), None
+
 def _run(a):
-    t1, t2 = check_input(a.t1, 'raster of the first date'), check_input(a.t2, 'raster of the second date')
-    m = Path(a.model)
-    out = check_output(a.out, a.overwrite, [t1, t2, m, m.with_suffix('.pth'), m.with_suffix('.json')])
+    m = Path(a.model); mfiles = [m, m.with_suffix('.pth'), m.with_suffix('.json')]
+    many = is_many(a.t1) or is_many(a.t2)
+    if many: scenes, sdir = _pairs(a.t1, a.t2)
+    else:
+        if a.t2 is None: raise UsageError(f'{a.t1}: the second date is missing: give MODEL T1 T2 OUT for one pair, or MODEL FOLDER|LIST OUT for many')
+        t1, t2 = check_input(a.t1, 'raster of the first date'), check_input(a.t2, 'raster of the second date')
+        out = check_output(a.out, a.overwrite, [t1, t2, *mfiles])
     check_tiling(a.tile, a.overlap)
     dev = check_device(a.device)
     model = load_change_model(find_model(a.model, 'change'))
-    return str(change_map(model, t1, t2, out, a.tile, a.overlap, a.batch_size, a.threshold, a.prob, a.reproject, dev, not a.quiet, a.force))
+    opts = (a.tile, a.overlap, a.batch_size, a.threshold, a.prob, a.reproject, dev)
+    if not many: return str(change_map(model, t1, t2, out, *opts, not a.quiet, a.force))
+    jobs = scene_jobs(scenes, a.out, '.tif', mfiles, RASTER_SUFFIXES, sdir)
+    return run_many(a, jobs, lambda ins, o: str(change_map(model, ins[0], ins[1], o, *opts, False, a.force)))
 
 def main(argv=None) -> int:
     "rsnb-change MODEL T1 T2 OUT: write the change map of a scene pair."

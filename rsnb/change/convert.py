@@ -13,7 +13,7 @@ from ..convert import ConversionError, convert_state_dict, read_torch_checkpoint
 from .dpcd import DPCD
 
 # %% auto #0
-__all__ = ['DPCD_RULES', 'dpcd_config_from', 'convert_dpcd', 'seeded_state_dict', 'parity_figures']
+__all__ = ['DPCD_RULES', 'dpcd_config_from', 'convert_dpcd', 'seeded_state_dict', 'parity_figures', 'parity_ok']
 
 # %% ../../nbs/36_change.convert.ipynb #f3c804f8
 _ST = range(4)   # official en_block2..5 -> rsnb encoder.0..3 (and dpfa1..4 -> dpfa.0..3)
@@ -95,3 +95,10 @@ def parity_figures(ours:dict, # {output name: rsnb tensor}
         out[k] = dict(max_abs_diff=float(d.max()), max_rel_diff=float((d[nz]/r[nz].abs()).max()) if nz.any() else 0.,
                       max_abs_ref=float(r.abs().max()))
     return out
+
+# %% ../../nbs/36_change.convert.ipynb #b6c1f0a2
+def parity_ok(figs:dict, # `parity_figures` output
+              tol:float=1e-4, # allowed max |diff|, relative to max(max |ref|, 1)
+             ) -> bool:
+    "True when every output of `figs` is within `tol` of the original's, relative to its scale (floored at 1)."
+    return all(v['max_abs_diff'] <= tol*max(v['max_abs_ref'], 1.) for v in figs.values())

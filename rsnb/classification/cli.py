@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, percentile,
                       band_list, check_input, check_output, check_tiling, check_stretch, check_device, find_model, raster_sample,
-                      check_range, staged_output, verify_geotiff, UsageError, check_card)
+                      check_range, staged_output, verify_geotiff, UsageError, check_card,
+                      is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
 __all__ = ['scene_percentiles', 'classify_raster', 'main']
@@ -90,7 +91,7 @@ def classify_raster(model, card:dict, # from `load_scene_model`
 def _parser():
     p = RsnbParser('rsnb-classify', description='Sliding-window scene classification of a GeoTIFF into a land-use map.')
     p.add_argument('model', help='saved scene classifier (.pth/.json written by save_scene_model, or a model name)')
-    p.add_argument('src', help='input raster'); p.add_argument('dst', help='output GeoTIFF')
+    p.add_argument('src', help='input raster, or a folder / list file of rasters'); p.add_argument('dst', help='output GeoTIFF, or an output folder for many scenes')
     p.add_argument('--tile', type=positive_int, default=None, help="window size (default: the model's input size or 256)")
     p.add_argument('--overlap', type=nonneg_int, default=None, help='window overlap (default: half a tile)')
     p.add_argument('--bands', type=band_list, default=None, help='1-based input bands, e.g. 4,3,2')
@@ -99,7 +100,7 @@ def _parser():
     p.add_argument('--probabilities', action='store_true', help='write class probabilities instead of classes')
     p.add_argument('--batch-size', type=positive_int, default=16)
     p.add_argument('--cog', action='store_true', help='write a Cloud-Optimized GeoTIFF')
-    add_device_arg(p); add_force_arg(p); add_output_args(p)
+    add_device_arg(p); add_force_arg(p); add_output_args(p); add_many_args(p)
     return p
 
 def _model_inputs(m):
@@ -107,17 +108,23 @@ def _model_inputs(m):
     return [p, p.with_suffix('.pth'), p.with_suffix('.json')]
 
 def _run(a):
-    src = check_input(a.src, 'input raster')
-    dst = check_output(a.dst, a.overwrite, [src, *_model_inputs(a.model)])
+    many = is_many(a.src)
+    if many: scenes = list_scenes(a.src)
+    else:
+        src = check_input(a.src, 'input raster')
+        dst = check_output(a.dst, a.overwrite, [src, *_model_inputs(a.model)])
     check_tiling(a.tile, a.overlap); check_stretch(a.stretch)
     dev = check_device(a.device)
     from rsnb.classification.learner import load_scene_model
     pth = find_model(a.model, 'scene_classification')
     check_card(pth, 'scene_classification', ('n_classes', 'arch', 'in_chans', 'classes'), 'scene classifier')
     model, card = load_scene_model(pth)
-    out = classify_raster(model, card, src, dst, a.tile, a.overlap, a.bands, a.stretch, a.probabilities,
-                          a.batch_size, dev, not a.quiet, a.cog, a.force)
-    return str(out)
+    def one(s, d, progress):
+        return str(classify_raster(model, card, s, d, a.tile, a.overlap, a.bands, a.stretch, a.probabilities,
+                                   a.batch_size, dev, progress, a.cog, a.force))
+    if not many: return one(src, dst, not a.quiet)
+    jobs = scene_jobs(scenes, a.dst, '.tif', _model_inputs(a.model), RASTER_SUFFIXES, input_folder(a.src))
+    return run_many(a, jobs, lambda ins, out: one(ins[0], out, False))
 
 def main(argv=None) -> int:
     "rsnb-classify: sliding-window scene classification of a GeoTIFF into a land-use map."

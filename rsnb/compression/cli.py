@@ -11,7 +11,8 @@ __all__ = ['RATE_NAMES', 'DEFAULT_MODEL', 'compress_main', 'decompress_main']
 import argparse, time
 from pathlib import Path
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, positive_int, check_input, check_output,
-                      check_tiling, check_device, UsageError)
+                      check_tiling, check_device, UsageError,
+                      is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% ../../nbs/45_compression.cli.ipynb #94be29c1
 RATE_NAMES = ('lo', 'me', 'hi')
@@ -26,25 +27,32 @@ def _rate(s):
 
 def _compress_parser():
     p = RsnbParser('rsnb-compress', description='Compress a (georeferenced) raster with a learned codec.')
-    p.add_argument('src', help='input raster (GeoTIFF, PNG, ...; any band count, 8/16-bit or float; NaN/Inf are nodata)')
-    p.add_argument('dst', help='output .rsc file')
+    p.add_argument('src', help='input raster (GeoTIFF, PNG, ...; any band count, 8/16-bit or float; NaN/Inf are nodata), or a folder / list file of rasters')
+    p.add_argument('dst', help='output .rsc file, or an output folder for many scenes')
     p.add_argument('--model', default=DEFAULT_MODEL, help='codec id, registry name or path to a saved codec (.pth)')
     p.add_argument('--rate', type=_rate, default=None, help='lo | me | hi, or a (fractional) rate index (default: me, or 0 for a single-rate codec such as a CompressAI zoo model)')
     p.add_argument('--tile', type=positive_int, default=512, help='tile side in pixels (multiple of 64)')
-    add_device_arg(p); add_output_args(p)
+    add_device_arg(p); add_output_args(p); add_many_args(p)
     return p
 
 def _compress(a):
-    src = check_input(a.src, 'input raster')
-    dst = check_output(a.dst, a.overwrite, [src])
+    many = is_many(a.src)
+    if many: scenes = list_scenes(a.src)
+    else:
+        src = check_input(a.src, 'input raster')
+        dst = check_output(a.dst, a.overwrite, [src])
     check_tiling(a.tile, None, 64)
     check_device(a.device)
     from rsnb.compression.format import compress_raster, get_codec
     model, _, _ = get_codec(a.model)
     if a.rate is None: a.rate = float(min(1, model.n_rates - 1))
     if a.rate > model.n_rates - 1: raise UsageError(f'--rate {a.rate:g}: the codec {a.model} has rates 0..{model.n_rates - 1}')
-    t = time.time(); info = compress_raster(src, dst, a.model, a.rate, a.tile, progress=not a.quiet)
-    return f"{dst}: {info['bytes']} bytes, {info['bpp']:.4f} bpp ({info['bpp_per_band']:.4f} per band), {time.time() - t:.1f} s"
+    def one(s, d, progress):
+        t = time.time(); info = compress_raster(s, d, a.model, a.rate, a.tile, progress=progress)
+        return f"{d}: {info['bytes']} bytes, {info['bpp']:.4f} bpp ({info['bpp_per_band']:.4f} per band), {time.time() - t:.1f} s"
+    if not many: return one(src, dst, not a.quiet)
+    jobs = scene_jobs(scenes, a.dst, '.rsc', [a.model], RASTER_SUFFIXES, input_folder(a.src))
+    return run_many(a, jobs, lambda ins, out: one(ins[0], out, False))
 
 def compress_main(argv=None) -> int:
     "rsnb-compress: raster → .rsc"
@@ -63,20 +71,27 @@ def _use_model(src, path):
 
 def _decompress_parser():
     p = RsnbParser('rsnb-decompress', description='Decode an .rsc file to a GeoTIFF with its original georeferencing.')
-    p.add_argument('src', help='input .rsc file'); p.add_argument('dst', help='output GeoTIFF')
+    p.add_argument('src', help='input .rsc file, or a folder / list file of them'); p.add_argument('dst', help='output GeoTIFF, or an output folder for many files')
     p.add_argument('--model', default=None, help="the codec's weights (.pth beside its .json card) when the file was written "
                    "with a model that is neither shipped nor in the weights folders; must be the very weights the file names")
-    add_device_arg(p); add_output_args(p)
+    add_device_arg(p); add_output_args(p); add_many_args(p)
     return p
 
 def _decompress(a):
-    src = check_input(a.src, '.rsc file')
-    dst = check_output(a.dst, a.overwrite, [src] + ([a.model] if a.model else []))
+    many = is_many(a.src)
+    if many: scenes = list_scenes(a.src, ('.rsc',), what='.rsc files')
+    else:
+        src = check_input(a.src, '.rsc file')
+        dst = check_output(a.dst, a.overwrite, [src] + ([a.model] if a.model else []))
     check_device(a.device)
     from rsnb.compression.format import decompress_raster
-    if a.model: _use_model(src, a.model)
-    t = time.time(); decompress_raster(src, dst, progress=not a.quiet)
-    return f'{dst}: written in {time.time() - t:.1f} s'
+    def one(s, d, progress):
+        if a.model: _use_model(s, a.model)
+        t = time.time(); decompress_raster(s, d, progress=progress)
+        return f'{d}: written in {time.time() - t:.1f} s'
+    if not many: return one(src, dst, not a.quiet)
+    jobs = scene_jobs(scenes, a.dst, '.tif', [a.model] if a.model else [], ('.rsc',), input_folder(a.src))
+    return run_many(a, jobs, lambda ins, out: one(ins[0], out, False))
 
 def decompress_main(argv=None) -> int:
     "rsnb-decompress: .rsc → GeoTIFF"

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int,
                       check_input, check_output, check_device, check_tiling, find_model, raster_sample, check_range,
-                      staged_output, verify_geotiff, UsageError)
+                      staged_output, verify_geotiff, UsageError,
+                      is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
 __all__ = ['missing_stats', 'ecea_fn', 'fillnodata_fn', 'inpaint_raster', 'main']
@@ -109,7 +110,7 @@ def _pick_nodata(meta):
 def inpaint_raster(src, dst, # input raster, output .tif
                    mask=None, # optional gap mask raster on the same grid
                    mask_valid:bool=False, # mask convention: True = 1 means valid (USGS gap_mask)
-                   model=None, # path of a generator saved by `save_ecea` (method 'ecea')
+                   model=None, # path of a generator saved by `save_ecea` (method 'ecea'), or a loaded (G, scaler, card)
                    method:str='ecea', # 'ecea' or 'fillnodata'
                    overlap:int=None, # window overlap (default: a quarter of the window)
                    batch_size:int=16, device=None, progress:bool=True,
@@ -118,11 +119,13 @@ def inpaint_raster(src, dst, # input raster, output .tif
     "Fill the missing pixels of `src` into `dst`, keeping georeferencing and observed pixels."
     _imports()
     src, dst = Path(src), Path(dst)
-    check_not_input(dst, *[p for p in (src, mask, model) if p is not None])
+    loaded = model if isinstance(model, tuple) else None
+    if loaded: model = loaded[2].get('name') or 'given'
+    check_not_input(dst, *[p for p in (src, mask, None if loaded else model) if p is not None])
     meta = read_meta(src)
     if method == 'ecea':
         if model is None: raise ModelError("rsnb-inpaint: --model is required for method 'ecea' (or use --method fillnodata)")
-        G, scaler, card = load_ecea(model)
+        G, scaler, card = loaded or load_ecea(model)
         if G.in_c != meta.count:
             raise ModelError(f"{src}: has {meta.count} bands but the model {model} was trained on {G.in_c} "
                              f"({', '.join(card.get('band_names') or [])}); pick the bands with gdal_translate -b")
@@ -177,26 +180,45 @@ def _write_output(src, inp, pred, dst, meta, nodata):
 def _parser():
     p = RsnbParser('rsnb-inpaint', description='Fill the gaps (nodata and/or a mask) of a GeoTIFF with ECEA or GDAL FillNodata, '
                    'keeping georeferencing, dtype, nodata and every observed pixel.')
-    p.add_argument('input'); p.add_argument('output')
-    p.add_argument('--mask', help='gap mask raster on the same grid (non-zero = gap)')
+    p.add_argument('input', help='gappy raster, or a folder / list file of them (a list line may add its mask: INPUT MASK)')
+    p.add_argument('output', help='output GeoTIFF, or an output folder for many scenes')
+    p.add_argument('--mask', help='gap mask raster on the same grid (non-zero = gap); with many scenes, a folder of masks matched by file name')
     p.add_argument('--mask-valid', action='store_true', help='the mask marks valid pixels with 1 (USGS gap_mask files)')
     p.add_argument('--model', help='trained ECEA generator (.pth with its .json card, from rsnb.inpainting.train.save_ecea) or a model name')
     p.add_argument('--method', default='ecea', choices=['ecea', 'fillnodata'])
     p.add_argument('--overlap', type=nonneg_int, default=None, help='window overlap in pixels (default: a quarter of the window)')
     p.add_argument('--batch-size', type=positive_int, default=16)
-    add_device_arg(p); add_force_arg(p); add_output_args(p)
+    add_device_arg(p); add_force_arg(p); add_output_args(p); add_many_args(p)
     return p
 
 def _run(a):
-    src = check_input(a.input, 'input raster')
-    mask = check_input(a.mask, 'mask raster') if a.mask else None
     if a.method == 'ecea' and not a.model: raise UsageError("--model is required for method 'ecea' (or use --method fillnodata)")
     mp = [Path(a.model), Path(a.model).with_suffix('.pth'), Path(a.model).with_suffix('.json')] if a.model else []
-    dst = check_output(a.output, a.overwrite, [src, mask, *mp])
+    many = is_many(a.input)
+    if many: scenes = _scenes(a)
+    else:
+        src = check_input(a.input, 'input raster')
+        mask = check_input(a.mask, 'mask raster') if a.mask else None
+        dst = check_output(a.output, a.overwrite, [src, mask, *mp])
     dev = check_device(a.device)
     model = find_model(a.model, 'inpainting') if a.method == 'ecea' else None
-    st = inpaint_raster(src, dst, mask, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, not a.quiet, a.force)
-    return f"{dst}: filled {st['missing']:,} of {st['pixels']:,} pixels ({st['fraction']:.1%}) with {st['method']}"
+    def one(s, m, d, model, progress):
+        st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force)
+        return f"{d}: filled {st['missing']:,} of {st['pixels']:,} pixels ({st['fraction']:.1%}) with {st['method']}"
+    if not many: return one(src, mask, dst, model, not a.quiet)
+    jobs = scene_jobs(scenes, a.output, '.tif', mp, RASTER_SUFFIXES, input_folder(a.input))
+    if model is not None:
+        _imports(); model = load_ecea(model)   # once for all scenes
+    return run_many(a, jobs, lambda ins, out: one(ins[0], ins[1], out, model, False))
+
+def _scenes(a):
+    "[(input, mask or None)] of a folder or list file, with `--mask` a folder of masks matched by name."
+    scenes = list_scenes(a.input, columns=(1, 2))
+    if not a.mask: return scenes
+    if not Path(a.mask).is_dir(): raise UsageError(f'{a.mask}: with many input scenes --mask must be a folder of masks (matched by file name)')
+    if any(m is not None for _, m in scenes): raise UsageError(f'{a.input}: the list file names masks, and --mask is given too; use one of them')
+    fs = [s for s, _ in scenes]
+    return list(zip(fs, match_by_name(fs, a.mask, 'mask')))
 
 def main(argv=None) -> int:
     "rsnb-inpaint in.tif out.tif [--mask mask.tif] [--model ecea] — fill SLC-off gaps."

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, band_list,
                       check_input, check_output, check_tiling, check_device, find_model, raster_sample, check_range,
-                      staged_output, verify_geotiff, check_card)
+                      staged_output, verify_geotiff, check_card,
+                      is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
 __all__ = ['build_segmenter', 'segment_raster', 'main']
@@ -32,7 +33,7 @@ def _expected_range(norm:dict):
     sc = float(norm.get('scale', 255.)); m = np.asarray(norm.get('mean', .5), np.float64); sd = np.asarray(norm.get('std', .5), np.float64)
     return (m - 3*sd)*sc, (m + 3*sd)*sc
 
-def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`)
+def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`), or a loaded (model, card)
                    src, dst, # input raster, output class map (.tif)
                    tile:int=512, overlap:int=128, batch_size:int=4,
                    bands=None, # 1-based input bands (default: the first `in_chans`)
@@ -48,7 +49,7 @@ def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`)
     from rsnb.segmentation.train import normalize
     check_tiling(tile, overlap)
     check_not_input(dst, src)
-    net, card = load_model(model, build=build_segmenter, strict=False)
+    net, card = model if isinstance(model, tuple) else load_model(model, build=build_segmenter)
     meta = read_meta(src)
     k = card.get('in_chans', 3)
     bands = bands or list(range(1, k + 1))
@@ -73,24 +74,32 @@ def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`)
 def _parser():
     ap = RsnbParser('rsnb-segment', description='Segment a raster with a saved rsnb model; writes a georeferenced class map.')
     ap.add_argument('model', help='saved model: name.pth + name.json (rsnb.weights.save_model), or a model name')
-    ap.add_argument('src', help='input raster (GeoTIFF or anything GDAL reads)')
-    ap.add_argument('dst', help='output class map (.tif)')
+    ap.add_argument('src', help='input raster (GeoTIFF or anything GDAL reads), or a folder / list file of rasters')
+    ap.add_argument('dst', help='output class map (.tif), or an output folder for many scenes')
     ap.add_argument('--tile', type=positive_int, default=512); ap.add_argument('--overlap', type=nonneg_int, default=128)
     ap.add_argument('--batch-size', type=positive_int, default=4)
     ap.add_argument('--bands', type=band_list, default=None, help='1-based input bands, e.g. 1,2,3 (default: the first bands)')
     ap.add_argument('--cog', action='store_true', help='write a Cloud-Optimized GeoTIFF')
-    add_device_arg(ap); add_force_arg(ap); add_output_args(ap)
+    add_device_arg(ap); add_force_arg(ap); add_output_args(ap); add_many_args(ap)
     return ap
 
 def _run(a):
-    src = check_input(a.src, 'input raster')
-    m = Path(a.model)
-    dst = check_output(a.dst, a.overwrite, [src, m, m.with_suffix('.pth'), m.with_suffix('.json')])
+    m = Path(a.model); mfiles = [m, m.with_suffix('.pth'), m.with_suffix('.json')]
+    many = is_many(a.src)
+    if many: scenes = list_scenes(a.src)
+    else:
+        src = check_input(a.src, 'input raster')
+        dst = check_output(a.dst, a.overwrite, [src, *mfiles])
     check_tiling(a.tile, a.overlap)
     dev = check_device(a.device)
     pth = find_model(a.model, 'segmentation')
     check_card(pth, None, ('arch', 'n_classes'), 'segmentation model')
-    return str(segment_raster(pth, src, dst, a.tile, a.overlap, a.batch_size, a.bands, a.cog, dev, not a.quiet, a.force))
+    opts = (a.tile, a.overlap, a.batch_size, a.bands, a.cog, dev)
+    if not many: return str(segment_raster(pth, src, dst, *opts, not a.quiet, a.force))
+    jobs = scene_jobs(scenes, a.dst, '.tif', mfiles, RASTER_SUFFIXES, input_folder(a.src))
+    from rsnb.weights import load_model
+    model = load_model(pth, build=build_segmenter)   # once for all scenes
+    return run_many(a, jobs, lambda ins, out: segment_raster(model, ins[0], out, *opts, False, a.force))
 
 def main(argv=None) -> int:
     "Command line: `rsnb-segment MODEL IN.tif OUT.tif [--tile 512 --overlap 128 ...]`."
