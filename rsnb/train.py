@@ -236,13 +236,24 @@ class TrainLog(Callback):
         if self.path is not None and self.main: Path(self.path).parent.mkdir(parents=True, exist_ok=True); self.f = open(self.path, 'a')
     def after_batch(self):
         step = self.learn.train_iter            # already counted by fastai for this batch
-        if self.step0 is None: self.step0 = step - 1
+        if self.step0 is None: self.step0 = step - 1; self._trim(step)
         loss = float(self.learn.loss.detach()) if torch.is_tensor(self.learn.loss) else float(self.learn.loss)
         d = dict(step=step, epoch=self.epoch, loss=loss, lr=float(self.opt.hypers[-1]['lr']), seconds=round(time.time() - self.t0, 3))
         extra = getattr(self.loss_func, self.parts, None) if self.parts else None
         if isinstance(extra, dict): d.update({k: float(v) for k, v in extra.items()})
         if self.f is not None and step % self.every == 0: self.f.write(json.dumps(d) + '\n'); self.f.flush()
         if self.main and self.print_every is not None and time.time() - self.tp >= self.print_every: self.tp = time.time(); self._print(d)
+    def _trim(self, step):
+        "Drop lines from `step` on: a process killed after its last checkpoint logged steps that the resumed run redoes."
+        if self.f is None or step <= 1 or not Path(self.path).stat().st_size: return
+        keep = []
+        for l in Path(self.path).read_text().splitlines():
+            try: s = json.loads(l)['step']
+            except (ValueError, KeyError, TypeError): continue     # a line cut short by the kill
+            if s < step: keep.append(l)
+        self.f.close()
+        with atomic_write(self.path) as tmp: Path(tmp).write_text(''.join(l + '\n' for l in keep))
+        self.f = open(self.path, 'a')
     def _print(self, d):
         total = self.total or self.n_epoch * self.n_iter
         rate = (d['step'] - self.step0) / max(time.time() - self.t0, 1e-9)

@@ -20,6 +20,7 @@ from .format import get_codec, encode_array, decode_bytes, unpack, band_groups
 from ..data import BandStats
 from ..change.cli import load_change_model
 from ..change.train import predict_change
+from ..tiles import pick_device
 
 # %% ../../nbs/46_compression.evaluate.ipynb #c005
 def _range(ref):
@@ -156,14 +157,16 @@ def downstream_change(pairs:list, # [(name, t1 C×H×W, t2 C×H×W, change label
                       targets=(0.15, 0.3, 0.5, 0.8, 1.2), # bpp targets of the classical codecs
                       rates=(0, 1, 2), # rate indices of the learned codecs
                       threshold:float=None, # default: the detector's card
-                      progress:bool=True) -> pd.DataFrame:
+                      progress:bool=True,
+                      device=None) -> pd.DataFrame: # the detector's device (`rsnb.tiles.pick_device`: CUDA when present)
     "Change-detection scores on decoded t1/t2 pairs, per codec and operating point, with the uncompressed `original` row."
     model, card = load_change_model(detector) if not isinstance(detector, tuple) else detector
+    dev = pick_device(device); model = model.to(dev).eval()
     stats, thr = BandStats.from_dict(card['stats']), card.get('threshold', 0.5) if threshold is None else threshold
     def cm_of(t1, t2, lab):
         with torch.no_grad():
-            p = predict_change(model, *(stats.normalize(torch.from_numpy(np.asarray(t, np.float32))) for t in (t1, t2)))[0]
-        return confusion_matrix(binarize(p.numpy(), thr), np.asarray(lab, bool).astype(np.int64), 2)
+            p = predict_change(model, *(stats.normalize(torch.from_numpy(np.asarray(t, np.float32))).to(dev) for t in (t1, t2)))[0]
+        return confusion_matrix(binarize(p.cpu().numpy(), thr), np.asarray(lab, bool).astype(np.int64), 2)
     for name, t1, t2, lab in pairs:
         if not (t1.shape == t2.shape and t1.shape[1:] == np.shape(lab)):
             raise CodecError(f"downstream_change: pair {name!r} has t1 {t1.shape}, t2 {t2.shape}, label {np.shape(lab)}")
