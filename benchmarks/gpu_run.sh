@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-GPU check of rsnb's accelerator path in <= 9 minutes (BUDGET=150 s per training run), everything written to $OUT:
-#   1. the `#| cuda` notebook cells (tools/run_tests.py --flags cuda), skipped when no GPU is visible;
+#   1. the notebooks with `#| cuda` cells (tools/run_tests.py --flags cuda): tiled prediction on the GPU and the five
+#      trainers' `device_check` (a few steps on CPU and GPU, losses compared); skipped when no GPU is visible;
 #   2. the pipelining benchmark (benchmarks/tiled_predict_overhead.py --simulate) with the simulated accelerator and,
 #      on a GPU, with a real model on it;
 #   3. the codec (benchmarks/compression_train.py) and ECEA (benchmarks/ecea_train.py) trained for BUDGET seconds each,
@@ -29,12 +30,14 @@ $PY - >> "$LOG" 2>&1 <<'PYEOF'
 import torch, platform; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu', torch.cuda.get_device_name(0) if torch.cuda.is_available() else None, platform.node())
 PYEOF
 if [ "$CUDA" = 1 ]; then
-  step cuda_cells 150 $PY tools/run_tests.py 'nbs/04_tiles' --flags cuda --no-pytest --timeout 120
+  # every notebook with a `#| cuda` cell: tiled prediction on the GPU and `device_check` of the five trainers
+  CUDA_NBS=$(grep -l '#| cuda' nbs/*.ipynb nbs/papers/*.ipynb | grep -v index.ipynb | xargs -n1 basename | sed 's/\.ipynb$//' | paste -sd'|')
+  step cuda_cells 240 $PY tools/run_tests.py "($CUDA_NBS)" --flags cuda --no-pytest --timeout 120 --workers 4
 else
   STATUS[cuda_cells]="skipped (no GPU)"; echo "== cuda_cells: skipped (no GPU)" | tee -a "$LOG"
 fi
 mkdir -p "$OUT/results"
-step pipeline_sim 240 $PY benchmarks/tiled_predict_overhead.py --simulate --repeats 2 --mosaic "${MOSAIC:-2}" --name "gpu_run_pipeline_sim"
+step pipeline_sim 240 $PY benchmarks/tiled_predict_overhead.py --simulate --repeats 2 --mosaic "${MOSAIC:-4}" --name "gpu_run_pipeline_sim"
 [ "$CUDA" = 1 ] && step pipeline_cuda 120 $PY benchmarks/tiled_predict_overhead.py --simulate --repeats 2 --device cuda --name "gpu_run_pipeline_cuda"
 mv -f benchmarks/results/gpu_run_pipeline_*.json "$OUT/results/" 2>/dev/null
 step codec_train $((BUDGET + 120)) $PY benchmarks/compression_train.py --seconds "$BUDGET" --out "$OUT/codec" --bs 8 --threads "$OMP_NUM_THREADS"

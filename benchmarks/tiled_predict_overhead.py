@@ -10,7 +10,7 @@ wall / max(io-only, model-only) with that model, for the sequential path (`pipel
 pipelined one (reader and writer threads; goal ≤ 1.15). `--device cuda` runs a real model on the GPU instead of
 the sleep (ratio against its own model-only time).
 Usage: python benchmarks/tiled_predict_overhead.py [--repeats 3] [--threads 1] [--out probs|classes] [--compress deflate|zstd]
-       python benchmarks/tiled_predict_overhead.py --simulate [--repeats 3] [--mosaic 2] [--device cpu|cuda] [--name NAME]
+       python benchmarks/tiled_predict_overhead.py --simulate [--repeats 3] [--mosaic 4] [--device cpu|cuda] [--name NAME]
 """
 import argparse, shutil, tempfile, time
 from pathlib import Path
@@ -26,7 +26,7 @@ def main(argv=None):
     ap.add_argument('--batch', type=int, default=8); ap.add_argument('--out', default='classes'); ap.add_argument('--compress', default='deflate')
     ap.add_argument('--simulate', action='store_true', help='pipelining ratio with a simulated accelerator')
     ap.add_argument('--device', default='cpu'); ap.add_argument('--name', default=None)
-    ap.add_argument('--mosaic', type=int, default=2, help='--simulate: n×n copies of the scene (more batches: the pipeline fill and drain count less)')
+    ap.add_argument('--mosaic', type=int, default=4, help='--simulate: n×n copies of the scene (more batches: the pipeline fill and drain count less)')
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     if a.simulate: return pipeline_ratio(a)

@@ -313,11 +313,12 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
                    compress:str='deflate', # GeoTIFF compression ('deflate', 'zstd' is ~2× faster for float outputs, 'lzw', None)
                    level:int=1, # compression level (deflate 1: fastest, files barely larger than at GDAL's default 6)
                    pipeline:bool=True, # read and write in background threads while the model runs (same output)
-                   queue_size:int=2, # batches held between stages when pipelining
+                   queue_size:int|None=None, # batches held between stages when pipelining (None: a row of windows, 2 to 8)
                   )->Path:
     "Predict `model_fn` over `src` window by window with blended overlaps, writing a georeferenced `dst`."
     srcs = [Path(s) for s in (src if isinstance(src, (tuple, list)) else [src])]
-    tile, batch_size, queue_size = _int_opt('tile', tile, 1), _int_opt('batch_size', batch_size, 1), _int_opt('queue_size', queue_size, 1)
+    tile, batch_size = _int_opt('tile', tile, 1), _int_opt('batch_size', batch_size, 1)
+    if queue_size is not None: queue_size = _int_opt('queue_size', queue_size, 1)
     overlap = _int_opt('overlap', overlap, 0)
     if overlap >= tile: raise TileError(f"overlap must be in [0, tile); got overlap={overlap}, tile={tile}")
     metas = [read_meta(s) for s in srcs]
@@ -325,6 +326,7 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
     check_not_input(dst, *srcs)                        # before any compute
     meta = metas[0]
     rows, cols = tile_starts(meta.height, tile, overlap), tile_starts(meta.width, tile, overlap)
+    if queue_size is None: queue_size = min(max(2, -(-len(cols) // batch_size)), 8)   # the writer flushes a strip per row of windows: absorb it
     if device is None and isinstance(model_fn, torch.nn.Module):
         device = next((p.device for p in model_fn.parameters()), torch.device('cpu'))
     wts, device = ramp_weights(tile, overlap), (torch.device('cpu') if device is None else pick_device(device))

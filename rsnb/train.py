@@ -17,7 +17,7 @@ from .tiles import pick_device
 # %% auto #0
 __all__ = ['default_workers', 'worker_rng', 'rng_state', 'set_rng_state', 'num_processes', 'process_rank', 'is_main', 'setup_dp',
            'from_rank0', 'allreduce_grads', 'split_stream', 'unwrap', 'ShardedDL', 'DataParallel', 'to_data_parallel',
-           'distrib_ctx', 'TrainLog', 'Checkpoint']
+           'distrib_ctx', 'TrainLog', 'Checkpoint', 'device_check']
 
 # %% ../nbs/08_train.ipynb #8c56d2b1
 def default_workers(device=None, # the training device (`pick_device` names)
@@ -364,3 +364,33 @@ class Checkpoint(Callback):
 
     def after_fit(self):
         if self.save_at_end and self.epoch_start is not None and not (self.stop_after is not None and self.learn.train_iter >= self.stop_after): self.save()
+
+# %% ../nbs/08_train.ipynb #ba0e9ceb
+class _StopAfterSteps(Callback):
+    order = 99
+    def __init__(self, n): self.n, self.losses = n, []
+    def after_batch(self):
+        if not self.training: return
+        self.losses.append(float(self.learn.loss.detach().float()) if torch.is_tensor(self.learn.loss) else float(self.learn.loss))
+        if len(self.losses) >= self.n: raise CancelFitException()
+
+def device_check(make, # make(device) -> a fresh, seeded fastai Learner whose loaders deliver batches on `device`
+                 device='cuda', # the device to check (`pick_device` names; a clear error when it is missing)
+                 steps:int=3, # training steps on each device
+                 ref='cpu', # the reference device
+                 no_dropout:bool=True) -> dict: # p=0 in every dropout layer, so that both runs see the same network
+    "Train `steps` batches of the same learner on `ref` and on `device`: both loss curves (`ref`, `device`), their largest relative difference (`max_rel`), and where the weights ended up."
+    out = {}
+    for key, d in (('ref', pick_device(ref)), ('device', pick_device(device))):
+        learn = make(d)
+        if no_dropout:
+            for m in learn.model.modules():
+                if isinstance(m, torch.nn.modules.dropout._DropoutNd): m.p = 0.
+        cb = _StopAfterSteps(steps)
+        with learn.no_bar(), learn.no_logging(): learn.fit(1, cbs=[cb])
+        if len(cb.losses) < steps: raise RsnbError(f"device_check: the learner's training loader has {len(cb.losses)} batches, fewer than steps={steps}")
+        out[key] = dict(name=str(d), losses=cb.losses, weights=next(learn.model.parameters()).device.type)
+    a, b = np.array(out['ref']['losses']), np.array(out['device']['losses'])
+    out['max_rel'] = float(np.max(np.abs(a - b) / np.maximum(np.abs(a), 1e-12)))
+    out['finite'] = bool(np.isfinite(b).all())
+    return out

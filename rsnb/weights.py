@@ -13,11 +13,11 @@ import torch
 from .core import RsnbError, ModelError, DataMissing, atomic_write, save_json, load_json, data_root
 
 # %% auto #0
-__all__ = ['GDRIVE_BASE', 'TASKS', 'weights_cache', 'shared_weights_dir', 'weights_dirs', 'find_weights', 'package_weights',
-           'shipped_models', 'cached_models', 'sha256sum', 'check_file', 'gdrive_url', 'download_url', 'fetch',
-           'save_model', 'load_model', 'registry_dirs', 'registry', 'registry_formats', 'registry_entry',
-           'converter_for', 'registry_table', 'convert_checkpoint', 'verify_source', 'get_weights', 'resolve_model',
-           'registry_names']
+__all__ = ['GDRIVE_BASE', 'TASKS', 'CARD_TASK', 'weights_cache', 'shared_weights_dir', 'weights_dirs', 'find_weights',
+           'package_weights', 'shipped_models', 'cached_models', 'sha256sum', 'check_file', 'gdrive_url',
+           'download_url', 'fetch', 'save_model', 'load_model', 'registry_dirs', 'registry', 'registry_formats',
+           'registry_entry', 'converter_for', 'registry_table', 'convert_checkpoint', 'verify_source', 'get_weights',
+           'resolve_model', 'registry_names']
 
 # %% ../nbs/06_weights.ipynb #wc01
 def weights_cache() -> Path:
@@ -263,6 +263,7 @@ def load_model(path, # `name`, `name.pth` or `name.json`
 
 # %% ../nbs/06_weights.ipynb #rg02
 TASKS = ('classification', 'segmentation', 'change', 'compression', 'inpainting')
+CARD_TASK = {'classification': 'scene_classification'}   # a registry task -> the `task` of the model cards it converts to
 _REQUIRED = ('name', 'task', 'format', 'url', 'filename')
 _NAME_RE = re.compile(r'[a-z0-9][a-z0-9._-]*')
 
@@ -374,7 +375,7 @@ def convert_checkpoint(src, # the checkpoint file, in `format`
         raise ModelError(f"{src}: the '{format}' converter failed: {type(e).__name__}: {e}") from None
     if not isinstance(model, torch.nn.Module) or not isinstance(card, dict) or not card.get('task') or not card.get('arch'):
         raise ModelError(f"{src}: the '{format}' converter returned no model or a card without 'task' and 'arch'")
-    if entry and card['task'] != entry['task']:
+    if entry and CARD_TASK.get(card['task'], card['task']) != CARD_TASK.get(entry['task'], entry['task']):
         raise ModelError(f"{src}: converted to a {card['task']} model, but the registry entry {entry['name']} is a {entry['task']} model")
     from rsnb import __version__
     meta = {k: entry[k] for k in _META if entry and entry.get(k) is not None}

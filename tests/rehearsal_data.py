@@ -212,3 +212,60 @@ def make_egan(root) -> Path:
 def make_scene(root) -> Path:
     "`root/scenes/`: the Landsat-8 scene (bahri2019's land-use map demo)."
     return _copy(root, 'scenes', 'LC08_L1TP_224077_20200518_B4B3B2.tif')
+
+# --- released checkpoints: the published file's format and size, seeded values ----------------------------------------
+
+FIXTURES = ROOT/'tests'/'fixtures'/'parity'
+
+def published_file(name:str, dest) -> Path:
+    """A stand-in for registry entry `name`'s published file: its format, file name and tensor shapes, with seeded values
+    (the real file is a download). Made with the writers the parity tests use; the rehearsal converts it with the real
+    converter, so everything after the download runs as it would with the released weights."""
+    import json, gzip, torch
+    from rsnb.weights import registry_entry
+    e = registry_entry(name); p = Path(dest)/e['filename']; p.parent.mkdir(parents=True, exist_ok=True)
+    fmt, cfg = e['format'], e.get('config') or {}
+    if fmt == 'paddleseg':
+        from rsnb.segmentation.paddle import seeded_weight, write_pdparams, _CLASSIFIER
+        fx = f"{cfg['arch']}_{cfg['backbone']}"
+        man = json.loads((FIXTURES/'paddleseg'/f'{fx}.json').read_text())['manifest']
+        cls = _CLASSIFIER[cfg['arch']].rsplit('.', 1)[0]
+        man = {k: ([cfg['n_classes'], *s[1:]] if k.rsplit('.', 1)[0] == cls else s) for k, s in man.items()}
+        write_pdparams({k: seeded_weight(k, s) for k, s in man.items()}, p)
+    elif fmt == 'ecea':
+        from rsnb.change.convert import seeded_state_dict
+        torch.save(seeded_state_dict(json.loads((FIXTURES/'ecea'/'manifest_full.json').read_text())), p)
+    elif fmt == 'compressai':
+        from rsnb.compression.zoo import fixture_dir
+        from rsnb.compression.models import ScaleHyperprior
+        assert cfg['arch'] == 'bmshj2018-hyperprior', cfg
+        shapes = json.loads((fixture_dir()/'manifest.json').read_text())['full'][cfg['arch']][str(cfg['quality'])]['shapes']
+        g = torch.Generator().manual_seed(0)
+        sd = {k: torch.rand(s, generator=g) * .1 + .01 if s else torch.zeros(0) for k, s in shapes.items()}
+        ref = ScaleHyperprior(128, 192).state_dict()
+        for k in list(sd):     # the buffers CompressAI stores, with the values it stores (as tests/test_parity_compressai.py)
+            if k.endswith('pedestal'): sd[k] = torch.tensor([2. ** -36])
+            elif k.endswith('beta_reparam.lower_bound.bound'): sd[k] = torch.tensor([(1e-6 + 2. ** -36) ** .5])
+            elif k.endswith('gamma_reparam.lower_bound.bound'): sd[k] = torch.tensor([2. ** -18])
+            elif k.endswith('likelihood_lower_bound.bound'): sd[k] = torch.tensor([1e-9])
+            elif k.endswith(('lower_bound_scale.bound', 'scale_bound')): sd[k] = torch.tensor([.11])
+            elif k.endswith('target'): sd[k] = ref['entropy_bottleneck.target']
+            elif k.endswith(('_offset', '_quantized_cdf', '_cdf_length', 'scale_table')): sd[k] = torch.zeros(0, dtype=torch.int32)
+        sd['entropy_bottleneck.quantiles'] = torch.tensor([-10., 0, 10]).repeat(128, 1, 1)
+        torch.save(sd, p)
+    elif fmt == 'keras-h5-bahri':
+        from rsnb.classification.keras import seeded_weights, write_keras_h5
+        man = json.loads((FIXTURES/'bahri'/'manifest_keras225.json').read_text())
+        assert cfg['n_classes'] == 30, cfg      # the fixture's network has AID's 30 classes
+        write_keras_h5(p, man, seeded_weights(man, man['meta']['seed']), gzip.open(FIXTURES/'bahri'/'model_config.json.gz', 'rt').read(),
+                       keras_version=man['meta']['keras_version'])
+    else: raise ValueError(f'{name}: no stand-in for format {fmt!r}')
+    return p
+
+def converted_standin(name:str, cache) -> Path:
+    "`published_file(name)` converted by the registry's converter into the weights cache `cache` (as `rsnb-weights get` would)."
+    from rsnb.weights import registry_entry, convert_checkpoint
+    e = registry_entry(name)
+    src = published_file(name, Path(cache)/'downloads')
+    return convert_checkpoint(src, Path(cache)/name, e['format'], e.get('config'), entry=e,
+                              checksum='rehearsal stand-in: seeded values in the published format (not the released file)')

@@ -240,6 +240,8 @@ def _check_equivalent(runs, name, ref=None, groups=('model',)):
         moved = sum(float(((one['final'][k] - one['init'][k])**2).sum()) for k in ks) ** .5
         assert moved > 1e-3, f'{name}: {g} did not train'
         assert diff / moved < 1e-3, f'{name}: {g} relative difference {diff / moved:.3g}'
+        print(f'[dp] {name}/{g}: |w_2x{GB // 2} - w_1x{GB}| / |w_1x{GB} - w_init| = {diff / moved:.2e}, '
+              f'max abs {max(float((r0["final"][k] - one["final"][k]).abs().max()) for k in ks):.1e}')
     return i0, i1
 
 

@@ -198,7 +198,12 @@ def fit_iters(learn:Learner, iters:int, lr:float=0.01, power:float=0.9,
     cb = PolyLR(iters, lr, power)
     extra = [] if run_dir is None else [Checkpoint(run_dir, every_minutes, resume=resume, stop_after=stop_after),
                                         TrainLog(Path(run_dir)/'log.jsonl', log_every, print_every, total=iters)]
-    with distrib_ctx(learn): learn.fit(1, lr, cbs=[cb] + ([] if validate else [SkipValid()]) + extra)
+    try:
+        with distrib_ctx(learn): learn.fit(1, lr, cbs=[cb] + ([] if validate else [SkipValid()]) + extra)
+    except ValueError as e:   # torch's batch-norm check, on a 1×1 pooled map (DeepLabV3+'s image pooling, PSPNet's 1-bin pyramid)
+        if 'more than 1 value per channel' not in str(e): raise
+        raise ModelError(f"fit_iters: a batch of {learn.dls.train.bs} per process cannot train this network's batch norm after global pooling "
+                         f"({e}); use a batch of at least 2 per process (PaddleSeg trains with 2 or more per GPU)") from None
     return cb
 
 # %% ../../nbs/22_segmentation.train.ipynb #f720efa7
