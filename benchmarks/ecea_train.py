@@ -6,6 +6,7 @@ Writes RUN/G.pth + G.json (model card), RUN/checkpoint.pth every --every-minutes
 Usage: python benchmarks/ecea_train.py --seconds 300 --out runs/ecea/gpu [--device cuda] [--resume] [--img-size 64]
 """
 import argparse, json, time
+from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 from rsnb.core import seed_everything, save_json
@@ -43,7 +44,8 @@ def main(argv=None):
     t0 = time.time()
     hist = train_ecea(G, D, dl, epochs=1, loss=ECEALoss(None), device=dev, max_seconds=a.seconds, log_every=10, progress=False,
                       run_dir=a.out, resume=a.resume, every_minutes=a.every_minutes, num_workers=a.workers, print_every=30)
-    steps = hist[-1]['step'] + 1 if hist else 0
+    ck = Path(a.out)/'checkpoint.pth'      # written at the end of the fit: the exact count of steps done
+    steps = torch.load(ck, map_location='cpu', weights_only=False)['train_iter'] if ck.exists() else (hist[-1]['step'] if hist else 0)
     save_ecea(G.cpu(), f'{a.out}/G', scaler, band_names=meta0.band_names, steps=steps, seconds=time.time() - t0,
               training=dict(device=str(dev), img_size=a.img_size, batch=a.bs, small=a.small, test_cols=sorted(test_cols),
                             recipe='train_ecea defaults (Adam 5e-4, betas (0.95, 0.9995), adversarial, no VGG terms)'))

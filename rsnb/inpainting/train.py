@@ -149,8 +149,8 @@ class ECEAHistory(Callback):
     def before_fit(self): self.hist, self.t0 = [], time.time()
     def after_batch(self):
         if not self.training: return
-        step = self.train_iter - 1  # fastai's count, already advanced for this batch
-        if step % self.log_every == 0:
+        step = self.train_iter  # steps done, this one included (fastai's count, as in log.jsonl)
+        if step % self.log_every == 0:   # the steps log.jsonl (`TrainLog`) logs too
             self.hist.append(dict(self.loss_func.parts, total=float(self.learn.loss.detach()), epoch=self.epoch, step=step,
                                   seconds=time.time() - self.t0, skipped=self.learn.skip_non_finite.skipped))
         if self.max_seconds and from_rank0(time.time() - self.t0 > self.max_seconds): raise CancelFitException()   # rank 0's clock
