@@ -217,6 +217,27 @@ def make_scene(root) -> Path:
 
 FIXTURES = ROOT/'tests'/'fixtures'/'parity'
 
+def compressai_state_dict(arch:str='bmshj2018-hyperprior', quality:int=3) -> dict:
+    """A CompressAI zoo checkpoint's state dict at full size (shapes from the parity manifest), random values, and the
+    buffers CompressAI stores with the values it stores (lower bounds, pedestals; empty entropy tables)."""
+    import json, torch
+    from rsnb.compression.zoo import fixture_dir
+    from rsnb.compression.models import ScaleHyperprior
+    shapes = json.loads((fixture_dir()/'manifest.json').read_text())['full'][arch][str(quality)]['shapes']
+    g = torch.Generator().manual_seed(0)
+    sd = {k: torch.rand(s, generator=g) * .1 + .01 if s else torch.zeros(0) for k, s in shapes.items()}
+    ref = ScaleHyperprior(128, 192).state_dict()
+    for k in list(sd):
+        if k.endswith('pedestal'): sd[k] = torch.tensor([2. ** -36])
+        elif k.endswith('beta_reparam.lower_bound.bound'): sd[k] = torch.tensor([(1e-6 + 2. ** -36) ** .5])
+        elif k.endswith('gamma_reparam.lower_bound.bound'): sd[k] = torch.tensor([2. ** -18])
+        elif k.endswith('likelihood_lower_bound.bound'): sd[k] = torch.tensor([1e-9])
+        elif k.endswith(('lower_bound_scale.bound', 'scale_bound')): sd[k] = torch.tensor([.11])
+        elif k.endswith('target'): sd[k] = ref['entropy_bottleneck.target']
+        elif k.endswith(('_offset', '_quantized_cdf', '_cdf_length', 'scale_table')): sd[k] = torch.zeros(0, dtype=torch.int32)
+    sd['entropy_bottleneck.quantiles'] = torch.tensor([-10., 0, 10]).repeat(128, 1, 1)
+    return sd
+
 def published_file(name:str, dest) -> Path:
     """A stand-in for registry entry `name`'s published file: its format, file name and tensor shapes, with seeded values
     (the real file is a download). Made with the writers the parity tests use; the rehearsal converts it with the real
@@ -236,23 +257,8 @@ def published_file(name:str, dest) -> Path:
         from rsnb.change.convert import seeded_state_dict
         torch.save(seeded_state_dict(json.loads((FIXTURES/'ecea'/'manifest_full.json').read_text())), p)
     elif fmt == 'compressai':
-        from rsnb.compression.zoo import fixture_dir
-        from rsnb.compression.models import ScaleHyperprior
         assert cfg['arch'] == 'bmshj2018-hyperprior', cfg
-        shapes = json.loads((fixture_dir()/'manifest.json').read_text())['full'][cfg['arch']][str(cfg['quality'])]['shapes']
-        g = torch.Generator().manual_seed(0)
-        sd = {k: torch.rand(s, generator=g) * .1 + .01 if s else torch.zeros(0) for k, s in shapes.items()}
-        ref = ScaleHyperprior(128, 192).state_dict()
-        for k in list(sd):     # the buffers CompressAI stores, with the values it stores (as tests/test_parity_compressai.py)
-            if k.endswith('pedestal'): sd[k] = torch.tensor([2. ** -36])
-            elif k.endswith('beta_reparam.lower_bound.bound'): sd[k] = torch.tensor([(1e-6 + 2. ** -36) ** .5])
-            elif k.endswith('gamma_reparam.lower_bound.bound'): sd[k] = torch.tensor([2. ** -18])
-            elif k.endswith('likelihood_lower_bound.bound'): sd[k] = torch.tensor([1e-9])
-            elif k.endswith(('lower_bound_scale.bound', 'scale_bound')): sd[k] = torch.tensor([.11])
-            elif k.endswith('target'): sd[k] = ref['entropy_bottleneck.target']
-            elif k.endswith(('_offset', '_quantized_cdf', '_cdf_length', 'scale_table')): sd[k] = torch.zeros(0, dtype=torch.int32)
-        sd['entropy_bottleneck.quantiles'] = torch.tensor([-10., 0, 10]).repeat(128, 1, 1)
-        torch.save(sd, p)
+        torch.save(compressai_state_dict(cfg['arch'], cfg['quality']), p)
     elif fmt == 'keras-h5-bahri':
         from rsnb.classification.keras import seeded_weights, write_keras_h5
         man = json.loads((FIXTURES/'bahri'/'manifest_keras225.json').read_text())

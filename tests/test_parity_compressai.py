@@ -1,6 +1,7 @@
 "CompressAI zoo parity with torch only: fixture weights written as zoo `.pth.tar`, converted strictly, compared with CompressAI's outputs."
 import json
 import numpy as np, pytest, torch
+from rehearsal_data import compressai_state_dict
 from rsnb.convert import ConversionError
 from rsnb.compression.zoo import (ZOO, convert_compressai, write_fixture_checkpoint, fixture_config, fixture_dir, parity,
                                   check_manifest, zoo_url)
@@ -27,19 +28,7 @@ def test_full_size_manifests():
 
 def test_full_size_checkpoint_converts(tmp_path):
     "A zoo-shaped bmshj2018-hyperprior q3 file (random values) loads strictly at full size."
-    g = torch.Generator().manual_seed(0)
-    sd = {k: torch.rand(s, generator=g) * .1 + .01 if s else torch.zeros(0) for k, s in MAN['full']['bmshj2018-hyperprior']['3']['shapes'].items()}
-    from rsnb.compression.models import ScaleHyperprior
-    ref = ScaleHyperprior(128, 192).state_dict()
-    for k in list(sd):
-        if k.endswith('pedestal'): sd[k] = torch.tensor([2. ** -36])
-        elif k.endswith('beta_reparam.lower_bound.bound'): sd[k] = torch.tensor([(1e-6 + 2. ** -36) ** .5])
-        elif k.endswith('gamma_reparam.lower_bound.bound'): sd[k] = torch.tensor([2. ** -18])
-        elif k.endswith('likelihood_lower_bound.bound'): sd[k] = torch.tensor([1e-9])
-        elif k.endswith(('lower_bound_scale.bound', 'scale_bound')): sd[k] = torch.tensor([.11])
-        elif k.endswith('target'): sd[k] = ref['entropy_bottleneck.target']
-        elif k.endswith(('_offset', '_quantized_cdf', '_cdf_length', 'scale_table')): sd[k] = torch.zeros(0, dtype=torch.int32)
-    sd['entropy_bottleneck.quantiles'] = torch.tensor([-10., 0, 10]).repeat(128, 1, 1)
+    sd = compressai_state_dict('bmshj2018-hyperprior', 3)
     torch.save(sd, tmp_path/'bmshj2018-hyperprior-3-6d87be32.pth.tar')
     m, card = convert_compressai(tmp_path/'bmshj2018-hyperprior-3-6d87be32.pth.tar', dict(arch='bmshj2018-hyperprior', quality=3))
     assert card['model_id'] == 'bmshj2018-hyperprior-q3' and sum(p.numel() for p in m.parameters()) == 5_075_843

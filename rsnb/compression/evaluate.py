@@ -158,7 +158,8 @@ def downstream_change(pairs:list, # [(name, t1 C×H×W, t2 C×H×W, change label
                       rates=(0, 1, 2), # rate indices of the learned codecs
                       threshold:float=None, # default: the detector's card
                       progress:bool=True,
-                      device=None) -> pd.DataFrame: # the detector's device (`rsnb.tiles.pick_device`: CUDA when present)
+                      device=None, # the detector's device (`pick_device`: CUDA when present)
+                     ) -> pd.DataFrame:
     "Change-detection scores on decoded t1/t2 pairs, per codec and operating point, with the uncompressed `original` row."
     model, card = load_change_model(detector) if not isinstance(detector, tuple) else detector
     dev = pick_device(device); model = model.to(dev).eval()
