@@ -221,6 +221,8 @@ def distrib_ctx(learn, # a fastai Learner of any rsnb trainer
         if not is_main() and not hasattr(learn, 'progress'): learn.add_cb(ProgressCallback())
 
 # %% ../nbs/08_train.ipynb #1c73eee3
+def _loss_value(loss) -> float: return float(loss.detach().float()) if torch.is_tensor(loss) else float(loss)
+
 class TrainLog(Callback):
     "Append training losses to a JSON-lines file every `every` steps; print progress to stderr every `print_every` s."
     order, run_valid = 85, False
@@ -237,8 +239,7 @@ class TrainLog(Callback):
     def after_batch(self):
         step = self.learn.train_iter            # already counted by fastai for this batch
         if self.step0 is None: self.step0 = step - 1; self._trim(step)
-        loss = float(self.learn.loss.detach()) if torch.is_tensor(self.learn.loss) else float(self.learn.loss)
-        d = dict(step=step, epoch=self.epoch, loss=loss, lr=float(self.opt.hypers[-1]['lr']), seconds=round(time.time() - self.t0, 3))
+        d = dict(step=step, epoch=self.epoch, loss=_loss_value(self.learn.loss), lr=float(self.opt.hypers[-1]['lr']), seconds=round(time.time() - self.t0, 3))
         extra = getattr(self.loss_func, self.parts, None) if self.parts else None
         if isinstance(extra, dict): d.update({k: float(v) for k, v in extra.items()})
         if self.f is not None and step % self.every == 0: self.f.write(json.dumps(d) + '\n'); self.f.flush()
@@ -371,7 +372,7 @@ class _StopAfterSteps(Callback):
     def __init__(self, n): self.n, self.losses = n, []
     def after_batch(self):
         if not self.training: return
-        self.losses.append(float(self.learn.loss.detach().float()) if torch.is_tensor(self.learn.loss) else float(self.learn.loss))
+        self.losses.append(_loss_value(self.learn.loss))
         if len(self.losses) >= self.n: raise CancelFitException()
 
 def device_check(make, # make(device) -> a fresh, seeded fastai Learner whose loaders deliver batches on `device`

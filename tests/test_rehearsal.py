@@ -200,7 +200,7 @@ RELEASED = sorted({repro.load_params(paper_of(f), str(f)).get(r.weights) for f i
 @pytest.mark.parametrize('name', RELEASED)
 def test_released_standin_converts(name, tmp_path, monkeypatch):
     "The released file's stand-in (published format and shapes) goes through the registry's converter and loads by name."
-    from rsnb.weights import registry_entry, resolve_model, CARD_TASK, load_model
+    from rsnb.weights import registry_entry, resolve_model, CARD_TASK
     monkeypatch.setenv('RSNB_WEIGHTS', str(tmp_path/'cache'))
     pth = rd.converted_standin(name, tmp_path/'cache')
     e = registry_entry(name)
