@@ -7,11 +7,13 @@
 #   3. the codec (benchmarks/compression_train.py) and ECEA (benchmarks/ecea_train.py) trained for BUDGET seconds each,
 #      with weights, model cards, checkpoints and jsonl logs.
 # Rehearsal on a CPU: BUDGET=30 OUT=/tmp/gpu_rehearsal benchmarks/gpu_run.sh   (about 3 minutes on 2 cores)
-# Usage: OUT=DIR [BUDGET=150] [PY=.venv/bin/python] benchmarks/gpu_run.sh
+# Usage: OUT=DIR [BUDGET=150] [CODEC_BUDGET=s] [ECEA_BUDGET=s] [CODEC_ARGS="--init W.pth --balanced --bs 32"] [PY=.venv/bin/python] benchmarks/gpu_run.sh
+#   (CODEC_BUDGET / ECEA_BUDGET default to BUDGET; CODEC_ARGS are added to compression_train.py's arguments)
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the folder for results}; BUDGET=${BUDGET:-150}; PY=${PY:-.venv/bin/python}
-[ -x "$PY" ] || PY=python
+CODEC_BUDGET=${CODEC_BUDGET:-$BUDGET}; ECEA_BUDGET=${ECEA_BUDGET:-$BUDGET}; CODEC_ARGS=${CODEC_ARGS:-"--bs 8"}
+[ -x "$PY" ] || PY=$(command -v "$PY" || command -v python3 || echo python)
 mkdir -p "$OUT"; LOG="$OUT/gpu_run.log"; : > "$LOG"
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-4}
 CUDA=$($PY -c 'import torch; print(int(torch.cuda.is_available()))' 2>/dev/null || echo 0)
@@ -31,7 +33,7 @@ import torch, platform; print('torch', torch.__version__, 'cuda', torch.version.
 PYEOF
 if [ "$CUDA" = 1 ]; then
   # every notebook with a `#| cuda` cell: tiled prediction on the GPU and `device_check` of the five trainers
-  CUDA_NBS=$(grep -l '#| cuda' nbs/*.ipynb nbs/papers/*.ipynb | grep -v index.ipynb | xargs -n1 basename | sed 's/\.ipynb$//' | paste -sd'|')
+  CUDA_NBS=$(grep -l '#| cuda' nbs/*.ipynb nbs/papers/*.ipynb 2>/dev/null | grep -v index.ipynb | xargs -n1 basename | sed 's/\.ipynb$//' | paste -sd'|')
   step cuda_cells 240 $PY tools/run_tests.py "($CUDA_NBS)" --flags cuda --no-pytest --timeout 120 --workers 4
 else
   STATUS[cuda_cells]="skipped (no GPU)"; echo "== cuda_cells: skipped (no GPU)" | tee -a "$LOG"
@@ -40,9 +42,9 @@ mkdir -p "$OUT/results"
 step pipeline_sim 240 $PY benchmarks/tiled_predict_overhead.py --simulate --repeats 2 --mosaic "${MOSAIC:-4}" --name "gpu_run_pipeline_sim"
 [ "$CUDA" = 1 ] && step pipeline_cuda 120 $PY benchmarks/tiled_predict_overhead.py --simulate --repeats 2 --device cuda --name "gpu_run_pipeline_cuda"
 mv -f benchmarks/results/gpu_run_pipeline_*.json "$OUT/results/" 2>/dev/null
-step codec_train $((BUDGET + 120)) $PY benchmarks/compression_train.py --seconds "$BUDGET" --out "$OUT/codec" --bs 8 --threads "$OMP_NUM_THREADS"
-step codec_export 90 $PY benchmarks/compression_export.py "$OUT/codec" --dest "$OUT/weights/codec" --hardware "$DEV (benchmarks/gpu_run.sh)" --note "gpu_run.sh: ${BUDGET} s budget"
-step ecea_train $((BUDGET + 120)) $PY benchmarks/ecea_train.py --seconds "$BUDGET" --out "$OUT/ecea" --device "$DEV" $SMALL
+step codec_train $((CODEC_BUDGET + 120)) $PY benchmarks/compression_train.py --seconds "$CODEC_BUDGET" --out "$OUT/codec" --threads "$OMP_NUM_THREADS" $CODEC_ARGS
+step codec_export 90 $PY benchmarks/compression_export.py "$OUT/codec" --dest "$OUT/weights/codec" --hardware "$DEV (benchmarks/gpu_run.sh)" --note "gpu_run.sh: ${CODEC_BUDGET} s budget, $CODEC_ARGS"
+step ecea_train $((ECEA_BUDGET + 120)) $PY benchmarks/ecea_train.py --seconds "$ECEA_BUDGET" --out "$OUT/ecea" --device "$DEV" $SMALL
 { echo "{"; first=1; for k in "${!STATUS[@]}"; do [ $first = 1 ] || echo ","; first=0; printf '  "%s": "%s"' "$k" "${STATUS[$k]}"; done; echo; echo "}"; } > "$OUT/status.json"
 cat "$OUT/status.json"
 grep -q 'rc=[1-9]' "$OUT/status.json" && exit 1 || exit 0
