@@ -10,6 +10,7 @@ import torch
 from fastai.data.core import DataLoaders
 from _common import jsonl_logger
 from rsnb.core import seed_everything
+from rsnb.tiles import pick_device
 from rsnb.compression.models import MeanScaleHyperprior
 from rsnb.compression.train import CropDataset, training_items, codec_learner, TimeBudget, DEFAULT_LMBDAS, CODEC_SHARES
 
@@ -23,6 +24,7 @@ def main(argv=None):
     p.add_argument('--lr', type=float, default=3e-4); p.add_argument('--threads', type=int, default=1)
     p.add_argument('--init', default=None, help='state dict to start from')
     p.add_argument('--balanced', action='store_true', help='sample sources by CODEC_SHARES instead of by raster area')
+    p.add_argument('--device', default=None, help="cpu, cuda, cuda:N (default: CUDA when present)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads); seed_everything(0)
     secs = a.seconds
@@ -36,7 +38,9 @@ def main(argv=None):
     shares = CODEC_SHARES if a.balanced else None
     tr = CropDataset(items, size=a.size, n=a.bs * 200, seed=0, shares=shares)
     va = CropDataset(items, size=a.size, n=8, seed=123, augment=False, shares=shares)
-    dls = DataLoaders.from_dsets(tr, va, bs=a.bs, num_workers=0)
+    dev = pick_device(a.device)
+    # the device must be given: fastai DataLoaders built without one leave batches and model on the CPU (a GPU run trained at CPU speed)
+    dls = DataLoaders.from_dsets(tr, va, bs=a.bs, num_workers=0, device=dev, pin_memory=dev.type == 'cuda')
     m = MeanScaleHyperprior(a.N, a.M)
     if a.init: m.load_state_dict(torch.load(a.init, weights_only=True))
     log = jsonl_logger(f'{a.out}/log.jsonl')
@@ -50,7 +54,7 @@ def main(argv=None):
         if os.path.exists(prev): init_steps += json.load(open(prev)).get('init_steps', 0)
     elif a.init and os.path.exists(os.path.splitext(a.init)[0] + '.json'):  # shipped weights: their card counts the steps
         init_steps = json.load(open(os.path.splitext(a.init)[0] + '.json')).get('training', {}).get('steps', 0)
-    json.dump(dict(vars(a), seconds=secs, shares=shares, lmbdas=DEFAULT_LMBDAS, n_items=len(items), started=time.time(), init_steps=init_steps),
+    json.dump(dict(vars(a), device=str(dev), seconds=secs, shares=shares, lmbdas=DEFAULT_LMBDAS, n_items=len(items), started=time.time(), init_steps=init_steps),
               open(f'{a.out}/config.json', 'w'))
     with learn.no_bar(): learn.fit(100000)
     log(dict(done=True, steps=tb.steps, seconds=time.time() - tb.t0))

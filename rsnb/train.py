@@ -15,17 +15,25 @@ from .core import RsnbError, atomic_write, default_device
 from .tiles import pick_device
 
 # %% auto #0
-__all__ = ['default_workers', 'worker_rng', 'rng_state', 'set_rng_state', 'num_processes', 'process_rank', 'is_main', 'setup_dp',
-           'from_rank0', 'allreduce_grads', 'split_stream', 'unwrap', 'ShardedDL', 'DataParallel', 'to_data_parallel',
-           'distrib_ctx', 'TrainLog', 'Checkpoint', 'device_check']
+__all__ = ['default_workers', 'spawnable', 'worker_rng', 'rng_state', 'set_rng_state', 'num_processes', 'process_rank', 'is_main',
+           'setup_dp', 'from_rank0', 'allreduce_grads', 'split_stream', 'unwrap', 'ShardedDL', 'DataParallel',
+           'to_data_parallel', 'distrib_ctx', 'TrainLog', 'Checkpoint', 'device_check']
 
 # %% ../nbs/08_train.ipynb #8c56d2b1
 def default_workers(device=None, # the training device (`pick_device` names)
                     cap:int=4, # at most this many workers
+                    ds=None, # the dataset the workers will load (checked for `spawnable`)
                    )->int:
-    "DataLoader workers: `min(cap, cpus - 1)` (at least 1) when training on CUDA, 0 on the CPU."
+    "DataLoader workers: `min(cap, cpus - 1)` (at least 1) when training on CUDA, 0 on the CPU or for a dataset workers cannot import."
     if pick_device(device).type != 'cuda': return 0
+    if ds is not None and not spawnable(ds): return 0
     return max(1, min(cap, (os.cpu_count() or 2) - 1))
+
+def spawnable(ds)->bool:
+    "Can worker processes get `ds`? Under 'spawn'/'forkserver' (macOS, Windows, Python 3.14's Linux default, some GPU images) a class defined in a notebook or script (`__main__`) cannot be imported by the workers."
+    import multiprocessing as mp
+    if (mp.get_start_method(allow_none=True) or mp.get_context().get_start_method()) == 'fork': return True
+    return type(ds).__module__ != '__main__'
 
 def worker_rng(ds, attr:str='rng', seed:int=None):
     "`ds.<attr>`, replaced once per DataLoader worker (and epoch) by a generator seeded from the worker's torch seed."

@@ -309,14 +309,16 @@ def head_learner(feats:torch.Tensor, # `(N, C, h, w)` from `backbone_features`
                  labels, # `(N,)` class indices
                  train_idx, valid_idx, # the split
                  n_classes:int, loss:str='ice', lr:float=1e-3, mom:float=0.9, bs:int=32,
-                 faithful:bool=False, se:bool=True) -> Learner:
+                 faithful:bool=False, se:bool=True,
+                 device=None) -> Learner: # `pick_device` name (None: CUDA when present)
     "A `Learner` training only a `BahriHead` on frozen features, with ICE or CE and SGD."
     from torch.utils.data import TensorDataset
     from fastai.data.core import DataLoaders
     from rsnb.classification.model import BahriHead
+    from rsnb.tiles import pick_device
     y = torch.as_tensor(labels).long()
     ds = lambda idx: TensorDataset(feats[list(idx)].float(), y[list(idx)])
-    dls = DataLoaders.from_dsets(ds(train_idx), ds(valid_idx), bs=bs, num_workers=0)
+    dls = DataLoaders.from_dsets(ds(train_idx), ds(valid_idx), bs=bs, num_workers=0, device=pick_device(device))   # without a device fastai leaves batches on the CPU
     dls.c = n_classes
     head = BahriHead(feats.shape[1], n_classes, faithful=faithful, se=se)
     return Learner(dls, head, loss_func=ICELoss(penalty=1. if loss == 'ice' else 0.),

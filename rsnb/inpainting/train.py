@@ -169,7 +169,7 @@ def ecea_learner(G:ECEAGenerator, D:PatchDiscriminator, # networks (D may be Non
                  num_workers:int=None)->Learner: # DataLoader workers (default: `default_workers(device)`)
     "A fastai `Learner` that trains the ECEA generator adversarially (`learn.ecea_history.hist` holds the loss parts)."
     device = pick_device(device)
-    nw = default_workers(device) if num_workers is None else num_workers
+    nw = default_workers(device, ds=dl.dataset) if num_workers is None else num_workers
     loss = loss or ECEALoss(None)
     if loss.vgg is not None: loss.vgg.to(device)
     dls = DataLoaders.from_dsets(dl.dataset, [], bs=dl.batch_size, num_workers=nw, device=device,

@@ -18,6 +18,7 @@ from fastai.learner import Learner
 from fastai.optimizer import SGD
 from fastai.callback.core import Callback, CancelFitException, CancelValidException
 from fastai.callback.progress import ProgressCallback
+import fastai.callback.fp16   # patches Learner.to_fp16 / to_bf16 (used by `benchmark_learner(amp=...)` on CUDA)
 from fastprogress.fastprogress import progress_bar
 from ..core import DataError, ModelError, default_device
 from ..tiles import pick_device
@@ -134,8 +135,8 @@ def seg_dls(train_items:list, valid_items:list, spec:SegClasses, iters:int=80_00
             **kwargs) -> DataLoaders:
     "fastai DataLoaders: `iters`×`bs` benchmark-augmented training crops, whole validation images."
     device = pick_device(device)
-    nw = default_workers(device) if num_workers is None else num_workers
     tr = SegDataset(train_items, spec, True, crop, iters * bs * num_processes(), zoom=zoom, label_map=label_map, bands=bands, norm=norm, seed=seed, preload=preload, **kwargs)
+    nw = default_workers(device, ds=tr) if num_workers is None else num_workers
     va = SegDataset(valid_items, spec, False, zoom=zoom, label_map=label_map, bands=bands, norm=norm, preload=preload)
     pin = device.type == 'cuda'
     return DataLoaders(DataLoader(tr, bs=bs, shuffle=True, drop_last=True, num_workers=nw, pin_memory=pin, persistent_workers=nw > 0),
