@@ -170,7 +170,7 @@ def read_tensor(path, bands=None, window=None, # as in `read_raster`
 
 # %% ../nbs/01_geo.ipynb #14a23ba8
 def _crs(c): return c if c is None or isinstance(c, CRS) else CRS.from_user_input(c)
-def _gcp_key(gcps): return [(g.row, g.col, g.x, g.y, g.z) for g in gcps]
+def _gcp_key(gcps): return [(g.row, g.col, g.x, g.y, g.z or 0.) for g in gcps]   # GeoTIFF stores a missing z as 0
 
 def _close(a, b):
     "Equal numbers, or lists of them, to 1e-12 relative (GDAL keeps RPCs as 15-digit text)."
