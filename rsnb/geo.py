@@ -201,6 +201,8 @@ def georef_diff(a:RasterMeta, b:RasterMeta, # the two georeferencings to compare
         d.append('RPCs ' + ('present vs none' if b.rpcs is None else 'none vs present' if a.rpcs is None else 'with other coefficients'))
     return d
 
+_WARNED = set()   # files whose georeferencing has been warned about (once per file and process)
+
 def check_georef(meta:RasterMeta, # metadata of an input raster
                  force:bool=False, # go on without what cannot be carried (with a warning on stderr)
                 )->RasterMeta: # `meta`, or with `force` a copy without what cannot be carried
@@ -208,7 +210,8 @@ def check_georef(meta:RasterMeta, # metadata of an input raster
     if not meta.uncarried: return meta
     msg = f"{meta.path}: georeferenced by {' and '.join(meta.uncarried)}, which rsnb cannot write into its outputs"
     if not force: raise RasterError(f"{msg}; pass --force (force=True in Python) to write them without it")
-    print(f"warning: {msg}; writing the outputs without it (--force)", file=sys.stderr)
+    if str(meta.path) not in _WARNED: print(f"warning: {msg}; writing the outputs without it (--force)", file=sys.stderr)
+    _WARNED.add(str(meta.path))
     both = bool(meta.gcps) and not Affine(*tuple(meta.transform)[:6]).is_identity
     return replace(meta, uncarried=(), **(dict(gcps=(), gcps_crs=None) if both else {}))
 
