@@ -378,6 +378,10 @@ def check_aligned(t1, # path or RasterMeta of the reference date
     if not grid: return arr, m2
     dst = np.zeros((m2.count, m1.height, m1.width), arr.dtype)
     nd = m2.nodata
+    if arr.dtype.kind == 'f':   # NaN/±Inf are nodata: left out of the resampling, not spread over their neighbours
+        bad = ~np.isfinite(arr)
+        if nd is None: nd = float('nan')
+        if bad.any(): arr = arr.copy(); arr[bad] = nd
     rasterio.warp.reproject(arr, dst, src_transform=m2.transform, src_crs=m2.crs, src_nodata=nd,
                             dst_transform=m1.transform, dst_crs=m1.crs, dst_nodata=nd if nd is not None else 0,
                             resampling=Resampling[resampling])
