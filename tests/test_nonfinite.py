@@ -58,11 +58,14 @@ def test_planted_pixels_are_invalid(env):
     bad, bm = read_raster(f['t1_bad']); marked, mm = read_raster(f['t1_marked'])
     assert (valid_mask(bad, bm.nodata) == ~p1).all() and (valid_mask(marked, mm.nodata) == ~p1).all() and p1.sum() == 5
 
-def test_classify(env):
+@pytest.mark.parametrize('probs', [False, True])
+def test_classify(env, probs):
     d, f, m, a, p1, _ = env
-    cb, cm, meta, _ = _pair(env, 'classify', [m['classify'], _v(f['t1_bad'])], ['--tile', '32', '--overlap', '8'])
-    assert meta.nodata == 255 and (cb[0][p1] == 255).all()
-    assert (cb[0][~p1] < 4).all() and np.array_equal(cb, cm)
+    cb, cm, meta, _ = _pair(env, 'classify', [m['classify'], _v(f['t1_bad'])], ['--tile', '32', '--overlap', '8'] + (['--probabilities'] if probs else []), tag=probs)
+    if probs:
+        assert np.isnan(meta.nodata) and np.isnan(cb[:, p1]).all() and np.isfinite(cb[:, ~p1]).all()
+        assert np.allclose(cb[:, ~p1].sum(0), 1, atol=1e-5) and np.array_equal(cb[:, ~p1], cm[:, ~p1])
+    else: assert meta.nodata == 255 and (cb[0][p1] == 255).all() and (cb[0][~p1] < 4).all() and np.array_equal(cb, cm)
 
 def test_segment(env):
     d, f, m, a, p1, _ = env
