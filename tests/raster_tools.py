@@ -24,10 +24,10 @@ def landsat_crop(row=600, col=800, h=H, w=W):
     return to_reflectance(dn, 'landsat8_l1_toa'), replace(m, dtype='float32', nodata=None, path=None)
 
 def run(main, *args):
-    "(exit status, stderr lines) of a command's `main([...])` with `--quiet`; stdout is swallowed."
+    "(exit status, stderr lines) of a command's `main([...])` with `--quiet --device cpu` (bit-for-bit repeatable); stdout is swallowed."
     err, out = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
-        rc = main([str(a) for a in args] + ['--quiet'])
+        rc = main([str(a) for a in args] + ['--quiet', '--device', 'cpu'])
     return rc, err.getvalue().splitlines()
 
 def save_models(d:Path, a:np.ndarray, b:np.ndarray):
