@@ -173,12 +173,14 @@ class MSImage(TensorImage):
     def create(cls, fn, # path, `Raster`, array or tensor (C×H×W or H×W)
                bands=None, # 1-based band numbers to keep
                window=None, # optional (row, col, height, width) crop
-               fill:float|None=None, # value written over the file's nodata pixels
+               fill:float|None=None, # value written over the file's nodata pixels (and NaN, ±Inf)
                cache:bool=True, # read through `raster_cache`
               ):
         r = _load(fn, bands, window, cache)
         a = r.arr.astype(np.float32)
-        if fill is not None and r.nodata is not None: a[a == r.nodata] = fill
+        if fill is not None:
+            bad = ~np.isfinite(a) if r.nodata is None else (a == r.nodata) | ~np.isfinite(a)
+            a[bad] = fill
         return cls(torch.from_numpy(np.ascontiguousarray(a)))
 
 # %% ../nbs/02_data.ipynb #ec885257
@@ -323,14 +325,16 @@ def compute(cls:BandStats, rasters, # iterable of `Raster`s or C×H×W arrays
                    nodata=None, # value to leave out (default: each raster's own nodata)
                    names=None, # band names (default: the first raster's)
                    progress:bool=False):
-    "Per-band mean/std over all valid pixels of `rasters` (a pixel is left out if any band is nodata)."
+    "Per-band mean/std over all valid pixels of `rasters` (a pixel is left out if any band is nodata, NaN or ±Inf)."
     s = s2 = None; n = 0
     for r in (progress_bar(rasters) if progress else rasters):
         r = r if isinstance(r, Raster) else Raster(np.asarray(r))
         if names is None: names = list(r.names)
         nd = nodata if nodata is not None else r.nodata
         a = r.arr.reshape(r.arr.shape[0], -1)
-        if nd is not None: a = a[:, ~(a == nd).any(0)]
+        ok = ~(a == nd).any(0) if nd is not None else np.ones(a.shape[1], bool)
+        if a.dtype.kind in 'fc': ok &= np.isfinite(a).all(0)
+        if not ok.all(): a = a[:, ok]
         a = a.astype(np.float64)
         if s is None: s, s2 = np.zeros(a.shape[0]), np.zeros(a.shape[0])
         if a.shape[0] != s.shape[0]: raise DataError(f"{r.path or 'array'}: {a.shape[0]} bands, expected {s.shape[0]}")

@@ -6,13 +6,16 @@ Docs: https://rsnb.github.io/rsnb/geo.html.md"""
 
 # %% ../nbs/01_geo.ipynb #8c4015b2
 from __future__ import annotations
-import re, sys, warnings, os, tempfile
+import re, sys, math, warnings, os, tempfile
 from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 import numpy as np
 import rasterio, rasterio.shutil, rasterio.warp, rasterio.windows, rasterio.transform
 from rasterio.windows import Window
+from rasterio.control import GroundControlPoint
+from rasterio.rpc import RPC
+from rasterio.crs import CRS
 from rasterio.enums import Resampling
 from rasterio.errors import RasterioError, NotGeoreferencedWarning
 from affine import Affine
@@ -20,9 +23,10 @@ from fastcore.basics import patch
 from .core import RasterError, atomic_write, check_not_input, data_path
 
 # %% auto #0
-__all__ = ['SCALE_FACTORS', 'RasterMeta', 'open_raster', 'read_meta', 'read_raster', 'read_tensor', 'valid_mask', 'require_valid',
-           'RasterWriter', 'write_raster', 'check_aligned', 'percentile_stretch', 'to_reflectance', 'from_reflectance',
-           'landsat_display', 'landsat_display_inv', 'rgb_composite', 'gap_mask_files', 'read_gap_mask']
+__all__ = ['SCALE_FACTORS', 'RasterMeta', 'open_raster', 'read_meta', 'read_raster', 'read_tensor', 'georef_diff', 'check_georef',
+           'valid_mask', 'require_valid', 'RasterWriter', 'write_raster', 'check_aligned', 'percentile_stretch',
+           'to_reflectance', 'from_reflectance', 'landsat_display', 'landsat_display_inv', 'rgb_composite',
+           'gap_mask_files', 'read_gap_mask']
 
 # %% ../nbs/01_geo.ipynb #81ad667a
 @dataclass(repr=False)
@@ -37,6 +41,10 @@ class RasterMeta:
     width: int             # columns
     band_names: tuple = () # band descriptions, e.g. ('B02','B03','B04','B08')
     path: Path|None = None # file it was read from
+    gcps: tuple = ()       # `rasterio.control.GroundControlPoint`s, when the raster is georeferenced by GCPs
+    gcps_crs: object = None # CRS of the GCPs' x, y
+    rpcs: object = None    # `rasterio.rpc.RPC` (rational polynomial coefficients), or None
+    uncarried: tuple = ()  # georeferencing of the file that rsnb cannot write back (see `check_georef`)
 
     @property
     def res(self):
@@ -52,20 +60,38 @@ class RasterMeta:
         crs = self.crs.to_string() if self.crs else None
         crs = crs if crs is None or len(crs) < 40 else crs[:37] + '...'
         t = self.transform
+        geo = (f", gcps={len(self.gcps)}" if self.gcps else '') + (', rpcs' if self.rpcs is not None else '') + \
+              (f", uncarried={self.uncarried}" if self.uncarried else '')
         return (f"RasterMeta({self.count}×{self.height}×{self.width} {self.dtype}, crs={crs}, res={tuple(round(r, 9) for r in self.res)}, "
-                f"origin=({t.c:.6g}, {t.f:.6g}), nodata={self.nodata}, bands={self.band_names}, path={self.path.name if self.path else None})")
+                f"origin=({t.c:.6g}, {t.f:.6g}), nodata={self.nodata}, bands={self.band_names}{geo}, path={self.path.name if self.path else None})")
 
 # %% ../nbs/01_geo.ipynb #5a4554b6
 def _band_names(ds, indexes):
     return tuple(ds.descriptions[i-1] or f'band{i}' for i in indexes)
 
+def _georef(ds, window=None):
+    "(gcps, gcps_crs, rpcs, uncarried) of `ds`, with pixel coordinates shifted to `window`."
+    gcps, gcrs = ds.gcps
+    rpcs = ds.rpcs
+    r0, c0 = (0, 0) if window is None else (window.row_off, window.col_off)
+    if r0 or c0:
+        gcps = [GroundControlPoint(g.row - r0, g.col - c0, g.x, g.y, g.z, g.id, g.info) for g in gcps]
+        if rpcs is not None: rpcs = RPC(**{**rpcs.to_dict(), 'line_off': rpcs.line_off - r0, 'samp_off': rpcs.samp_off - c0})
+    un = []
+    if ds.tags(ns='GEOLOCATION'): un.append('a geolocation array (GEOLOCATION metadata)')
+    if gcps and not ds.transform.is_identity: un.append('both a geotransform and GCPs (a GeoTIFF holds one or the other)')
+    return tuple(gcps), (gcrs if gcps else None), rpcs, tuple(un)
+
 def _meta_from(ds, path, indexes=None, window=None):
-    "`RasterMeta` for open dataset `ds`, restricted to band `indexes` and `window`."
+    "`RasterMeta` for open dataset `ds`, restricted to band `indexes` and `window` (GCPs and RPCs shifted to it)."
     indexes = list(indexes or ds.indexes)
-    tfm = ds.transform if window is None else ds.window_transform(window)
     h, w = (ds.height, ds.width) if window is None else (int(window.height), int(window.width))
+    gcps, gcrs, rpcs, un = _georef(ds, window)
+    sensor = (gcps or rpcs is not None) and ds.crs is None and ds.transform.is_identity   # GCPs/RPCs carry the georeferencing
+    tfm = ds.transform if window is None or sensor else ds.window_transform(window)
     return RasterMeta(crs=ds.crs, transform=tfm, nodata=ds.nodata, dtype=ds.dtypes[indexes[0]-1], count=len(indexes),
-                      height=h, width=w, band_names=_band_names(ds, indexes), path=Path(path) if path else None)
+                      height=h, width=w, band_names=_band_names(ds, indexes), path=Path(path) if path else None,
+                      gcps=gcps, gcps_crs=gcrs, rpcs=rpcs, uncarried=un)
 
 # %% ../nbs/01_geo.ipynb #95708bf1
 @contextmanager
@@ -142,17 +168,64 @@ def read_tensor(path, bands=None, window=None, # as in `read_raster`
     arr, meta = read_raster(path, bands, window)
     return torch.from_numpy(arr.astype(np.float32)).to(dtype or torch.float32), meta
 
+# %% ../nbs/01_geo.ipynb #14a23ba8
+def _crs(c): return c if c is None or isinstance(c, CRS) else CRS.from_user_input(c)
+def _gcp_key(gcps): return [(g.row, g.col, g.x, g.y, g.z or 0.) for g in gcps]   # GeoTIFF stores a missing z as 0
+
+def _close(a, b):
+    "Equal numbers, or lists of them, to 1e-12 relative (GDAL keeps RPCs as 15-digit text)."
+    if isinstance(a, (list, tuple)) or isinstance(b, (list, tuple)):
+        return isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_close, a, b))
+    if a is None or b is None: return a is None and b is None
+    return math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12)
+
+def _rpc_dict(r):
+    "`r.to_dict()` with GDAL's -1 for an unknown error (`err_bias`, `err_rand`) in place of None."
+    return {k: (-1. if v is None and k.startswith('err_') else v) for k, v in r.to_dict().items()}
+
+def _rpc_same(a, b):
+    if a is None or b is None: return a is None and b is None
+    da, db = _rpc_dict(a), _rpc_dict(b)
+    return da.keys() == db.keys() and all(_close(da[k], db[k]) for k in da)
+
+def georef_diff(a:RasterMeta, b:RasterMeta, # the two georeferencings to compare
+               )->list: # one line per difference; [] when they are the same
+    "What differs between the georeferencing of `a` and `b`: CRS, transform, GCPs and their CRS, RPCs."
+    d = []
+    if _crs(a.crs) != _crs(b.crs): d.append(f"CRS {a.crs} vs {b.crs}")
+    if not Affine(*tuple(a.transform)[:6]).almost_equals(Affine(*tuple(b.transform)[:6])):
+        d.append(f"transform {tuple(a.transform)[:6]} vs {tuple(b.transform)[:6]}")
+    if _gcp_key(a.gcps) != _gcp_key(b.gcps): d.append(f"GCPs ({len(a.gcps)} vs {len(b.gcps)}, or at other positions)")
+    elif a.gcps and _crs(a.gcps_crs) != _crs(b.gcps_crs): d.append(f"GCP CRS {a.gcps_crs} vs {b.gcps_crs}")
+    if not _rpc_same(a.rpcs, b.rpcs):
+        d.append('RPCs ' + ('present vs none' if b.rpcs is None else 'none vs present' if a.rpcs is None else 'with other coefficients'))
+    return d
+
+_WARNED = set()   # files whose georeferencing has been warned about (once per file and process)
+
+def check_georef(meta:RasterMeta, # metadata of an input raster
+                 force:bool=False, # go on without what cannot be carried (with a warning on stderr)
+                )->RasterMeta: # `meta`, or with `force` a copy without what cannot be carried
+    "`meta` if rsnb can write all of its georeferencing into an output, else `RasterError` naming the file."
+    if not meta.uncarried: return meta
+    msg = f"{meta.path}: georeferenced by {' and '.join(meta.uncarried)}, which rsnb cannot write into its outputs"
+    if not force: raise RasterError(f"{msg}; pass --force (force=True in Python) to write them without it")
+    if str(meta.path) not in _WARNED: print(f"warning: {msg}; writing the outputs without it (--force)", file=sys.stderr)
+    _WARNED.add(str(meta.path))
+    both = bool(meta.gcps) and not Affine(*tuple(meta.transform)[:6]).is_identity
+    return replace(meta, uncarried=(), **(dict(gcps=(), gcps_crs=None) if both else {}))
+
 # %% ../nbs/01_geo.ipynb #0db1a6b1
 def valid_mask(arr, # C×H×W or H×W array
-               nodata, # nodata value (None: only NaNs are invalid)
+               nodata, # nodata value (None: only NaN and ±Inf are invalid)
                how='all', # 'all': valid if all bands are valid; 'any': if any band is
               )->np.ndarray: # bool H×W, True = valid
-    "Validity mask of `arr` from its nodata value."
+    "Validity mask of `arr`: not `nodata` and finite (NaN, +Inf and −Inf are never valid)."
     a = np.asarray(arr)
     if a.ndim == 2: a = a[None]
-    no_value = nodata is None or (isinstance(nodata, float) and np.isnan(nodata))
+    no_value = nodata is None or not np.isfinite(float(nodata))
     ok = np.ones(a.shape, bool) if no_value else (a != nodata)
-    if a.dtype.kind == 'f': ok &= ~np.isnan(a)
+    if a.dtype.kind in 'fc': ok &= np.isfinite(a)
     return ok.all(0) if how == 'all' else ok.any(0)
 
 # %% ../nbs/01_geo.ipynb #ca6f0894
@@ -173,6 +246,8 @@ def _profile(meta, count, dtype, nodata, compress, blocksize, level=None):
     if compress in ('deflate', 'lzw', 'zstd'): p['predictor'] = 3 if dt.kind == 'f' else 2
     if level is not None and compress in ('deflate', 'zstd'): p['zlevel' if compress == 'deflate' else 'zstd_level'] = level
     if count > 1: p['interleave'] = 'pixel' if count <= 4 else 'band'
+    if meta.gcps: del p['transform']; p.update(gcps=list(meta.gcps), crs=meta.gcps_crs)   # GDAL writes GCPs or a transform
+    if meta.rpcs is not None: p['rpcs'] = meta.rpcs
     return p
 
 # %% ../nbs/01_geo.ipynb #b1786005
@@ -190,7 +265,9 @@ class RasterWriter:
                  compress='deflate', blocksize:int=256,
                  level:int=None, # compression level (deflate 1–9, GDAL default 6); 1 is ~2× faster, files barely larger
                  inputs=(), # files that must not be overwritten (meta.path is always included)
-                 resampling=None): # COG overview resampling (default nearest for ints, average for floats)
+                 resampling=None, # COG overview resampling (default nearest for ints, average for floats)
+                 force:bool=False): # write even if `meta` has georeferencing rsnb cannot carry (`check_georef`), without it
+        meta = check_georef(meta, force)
         self.dest, self.meta, self.cog, self.colormap = Path(dest), meta, cog, colormap
         self.count, self.dtype = count or meta.count, np.dtype(dtype or meta.dtype)
         self.nodata = meta.nodata if nodata is _UNSET else nodata
@@ -226,6 +303,14 @@ def write(self:RasterWriter, arr, # C×h×w (or h×w) block
         raise RasterError(f"{self.dest}: block {a.shape[1:]} at ({row},{col}) is outside the {self.meta.height}×{self.meta.width} grid")
     self.ds.write(a.astype(self.dtype, copy=False), window=Window(col, row, a.shape[2], a.shape[1]))
 
+def _check_written_georef(w:RasterWriter):
+    "Re-open the written file: its CRS, transform, GCPs and RPCs must be the ones asked for."
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', NotGeoreferencedWarning)
+        with rasterio.open(w._final) as ds: got = _meta_from(ds, None)
+    d = georef_diff(w.meta, got)
+    if d: raise RasterError(f"{w.dest}: GDAL did not write the georeferencing it was given ({'; '.join(d)}); nothing was written")
+
 @patch
 def __exit__(self:RasterWriter, typ, val, tb):
     exc = (typ, val, tb)
@@ -236,6 +321,7 @@ def __exit__(self:RasterWriter, typ, val, tb):
                                  blocksize=self.profile['blockxsize'], overviews='AUTO',
                                  resampling=self.resampling.upper(), BIGTIFF='IF_SAFER',
                                  **({'predictor': 'YES'} if 'predictor' in self.profile else {}))
+        if typ is None: _check_written_georef(self)
     except BaseException:
         exc = sys.exc_info(); raise
     finally:
@@ -251,7 +337,7 @@ def write_raster(dest, # output path (.tif)
                  colormap:dict=None, # {class: (r,g,b)} for a class map
                  nodata=_UNSET, # default `meta.nodata`
                  band_names=None, # default: meta's names when the band count matches
-                 **kwargs)->Path: # passed to `RasterWriter` (compress, level, blocksize, inputs, resampling)
+                 **kwargs)->Path: # passed to `RasterWriter` (compress, level, blocksize, inputs, resampling, force)
     "Write `arr` with `meta`'s georeferencing atomically; returns `dest`."
     a = np.asarray(arr)
     if a.ndim == 2: a = a[None]
@@ -276,15 +362,26 @@ def check_aligned(t1, # path or RasterMeta of the reference date
     if m1.crs != m2.crs: grid.append(f"CRS {m1.crs} vs {m2.crs}")
     if (m1.height, m1.width) != (m2.height, m2.width): grid.append(f"size {m1.height}×{m1.width} vs {m2.height}×{m2.width}")
     if not m1.transform.almost_equals(m2.transform, precision=tol): grid.append(f"transform {tuple(m1.transform)[:6]} vs {tuple(m2.transform)[:6]}")
+    sensor = m1.gcps or m2.gcps or (m1.crs is None and m2.crs is None and (m1.rpcs is not None or m2.rpcs is not None))
+    if _gcp_key(m1.gcps) != _gcp_key(m2.gcps) or (m1.gcps and _crs(m1.gcps_crs) != _crs(m2.gcps_crs)): grid.append('GCPs differ')
+    elif sensor and not m1.gcps and not _rpc_same(m1.rpcs, m2.rpcs): grid.append('RPCs differ')
     bands = [] if m1.count == m2.count else [f"{m1.count} vs {m2.count} bands"]
     if bands or (grid and not reproject):
-        hint = '' if bands else '; pass reproject=True to resample t2 onto t1\'s grid'
+        hint = '' if bands else '; pass reproject=True to resample t2 onto t1\'s grid' if not sensor else \
+               '; they are georeferenced by GCPs or RPCs, which rsnb does not resample: warp both onto one map grid first (gdalwarp)'
         raise RasterError(f"{m1.path} and {m2.path} are not aligned: {'; '.join(bands + grid)}{hint}")
+    if grid and sensor:
+        raise RasterError(f"{m1.path} and {m2.path} are not aligned: {'; '.join(grid)}; they are georeferenced by GCPs or RPCs, "
+                          "which rsnb does not resample: warp both onto one map grid first (gdalwarp)")
     if not reproject: return m1
     arr, m2 = read_raster(m2.path)
     if not grid: return arr, m2
     dst = np.zeros((m2.count, m1.height, m1.width), arr.dtype)
     nd = m2.nodata
+    if arr.dtype.kind == 'f':   # NaN/±Inf are nodata: left out of the resampling, not spread over their neighbours
+        bad = ~np.isfinite(arr)
+        if nd is None: nd = float('nan')
+        if bad.any(): arr = arr.copy(); arr[bad] = nd
     rasterio.warp.reproject(arr, dst, src_transform=m2.transform, src_crs=m2.crs, src_nodata=nd,
                             dst_transform=m1.transform, dst_crs=m1.crs, dst_nodata=nd if nd is not None else 0,
                             resampling=Resampling[resampling])

@@ -14,7 +14,7 @@ import torch
 import rasterio
 from fastprogress.fastprogress import progress_bar
 from .core import RsnbError, RasterError, ModelError, check_not_input, default_device
-from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, valid_mask, _band_indexes
+from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, check_georef, valid_mask, _band_indexes
 
 # %% auto #0
 __all__ = ['TileError', 'DeviceError', 'pick_device', 'tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'predict_raster']
@@ -78,8 +78,16 @@ def _pad(a, th, tw):
     mode = 'reflect' if ph < a.shape[-2] and pw < a.shape[-1] else 'edge'
     return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, ph), (0, pw)], mode=mode)
 
+def _fill_invalid(a, v):
+    "`a` (C×h×w) as float32 with its invalid pixels (`v` False) set to the band's mean over the valid ones (0 if none)."
+    a = a.astype(np.float32)
+    if v.all(): return a
+    bad, any_ok = ~v, v.any()
+    for b in a: b[bad] = b[v].mean(dtype=np.float64) if any_ok else 0.
+    return a
+
 def _windows(dss, metas, bands, tile, rows, cols, skip_nodata):
-    "Yield (row, col, h, w, [C×tile×tile arrays], valid tile×tile) for every window, strip by strip."
+    "Yield (row, col, h, w, [C×tile×tile float32 arrays, invalid pixels filled], valid h×w) for every window, strip by strip."
     H, W = metas[0].height, metas[0].width
     for r in rows:
         h = min(tile, H - r)
@@ -89,7 +97,7 @@ def _windows(dss, metas, bands, tile, rows, cols, skip_nodata):
             w = min(tile, W - c)
             v = valid[:, c:c+w]
             if skip_nodata and not v.any(): yield r, c, h, w, None, v; continue
-            yield r, c, h, w, [_pad(s[:, :, c:c+w], tile, tile) for s in strips], v
+            yield r, c, h, w, [_pad(_fill_invalid(s[:, :, c:c+w], v), tile, tile) for s in strips], v
 
 # %% ../nbs/04_tiles.ipynb #8a28d587
 class _Strip:
@@ -202,21 +210,27 @@ def _batches(wins, batch_size, n_src, tile, with_mask, pin=False):
         if len(batch) == batch_size: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin); batch = []
     if batch: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin)
 
-def _forward(model_fn, batch, xs, tile, device, path):
-    "Forward one batch on `device`; the B×K×t×t float32 outputs as numpy, shape checked."
+def _forward(model_fn, batch, xs, tile, device, path, finite=False):
+    "Forward one batch on `device`; the B×K×t×t float32 outputs as numpy, shape checked (and finite at valid pixels if `finite`)."
     y = _to_np(model_fn(*[x.to(device, non_blocking=True) for x in xs]))
     if y.ndim != 4 or y.shape[0] != len(batch) or y.shape[-2:] != (tile, tile):
         raise ModelError(f"{path}: model_fn returned shape {tuple(y.shape)} for a batch of {len(batch)} windows "
                          f"of {tile}×{tile}; expected (B, K, {tile}, {tile})")
+    if finite:
+        for (r, c, h, w, _, v), out in zip(batch, y):
+            if not (np.isfinite(out[:, :h, :w]).all(0) | ~v).all():
+                raise ModelError(f"{path}: the model returned NaN or Inf for valid pixels of the window at row {r}, col {c}")
     return y
 
 def _accumulate(strip, batch, y, wts):
     for b, out in zip(batch, y): strip.add(b[0], b[1], out[:, :b[2], :b[3]], b[5], wts)
 
-def _finish(strip, meta, path):
+def _finish(strip, meta, srcs):
     "Write the last rows and close the output."
     strip.flush(meta.height)
-    if strip.writer is None: raise RasterError(f"{path}: all pixels are nodata ({meta.nodata}); nothing to predict")
+    if strip.writer is None:
+        if len(srcs) > 1: raise RasterError(f"{srcs[0]} and {srcs[1]}: no pixel is valid in both (nodata, NaN or ±Inf); nothing to predict")
+        raise RasterError(f"{srcs[0]}: all pixels are nodata ({meta.nodata}){' or NaN/±Inf' if np.dtype(meta.dtype).kind == 'f' else ''}; nothing to predict")
     strip._drain(everything=True)
     strip.writer.__exit__(None, None, None); strip.closed = True
 
@@ -314,6 +328,7 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
                    level:int=1, # compression level (deflate 1: fastest, files barely larger than at GDAL's default 6)
                    pipeline:bool=True, # read and write in background threads while the model runs (same output)
                    queue_size:int|None=None, # batches held between stages when pipelining (None: a row of windows, 2 to 8)
+                   force:bool=False, # write even if `src`'s georeferencing cannot be carried (`rsnb.geo.check_georef`), without it
                   )->Path:
     "Predict `model_fn` over `src` window by window with blended overlaps, writing a georeferenced `dst`."
     srcs = [Path(s) for s in (src if isinstance(src, (tuple, list)) else [src])]
@@ -324,7 +339,7 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
     metas = [read_meta(s) for s in srcs]
     if len(srcs) == 2: check_aligned(metas[0], metas[1])
     check_not_input(dst, *srcs)                        # before any compute
-    meta = metas[0]
+    meta = check_georef(metas[0], force)
     rows, cols = tile_starts(meta.height, tile, overlap), tile_starts(meta.width, tile, overlap)
     if queue_size is None: queue_size = min(max(2, -(-len(cols) // batch_size)), 8)   # the writer flushes a strip per row of windows: absorb it
     if device is None and isinstance(model_fn, torch.nn.Module):
@@ -343,9 +358,9 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
         nonlocal n_run
         n_run += n
         if pb is not None: pb.update(seen)
-    forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0])
+    forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0], finite=mask_output)
     consume = lambda batch, y: _accumulate(strip, batch, y, wts)
-    finish = lambda: _finish(strip, meta, srcs[0])
+    finish = lambda: _finish(strip, meta, srcs)
     env = dict(GDAL_CACHEMAX=cache_mb)
     with rasterio.Env(**env), torch.inference_mode(), ExitStack() as stack:
         dss = [stack.enter_context(open_raster(s)) for s in srcs]

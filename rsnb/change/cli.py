@@ -59,7 +59,7 @@ def change_map(model,              # path of a saved change model, or (model, ca
                prob:bool=False,    # write the float32 change probability instead of 0/1
                reproject:bool=False, # resample t2 onto t1's grid when they differ (else refuse)
                device=None, progress:bool=True,
-               force:bool=False,   # run even when pixel types or values do not fit the training data
+               force:bool=False,   # run even when pixel types or values do not fit the training data, or t1's georeferencing cannot be carried (without it)
               ) -> Path:
     "Predict the change between `t1` and `t2` and write a georeferenced map to `dst`."
     import torch
@@ -94,12 +94,12 @@ def change_map(model,              # path of a saved change model, or (model, ca
         if reproject:
             got = _aligned(t1, t2, True)
             if isinstance(got, tuple):
-                arr, meta = got; t2 = write_raster(Path(tmp)/'t2_on_t1_grid.tif', arr, meta)
+                arr, meta = got; t2 = write_raster(Path(tmp)/'t2_on_t1_grid.tif', arr, meta, force=force)
         else: _aligned(t1, t2, False)
         with staged_output(dst, lambda t: verify_geotiff(t, m1, 1, 'float32' if prob else 'uint8', dst)) as out:
             predict_raster(fn, (t1, t2), out, tile=tile, overlap=overlap, batch_size=batch_size,
                            finalize=None if prob else to_change(thr), dtype='float32' if prob else 'uint8',
-                           band_names=['change_probability' if prob else 'change'], device=device, progress=progress,
+                           band_names=['change_probability' if prob else 'change'], device=device, progress=progress, force=force,
                            colormap=None if prob else {0: (0, 0, 0, 0), 1: (255, 0, 0, 255)})
     return dst
 

@@ -47,7 +47,7 @@ def classify_raster(model, card:dict, # from `load_scene_model`
                     stretch=None, # (lo, hi) percentiles mapped to 0-255 (for 8-bit-trained models on other data)
                     probabilities:bool=False, # write the blended class probabilities (float32) instead of classes
                     batch_size:int=16, device=None, progress:bool=True, cog:bool=False,
-                    force:bool=False, # run even if the values are far outside the training range
+                    force:bool=False, # run even if the values are far outside the training range, or the georeferencing cannot be carried (without it)
                    ) -> Path:
     "Georeferenced land-use map of `src` by sliding-window scene classification."
     import torch
@@ -84,7 +84,7 @@ def classify_raster(model, card:dict, # from `load_scene_model`
                        finalize=None if probabilities else to_classes, dtype='float32' if probabilities else 'uint8',
                        nodata=None if probabilities else 255,
                        band_names=list(card['classes']) if probabilities else ['land_use'],
-                       colormap=None if probabilities else cols, cog=cog, device=dev, progress=progress)
+                       colormap=None if probabilities else cols, cog=cog, device=dev, progress=progress, force=force)
     return dst
 
 # %% ../../nbs/15_classification.cli.ipynb #b09e9ff6

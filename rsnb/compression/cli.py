@@ -32,6 +32,8 @@ def _compress_parser():
     p.add_argument('--model', default=DEFAULT_MODEL, help='codec id, registry name or path to a saved codec (.pth)')
     p.add_argument('--rate', type=_rate, default=None, help='lo | me | hi, or a (fractional) rate index (default: me, or 0 for a single-rate codec such as a CompressAI zoo model)')
     p.add_argument('--tile', type=positive_int, default=512, help='tile side in pixels (multiple of 64)')
+    p.add_argument('--force', action='store_true', help="write the .rsc even when the input's georeferencing cannot be carried "
+                   "(a geolocation array, or both a transform and GCPs), without it")
     add_device_arg(p); add_output_args(p); add_many_args(p)
     return p
 
@@ -48,7 +50,7 @@ def _compress(a):
     if a.rate is None: a.rate = float(min(1, model.n_rates - 1))
     if a.rate > model.n_rates - 1: raise UsageError(f'--rate {a.rate:g}: the codec {a.model} has rates 0..{model.n_rates - 1}')
     def one(s, d, progress):
-        t = time.time(); info = compress_raster(s, d, a.model, a.rate, a.tile, progress=progress)
+        t = time.time(); info = compress_raster(s, d, a.model, a.rate, a.tile, progress=progress, force=a.force)
         return f"{d}: {info['bytes']} bytes, {info['bpp']:.4f} bpp ({info['bpp_per_band']:.4f} per band), {time.time() - t:.1f} s"
     if not many: return one(src, dst, not a.quiet)
     jobs = scene_jobs(scenes, a.dst, '.rsc', [a.model], RASTER_SUFFIXES, input_folder(a.src))

@@ -18,6 +18,7 @@ def _check(arr, miss):
     arr, miss = np.asarray(arr), np.asarray(miss, bool)
     if arr.ndim != 3: raise DataError(f"expected a C×H×W array, got shape {arr.shape}")
     if miss.shape != arr.shape[1:]: raise DataError(f"mask {miss.shape} does not match image {arr.shape[1:]}")
+    if arr.dtype.kind in 'fc': miss = miss | ~np.isfinite(arr).all(0)      # NaN and ±Inf are missing too
     if miss.all(): raise DataError("every pixel is missing: nothing to interpolate from")
     return arr, miss
 
@@ -79,6 +80,7 @@ def temporal_fill(arr:np.ndarray, miss:np.ndarray, # primary C×H×W and its mas
     left = miss.copy()
     for j, (fa, fm) in enumerate(fills):
         fa, fm = np.asarray(fa), np.asarray(fm, bool)
+        if fa.dtype.kind in 'fc' and fa.shape == arr.shape: fm = fm | ~np.isfinite(fa).all(0)   # NaN/±Inf are missing
         if fa.shape != arr.shape: raise DataError(f"temporal_fill: fill scene {j} is {fa.shape}, primary is {arr.shape}")
         use = left & ~fm
         if not use.any() or (~miss & ~fm).sum() < 2: continue

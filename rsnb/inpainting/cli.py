@@ -20,10 +20,10 @@ __all__ = ['missing_stats', 'ecea_fn', 'fillnodata_fn', 'inpaint_raster', 'main'
 def _imports():
     "Import the heavy dependencies into this module's namespace."
     global torch, rasterio, RsnbError, RasterError, ModelError, DataError, check_not_input, atomic_write
-    global read_meta, open_raster, valid_mask, RasterWriter, predict_raster, cshe, composite, fill_nodata, load_ecea
+    global read_meta, open_raster, valid_mask, check_georef, RasterWriter, predict_raster, cshe, composite, fill_nodata, load_ecea
     import torch, rasterio
     from rsnb.core import RsnbError, RasterError, ModelError, DataError, check_not_input, atomic_write
-    from rsnb.geo import read_meta, open_raster, valid_mask, RasterWriter
+    from rsnb.geo import read_meta, open_raster, valid_mask, check_georef, RasterWriter
     from rsnb.tiles import predict_raster
     from rsnb.inpainting.edges import cshe
     from rsnb.inpainting.model import composite
@@ -93,8 +93,7 @@ def fillnodata_fn(nodata):
     return f
 
 # %% ../../nbs/56_inpainting.cli.ipynb #765d915c
-def _masked_copy(src, mask, mask_valid, dst, nodata):
-    meta = read_meta(src)
+def _masked_copy(src, mask, mask_valid, dst, nodata, meta):
     with open_raster(src) as ds, open_raster(mask) as mds, RasterWriter(dst, meta, nodata=nodata, inputs=(src, mask)) as w:
         for r, h in _blocks(meta):
             a = ds.read(window=((r, r + h), (0, meta.width)))
@@ -114,7 +113,7 @@ def inpaint_raster(src, dst, # input raster, output .tif
                    method:str='ecea', # 'ecea' or 'fillnodata'
                    overlap:int=None, # window overlap (default: a quarter of the window)
                    batch_size:int=16, device=None, progress:bool=True,
-                   force:bool=False, # run even when the values are far outside the model's range
+                   force:bool=False, # run even when the values are far outside the model's range, or the georeferencing cannot be carried (without it)
                   )->dict: # stats
     "Fill the missing pixels of `src` into `dst`, keeping georeferencing and observed pixels."
     _imports()
@@ -122,7 +121,7 @@ def inpaint_raster(src, dst, # input raster, output .tif
     loaded = model if isinstance(model, tuple) else None
     if loaded: model = loaded[2].get('name') or 'given'
     check_not_input(dst, *[p for p in (src, mask, None if loaded else model) if p is not None])
-    meta = read_meta(src)
+    meta = check_georef(read_meta(src), force)
     if method == 'ecea':
         if model is None: raise ModelError("rsnb-inpaint: --model is required for method 'ecea' (or use --method fillnodata)")
         G, scaler, card = loaded or load_ecea(model)
@@ -146,11 +145,11 @@ def inpaint_raster(src, dst, # input raster, output .tif
     tmp_in, tmp_pred = dst.with_name(f'.{dst.name}.masked.tif'), dst.with_name(f'.{dst.name}.pred.tif')
     try:
         inp = src
-        if mask is not None: _masked_copy(src, mask, mask_valid, tmp_in, nodata); inp = tmp_in
+        if mask is not None: _masked_copy(src, mask, mask_valid, tmp_in, nodata, meta); inp = tmp_in
         device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         fn = ecea_fn(G.to(device), scaler, nodata, device) if method == 'ecea' else fillnodata_fn(nodata)
         predict_raster(fn, inp, tmp_pred, tile=tile, overlap=ov, batch_size=batch_size, dtype='float32', nodata=float('nan'),
-                       mask_output=False, with_mask=True, device='cpu', progress=progress)
+                       mask_output=False, with_mask=True, device='cpu', progress=progress, force=force)
         with staged_output(dst, lambda t: verify_geotiff(t, meta, meta.count, meta.dtype, dst)) as out:
             _write_output(src, inp, tmp_pred, out, meta, nodata)
     finally:

@@ -21,7 +21,7 @@ from ..geo import read_raster, valid_mask, read_gap_mask, landsat_display, lands
 def nodata_mask(arr:np.ndarray, # C×H×W (or H×W) product pixels
                 nodata, # the product's nodata value
                )->np.ndarray: # bool H×W, True = missing
-    "Missing pixels of a product: any band equal to `nodata` (or NaN)."
+    "Missing pixels of a product: any band equal to `nodata`, NaN or ±Inf."
     return ~valid_mask(arr, nodata, how='all')
 
 # %% ../../nbs/50_inpainting.slcoff.ipynb #c4ccfaa6

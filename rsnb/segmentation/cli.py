@@ -38,7 +38,7 @@ def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`), or 
                    tile:int=512, overlap:int=128, batch_size:int=4,
                    bands=None, # 1-based input bands (default: the first `in_chans`)
                    cog:bool=False, device=None, progress:bool=True,
-                   force:bool=False, # run even when the values are far outside the training range
+                   force:bool=False, # run even when the values are far outside the training range, or the georeferencing cannot be carried (without it)
                   ) -> Path:
     "Class map of `src` by the saved segmenter, with the card's palette as colour table; georeferencing kept."
     import torch
@@ -67,7 +67,7 @@ def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`), or 
     dst = Path(dst)
     with staged_output(dst, lambda t: verify_geotiff(t, meta, 1, 'uint8', dst)) as tmp:
         predict_raster(fn, src, tmp, tile=tile, overlap=overlap, batch_size=batch_size, bands=bands, finalize=to_classes,
-                       dtype='uint8', nodata=255, band_names=['class'], colormap=cmap, cog=cog, device=dev, progress=progress)
+                       dtype='uint8', nodata=255, band_names=['class'], colormap=cmap, cog=cog, device=dev, progress=progress, force=force)
     return dst
 
 # %% ../../nbs/25_segmentation.cli.ipynb #b2c7329e
