@@ -41,7 +41,7 @@ class RsnbParser(argparse.ArgumentParser):
 
 def add_output_args(p:argparse.ArgumentParser, quiet:bool=True):
     "`--overwrite` (and `--quiet`) on parser `p`."
-    p.add_argument('--overwrite', action='store_true', help='replace the output file if it exists (by default an existing output is an error; with many scenes, existing outputs are skipped)')
+    p.add_argument('--overwrite', action='store_true', help='replace the output file if it exists (by default an existing output is an error; with many scenes, an output this very job already wrote is kept, another rsnb output is written again, and a file rsnb did not write is refused)')
     if quiet: p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -189,14 +189,15 @@ class Interrupted(KeyboardInterrupt):
 
 @contextlib.contextmanager
 def signals_interrupt():
-    "In the block, the first SIGINT or SIGTERM raises `Interrupted` (main thread only); later ones wait for the clean-up."
+    "In the block, the first SIGINT or SIGTERM raises `Interrupted` (main thread only; an ignored signal stays ignored); later ones wait for the clean-up."
     if threading.current_thread() is not threading.main_thread(): yield; return
     got, old = [], {}
     def on_signal(signum, frame):
         if got: return
         got.append(signum); raise Interrupted(signum)
     try:
-        for s in (signal.SIGINT, signal.SIGTERM): old[s] = signal.signal(s, on_signal)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(s) is not signal.SIG_IGN: old[s] = signal.signal(s, on_signal)
         yield
     finally:
         for s, h in old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
@@ -561,7 +562,7 @@ def default_shard() -> tuple:
 def add_many_args(p:argparse.ArgumentParser):
     "The options of a command that also takes many scenes: `--shard`."
     g = p.add_argument_group('many scenes', 'give a folder or a list file (.txt, one scene per line) as input and a folder as output; '
-                             'outputs already written are skipped (rerun to resume) unless --overwrite; one failed scene does not stop the others')
+                             'outputs this very job already wrote are kept (rerun to resume) unless --overwrite; one failed scene does not stop the others')
     g.add_argument('--shard', type=parse_shard, default=None, metavar='I/N',
                    help='process scenes I, I+N, I+2N, ... only (0-based; default: RANK/WORLD_SIZE under accelerate launch or torchrun, else all)')
 
@@ -638,7 +639,7 @@ def _tif_state(out:Path, inputs, model, options) -> tuple:
             tags = ds.tags()
             if 'RSNB_VERSION' not in tags: return 'foreign', 'a GeoTIFF without the rsnb tag'
             for k, why in _TAG_CHECKS:
-                if tags.get(k) != want[k]: return 'redo', why
+                if tags.get(k, '') != want[k]: return 'redo', why   # GDAL drops empty items
             _, h, w, _, crs, tf = _input_grid(inputs[0])
             if (ds.height, ds.width) != (h, w) or ds.crs != crs or not ds.transform.almost_equals(tf): return 'redo', "its grid is not its input's"
             if (str(ds.count), ds.dtypes[0]) != (tags.get('RSNB_BANDS'), tags.get('RSNB_DTYPE')): return 'redo', 'its bands or pixel type changed since it was written'
@@ -649,14 +650,22 @@ def _tif_state(out:Path, inputs, model, options) -> tuple:
         return 'redo', f'incomplete or damaged ({one_line(e)})'
     return 'keep', ''
 
+_CODEC_SHA = {}
+def _codec_sha(model:str) -> str:
+    "The weights hash of codec `model` (loaded once per file version)."
+    from rsnb.compression.format import get_codec
+    key = (model, _stat(model))
+    if key not in _CODEC_SHA: _CODEC_SHA[key] = get_codec(model)[1]
+    return _CODEC_SHA[key]
+
 def _rsc_state(out:Path, inputs, model, options) -> tuple:
-    from rsnb.compression.format import MAGIC, verify_rsc, get_codec
+    from rsnb.compression.format import MAGIC, verify_rsc
     from rsnb.core import RsnbError
     with open(out, 'rb') as f:
         if f.read(8) != MAGIC: return 'foreign', 'not an rsnb compressed raster (no .rsc magic)'
     try:
         h = verify_rsc(out)                     # header CRC, payload SHA-256, header fields, the first tile decodes
-        if model is not None and h['model']['sha256'] != get_codec(str(model))[1]: return 'redo', 'written with other codec weights'
+        if model is not None and h['model']['sha256'] != _codec_sha(str(model)): return 'redo', 'written with other codec weights'
         if 'rate' in options and float(h['rate']) != float(options['rate']): return 'redo', f"written at rate {h['rate']}"
         if 'tile' in options and h['tile'] != options['tile']: return 'redo', f"written in tiles of {h['tile']}"
         c, hh, ww, dt, crs, tf = _input_grid(inputs[0])
