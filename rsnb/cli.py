@@ -233,14 +233,20 @@ def gdal_messages():
     h, log = _GdalLog(), logging.getLogger('rasterio')
     saved = log.level, log.propagate
     log.addHandler(h); log.setLevel(logging.INFO); log.propagate = False
-    if 'CPL_LOG' not in os.environ:   # GDAL's default handler (threads and calls outside rasterio) writes here, not to stderr
-        fd, h.path = tempfile.mkstemp(prefix='rsnb-gdal-', suffix='.log'); os.close(fd); os.environ['CPL_LOG'] = h.path
+    env = {k: os.environ.get(k) for k in ('CPL_LOG', 'RSNB_GDAL_LOG')}
+    if env['CPL_LOG'] is None or env['CPL_LOG'] == env['RSNB_GDAL_LOG']:   # unset by the user, or set by a parent rsnb command
+        # GDAL's default handler (threads, calls outside rasterio) writes to CPL_LOG instead of stderr
+        fd, h.path = tempfile.mkstemp(prefix='rsnb-gdal-', suffix='.log'); os.close(fd)
+        os.environ.update(CPL_LOG=h.path, RSNB_GDAL_LOG=h.path)
     tok = _GDAL.set(h)
     try: yield h
     finally:
         _GDAL.reset(tok); log.removeHandler(h); log.setLevel(saved[0]); log.propagate = saved[1]
         if h.path is not None:
-            h.read_log(); os.environ.pop('CPL_LOG', None)
+            h.read_log()
+            for k, v in env.items():
+                if v is None: os.environ.pop(k, None)
+                else: os.environ[k] = v
             with contextlib.suppress(OSError): os.unlink(h.path)
             h.path = None
 
