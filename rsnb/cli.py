@@ -639,7 +639,7 @@ def _rsc_header(path) -> dict:
 
 def _tif_state(out:Path, inputs, model, options) -> tuple:
     from rasterio.windows import Window
-    want = job_tags(inputs, model, options)
+    want, tags = job_tags(inputs, model, options), None
     try:
         with _quiet_open(out) as ds:
             tags = ds.tags()
@@ -652,7 +652,7 @@ def _tif_state(out:Path, inputs, model, options) -> tuple:
             bh, bw = min(256, ds.height), min(256, ds.width)
             ds.read(window=Window(0, 0, bw, bh)); ds.read(window=Window(ds.width - bw, ds.height - bh, bw, bh))
     except Exception as e:
-        if 'tags' not in locals(): return 'foreign', f'not a raster rsnb can open ({one_line(e)})'
+        if tags is None: return 'foreign', f'not a raster rsnb can open ({one_line(e)})'
         return 'redo', f'incomplete or damaged ({one_line(e)})'
     return 'keep', ''
 
