@@ -6,23 +6,28 @@ Docs: https://rsnb.github.io/rsnb/cli.html.md"""
 
 # %% ../nbs/08_cli.ipynb #c9d0accb
 from __future__ import annotations
-import argparse, contextlib, os, re, sys, tempfile, warnings
+import argparse, contextlib, contextvars, itertools, json, logging, os, re, shlex, signal, sys, tempfile, threading, warnings
 from pathlib import Path
 
+
 # %% auto #0
-__all__ = ['EXIT_OK', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'LIST_SUFFIXES', 'RASTER_SUFFIXES', 'UsageError',
-           'RsnbParser', 'add_output_args', 'add_device_arg', 'add_force_arg', 'positive_int', 'nonneg_int',
-           'fraction_open01', 'percentile', 'band_list', 'check_tiling', 'check_stretch', 'check_input', 'check_output',
-           'device_name', 'check_device', 'quiet_known_warnings', 'one_line', 'cli_main', 'find_model', 'check_card',
-           'raster_sample', 'check_range', 'staged_output', 'verify_geotiff', 'progress_bar', 'is_many', 'folder_files',
-           'list_scenes', 'match_by_name', 'parse_shard', 'default_shard', 'add_many_args', 'scene_jobs',
-           'input_folder', 'output_complete', 'run_many']
+__all__ = ['EXIT_OK', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'EXIT_TERMINATED', 'TIFF_MAGIC', 'NOT_OPTIONS',
+           'LIST_SUFFIXES', 'RASTER_SUFFIXES', 'UsageError', 'RsnbParser', 'add_output_args', 'add_device_arg',
+           'add_force_arg', 'positive_int', 'nonneg_int', 'fraction_open01', 'percentile', 'band_list', 'check_tiling',
+           'check_stretch', 'check_input', 'check_output', 'device_name', 'check_device', 'quiet_known_warnings',
+           'one_line', 'Interrupted', 'signals_interrupt', 'gdal_messages', 'cli_main', 'find_model', 'check_card',
+           'raster_sample', 'check_range', 'job_options', 'job_tags', 'output_job', 'tag_output', 'staged_output',
+           'verify_geotiff', 'progress_bar', 'is_many', 'folder_files', 'list_scenes', 'match_by_name', 'parse_shard',
+           'default_shard', 'add_many_args', 'scene_jobs', 'input_folder', 'output_state', 'run_many']
 
 # %% ../nbs/08_cli.ipynb #fde7b75c
-EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 
 class UsageError(Exception):
     "The command line is wrong (bad option value, missing path, output exists...): exit status 2."
+
+_ARGS = contextvars.ContextVar('rsnb_cli_args', default=None)   # the parsed arguments of the running command (`cli_main`)
+
 
 # %% ../nbs/08_cli.ipynb #18c8a4ab
 class RsnbParser(argparse.ArgumentParser):
@@ -36,7 +41,7 @@ class RsnbParser(argparse.ArgumentParser):
 
 def add_output_args(p:argparse.ArgumentParser, quiet:bool=True):
     "`--overwrite` (and `--quiet`) on parser `p`."
-    p.add_argument('--overwrite', action='store_true', help='replace the output file if it exists (by default an existing output is an error; with many scenes, existing outputs are skipped)')
+    p.add_argument('--overwrite', action='store_true', help='replace the output file if it exists (by default an existing output is an error; with many scenes, an output this very job already wrote is kept, another rsnb output is written again, and a file rsnb did not write is refused)')
     if quiet: p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return p
 
@@ -118,12 +123,21 @@ def _probe_writable(d:Path):
         os.close(fd); os.unlink(t)
     except OSError as e: raise UsageError(f'{d}: output folder is not writable ({e.strerror})') from None
 
+def _clean_folder(d:Path):
+    "Delete what killed runs left in output folder `d` (`rsnb.core.clean_staged`)."
+    from rsnb.core import clean_staged
+    clean_staged(d)
+
 def check_output(path, # the output file
                  overwrite:bool=False, # may an existing file be replaced?
-                 inputs=(), # paths that must not be the output
+                 inputs=(), # paths that must not be the output (the first is the input, for messages)
                 ) -> Path:
     "`path` as a `Path` once the output policy allows writing it, else `UsageError`."
     p = Path(path).expanduser()
+    a = _ARGS.get()
+    if a is not None and getattr(a, 'shard', None) is not None:
+        src = next((i for i in inputs if i is not None), None)
+        raise UsageError(f"--shard {a.shard[0]}/{a.shard[1]}: {src or 'the input'} is one scene; --shard splits the scenes of a folder or a list file")
     if str(path).endswith(os.sep) or p.is_dir(): raise UsageError(f'{p}: output path is a folder; give a file name')
     rp = p.resolve()
     for i in inputs:
@@ -133,8 +147,9 @@ def check_output(path, # the output file
     if not d.exists(): raise UsageError(f'{d}: output folder does not exist')
     if not d.is_dir(): raise UsageError(f'{d}: output folder is not a folder')
     if p.exists() and not overwrite: raise UsageError(f'{p}: output exists; pass --overwrite to replace it')
-    _probe_writable(d)
+    _probe_writable(d); _clean_folder(d)
     return p
+
 
 # %% ../nbs/08_cli.ipynb #42493e6f
 def device_name(s:str) -> str:
@@ -168,15 +183,89 @@ def one_line(msg) -> str:
     "`msg` on one line (newlines and runs of spaces collapsed)."
     return ' '.join(str(msg).split())
 
-def _describe(e:BaseException, prog:str) -> tuple:
-    "(exit status, message) for an exception raised by a command."
+class Interrupted(KeyboardInterrupt):
+    "SIGINT or SIGTERM while a command runs, raised in the main thread so that staged files are removed on the way out."
+    def __init__(self, signum:int): super().__init__(signum); self.signum = signum
+
+@contextlib.contextmanager
+def signals_interrupt():
+    "In the block, the first SIGINT or SIGTERM raises `Interrupted` (main thread only; an ignored signal stays ignored); later ones wait for the clean-up."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    got, old = [], {}
+    def on_signal(signum, frame):
+        if got: return
+        got.append(signum); raise Interrupted(signum)
+    try:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(s) is not signal.SIG_IGN: old[s] = signal.signal(s, on_signal)
+        yield
+    finally:
+        for s, h in old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
+
+class _GdalLog(logging.Handler):
+    "GDAL's messages while a command runs: those rasterio logs, and those GDAL's own handler writes (to `CPL_LOG`)."
+    def __init__(self):
+        super().__init__(logging.DEBUG); self.msgs, self.path, self.pos = [], None, 0
+    def emit(self, r):
+        if r.name not in ('rasterio._env', 'rasterio._err'): return
+        m = r.getMessage()
+        g = re.fullmatch(r"GDAL signalled an error: err_no=\d+, msg=(['\"])(.*)\1", m, re.S) or re.fullmatch(r'CPLE_\w+ in ()(.*)', m, re.S)
+        if g: self.msgs.append(one_line(g[2]))
+        elif r.levelno >= logging.WARNING: self.msgs.append(one_line(m))
+    def read_log(self):
+        "Add what GDAL's own handler wrote since the last look."
+        if self.path is None: return
+        try:
+            with open(self.path, 'rb') as f: f.seek(self.pos); b = f.read(); self.pos += len(b)
+        except OSError: return
+        self.msgs += [one_line(re.sub(r'^(ERROR|Warning) \d+: ', '', l)) for l in b.decode('utf-8', 'replace').splitlines() if l.strip()]
+    def take(self) -> list:
+        "The messages since the last call (in order, repeats dropped)."
+        self.read_log()
+        out, self.msgs = list(dict.fromkeys(self.msgs)), []
+        return out
+
+_GDAL = contextvars.ContextVar('rsnb_gdal_log', default=None)
+
+@contextlib.contextmanager
+def gdal_messages():
+    "Collect GDAL's messages instead of letting them reach stderr; yields the `_GdalLog` (`.take()` returns them)."
+    h, log = _GdalLog(), logging.getLogger('rasterio')
+    saved = log.level, log.propagate
+    log.addHandler(h); log.setLevel(logging.INFO); log.propagate = False
+    env = {k: os.environ.get(k) for k in ('CPL_LOG', 'RSNB_GDAL_LOG')}
+    if env['CPL_LOG'] is None or env['CPL_LOG'] == env['RSNB_GDAL_LOG']:   # unset by the user, or set by a parent rsnb command
+        # GDAL's default handler (threads, calls outside rasterio) writes to CPL_LOG instead of stderr
+        fd, h.path = tempfile.mkstemp(prefix='rsnb-gdal-', suffix='.log'); os.close(fd)
+        os.environ.update(CPL_LOG=h.path, RSNB_GDAL_LOG=h.path)
+    tok = _GDAL.set(h)
+    try: yield h
+    finally:
+        _GDAL.reset(tok); log.removeHandler(h); log.setLevel(saved[0]); log.propagate = saved[1]
+        if h.path is not None:
+            h.read_log()
+            for k, v in env.items():
+                if v is None: os.environ.pop(k, None)
+                else: os.environ[k] = v
+            with contextlib.suppress(OSError): os.unlink(h.path)
+            h.path = None
+
+def _with_gdal(msg:str, gdal:list) -> str:
+    "`msg` with the GDAL messages it does not already say (rasterio's 'See previous exception' pointer replaced)."
+    new = [g for g in gdal if g and g not in msg]
+    if not new: return msg
+    msg = re.sub(r'\s*See previous exception for details\.?', '', msg)
+    return f"{msg}; GDAL: {'; '.join(new[-2:])}"
+
+def _describe(e:BaseException, prog:str, gdal=()) -> tuple:
+    "(exit status, message) for an exception raised by a command, with the GDAL messages that explain it."
     if isinstance(e, UsageError): return EXIT_USAGE, one_line(e)
     core = sys.modules.get('rsnb.core')
-    if core is not None and isinstance(e, core.RsnbError): return EXIT_ERROR, one_line(e)
+    if core is not None and isinstance(e, core.RsnbError): return EXIT_ERROR, _with_gdal(one_line(e), gdal)
     if isinstance(e, MemoryError): return EXIT_ERROR, 'out of memory (try a smaller --tile or --batch-size)'
     if isinstance(e, OSError) and e.strerror:
         return EXIT_ERROR, one_line(f"{e.filename + ': ' if e.filename else ''}{e.strerror}")
-    return EXIT_ERROR, one_line(f'unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback; please report it)')
+    return EXIT_ERROR, _with_gdal(one_line(f'unexpected {type(e).__name__}: {e} (rerun with --debug for the traceback; please report it)'), gdal)
 
 def cli_main(parser:argparse.ArgumentParser, # built by the command (an `RsnbParser`)
              run, # callable(args) -> None | int | str | list[str] (result lines for stdout)
@@ -188,15 +277,20 @@ def cli_main(parser:argparse.ArgumentParser, # built by the command (an `RsnbPar
     except SystemExit as e: return e.code if isinstance(e.code, int) else (EXIT_OK if e.code is None else EXIT_USAGE)
     quiet_known_warnings()
     a.prog = prog
-    out = sys.stdout
+    out, debug, tok = sys.stdout, getattr(a, 'debug', False), _ARGS.set(a)
+    gdal = _GdalLog()
     try:
-        with contextlib.redirect_stdout(sys.stderr): res = run(a)
-    except KeyboardInterrupt:
-        print(f'{prog}: interrupted', file=sys.stderr); return EXIT_INTERRUPTED
+        with signals_interrupt(), (contextlib.nullcontext(gdal) if debug else gdal_messages()) as gdal, contextlib.redirect_stdout(sys.stderr):
+            if hasattr(a, 'shard') and a.shard is None: default_shard()   # launcher variables checked before anything runs
+            res = run(a)
+    except KeyboardInterrupt as e:
+        sig = getattr(e, 'signum', signal.SIGINT)
+        print(f'{prog}: interrupted ({signal.Signals(sig).name})', file=sys.stderr); return 128 + sig
     except Exception as e:
-        if getattr(a, 'debug', False): raise
-        code, msg = _describe(e, prog)
+        if debug: raise
+        code, msg = _describe(e, prog, gdal.take())
         print(f'{prog}: error: {msg}', file=sys.stderr); return code
+    finally: _ARGS.reset(tok)
     code = EXIT_OK
     if isinstance(res, tuple) and len(res) == 2 and isinstance(res[1], int): res, code = res   # (result lines, status)
     if isinstance(res, int) and not isinstance(res, bool): return res
@@ -204,6 +298,7 @@ def cli_main(parser:argparse.ArgumentParser, # built by the command (an `RsnbPar
         for line in ([res] if isinstance(res, (str, Path)) else res): print(line, file=out)
     out.flush()
     return code
+
 
 # %% ../nbs/08_cli.ipynb #4b147ea2
 def find_model(name_or_path, task:str|None=None):
@@ -266,23 +361,73 @@ def check_range(path, # the raster (for the message)
     else: raise ModelError(msg + '; rescale the input (e.g. --stretch where offered) or pass --force to run anyway')
 
 # %% ../nbs/08_cli.ipynb #30abb4f4
+TIFF_MAGIC = (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')
+NOT_OPTIONS = frozenset({'overwrite', 'quiet', 'debug', 'shard', 'device', 'batch_size', 'force', 'prog',   # how, not what
+                         'model', 'src', 'dst', 't1', 't2', 'out', 'input', 'output', 'mask'})           # named by the tag's paths
+
+def _stat(p) -> str:
+    try: s = Path(p).stat(); return f'{s.st_size}:{s.st_mtime_ns}'
+    except OSError: return ''
+
+def job_options(a, skip=()) -> dict:
+    "The parsed options of `a` that change what an output holds (not the paths, device, batch size, verbosity, `--force`)."
+    return {k: v for k, v in sorted(vars(a).items()) if k not in NOT_OPTIONS and k not in skip and not k.startswith('_')}
+
+def job_tags(inputs, # the scene's input paths (None for an absent optional one)
+             model=None, # the model's weights file, a codec id, or a method name
+             options:dict|None=None, # from `job_options`
+            ) -> dict:
+    "The GDAL metadata items naming the job an output comes from."
+    ins = [Path(p).expanduser().resolve() for p in inputs if p is not None]
+    mp = Path(str(model)).expanduser() if model is not None else None
+    f = mp is not None and mp.is_file()
+    return dict(RSNB_INPUT=json.dumps([str(p) for p in ins]), RSNB_INPUT_STAT=json.dumps([_stat(p) for p in ins]),
+                RSNB_MODEL=str(mp.resolve()) if f else ('' if model is None else str(model)),
+                RSNB_MODEL_STAT=f'{_stat(mp)};{_stat(mp.with_suffix(".json"))}' if f else '',
+                RSNB_OPTIONS=json.dumps(options or {}, sort_keys=True, default=str))
+
+_JOB = contextvars.ContextVar('rsnb_output_job', default=None)
+
+@contextlib.contextmanager
+def output_job(inputs, model=None, a=None, # parsed arguments: the options are `job_options(a)`
+               options:dict|None=None): # or these
+    "Every GeoTIFF `staged_output` writes in the block gets the rsnb tag of this job."
+    opts = options if options is not None else (job_options(a) if a is not None else {})
+    tok = _JOB.set(job_tags(inputs, model, opts))
+    try: yield
+    finally: _JOB.reset(tok)
+
+def tag_output(path, tags:dict):
+    "Add GDAL metadata `tags` (and `RSNB_BANDS`, `RSNB_DTYPE`) to the GeoTIFF `path` in place; a COG is rewritten as a COG."
+    import rasterio, rasterio.shutil
+    from rsnb.core import atomic_write
+    path = Path(path)
+    with rasterio.Env(), warnings.catch_warnings():
+        warnings.simplefilter('ignore', rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as ds: st, bs, n, dt = ds.tags(ns='IMAGE_STRUCTURE'), ds.block_shapes[0], ds.count, ds.dtypes[0]
+        cog = st.get('LAYOUT') == 'COG'
+        with rasterio.open(path, 'r+', **({'IGNORE_COG_LAYOUT_BREAK': 'YES'} if cog else {})) as ds:
+            ds.update_tags(**tags, RSNB_BANDS=str(n), RSNB_DTYPE=dt)
+        if cog:
+            opts = dict(compress=st.get('COMPRESSION', 'NONE'), blocksize=bs[0], overviews='FORCE_USE_EXISTING', BIGTIFF='IF_SAFER')
+            if st.get('PREDICTOR') in ('2', '3'): opts['predictor'] = 'STANDARD' if st['PREDICTOR'] == '2' else 'FLOATING_POINT'
+            with atomic_write(path, '.cog' + path.suffix, create=False) as t: rasterio.shutil.copy(path, t, driver='COG', **opts)
+
+def _is_tiff(p) -> bool:
+    with open(p, 'rb') as f: return f.read(4) in TIFF_MAGIC
+
 @contextlib.contextmanager
 def staged_output(dst, # final output path
                   verify=None, # callable(tmp_path) raising if the written file is wrong
                  ):
-    "Yield a temporary path beside `dst`; verify it and rename it to `dst` on success, delete it on error."
+    "Yield a free temporary path beside `dst`; tag and verify it and rename it to `dst` on success, delete it on any error or interrupt."
+    from rsnb import __version__
+    from rsnb.core import atomic_write
     dst = Path(dst)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{dst.name}.', suffix='.part' + dst.suffix, dir=dst.parent)
-    os.close(fd); tmp = Path(tmp); tmp.unlink()
-    try:
-        yield tmp
-        if not tmp.exists(): raise FileNotFoundError(2, 'the output was not written', str(dst))
+    def finish(tmp):
+        if _is_tiff(tmp): tag_output(tmp, dict(RSNB_VERSION=__version__, **(_JOB.get() or {})))
         if verify is not None: verify(tmp)
-        um = os.umask(0); os.umask(um)
-        os.chmod(tmp, dst.stat().st_mode & 0o7777 if dst.exists() else 0o666 & ~um)
-        os.replace(tmp, dst)
-    finally:
-        if tmp.exists(): tmp.unlink()
+    with atomic_write(dst, '.part' + dst.suffix, verify=finish, create=False) as tmp: yield tmp
 
 def verify_geotiff(path, like=None, # RasterMeta (or path) whose grid the output must have
                    count:int|None=None, dtype:str|None=None, name=None):
@@ -302,6 +447,7 @@ def verify_geotiff(path, like=None, # RasterMeta (or path) whose grid the output
             h, w = min(256, ds.height), min(256, ds.width)
             ds.read(window=Window(0, 0, w, h)); ds.read(window=Window(ds.width - w, ds.height - h, w, h))
     except RasterError as e: raise RasterError(f'{name}: verification of the written file failed: {e}') from None
+
 
 # %% ../nbs/08_cli.ipynb #38310517
 def progress_bar(it, total:int|None=None, desc:str|None=None, enabled:bool=True):
@@ -324,21 +470,44 @@ def folder_files(d, suffixes=RASTER_SUFFIXES) -> list:
     "Sorted files of folder `d` (not recursive, hidden files skipped) whose ending is one of `suffixes`."
     return sorted(p for p in Path(d).iterdir() if p.is_file() and not p.name.startswith('.') and p.suffix.lower() in suffixes)
 
+def _resolve(s:str, base:Path) -> Path:
+    p = Path(s).expanduser()
+    return p if p.is_absolute() else base/p
+
+def _line_paths(line:str, base:Path, columns:tuple, where:str) -> list:
+    "The paths of one list-file line: tab-separated; or quoted; or split at the spaces that leave existing files."
+    if '\t' in line: return [s.strip() for s in line.split('\t')]
+    if re.search(r'(^|\s)["\']', line):
+        lex = shlex.shlex(line, posix=True); lex.whitespace_split, lex.escape, lex.commenters = True, '', ''
+        try: return list(lex)
+        except ValueError: raise UsageError(f'{where}: a quote is not closed') from None
+    words = re.split(r'(\s+)', line)   # words and the spaces between them
+    parts = words[::2]
+    if len(parts) == 1 or len(parts) > 24 or (columns[0] <= len(parts) <= columns[1] and all(_resolve(w, base).is_file() for w in parts)):
+        return parts
+    found = []   # spaces inside names: every way to cut the words into columns[0]..columns[1] existing files
+    for k in range(columns[0], min(columns[1], len(parts)) + 1):
+        for cuts in itertools.combinations(range(1, len(parts)), k - 1):
+            b = (0, *cuts, len(parts))
+            cand = [''.join(words[2*b[j]:2*b[j+1] - 1]) for j in range(k)]
+            if all(_resolve(c, base).is_file() for c in cand): found.append(cand)
+    if len(found) > 1: raise UsageError(f'{where}: the spaces can separate the paths in {len(found)} ways; separate them by tabs or quote them')
+    return found[0] if found else parts
+
 def _list_file(src:Path, columns:tuple, what:str) -> list:
-    try: text = src.read_text()
-    except (OSError, UnicodeDecodeError) as e: raise UsageError(f'{src}: list file cannot be read ({getattr(e, "strerror", None) or e})') from None
+    try: text = src.read_text(encoding='utf-8-sig')   # a byte-order mark (Windows editors) is not part of the first path
+    except (OSError, UnicodeDecodeError) as e: raise UsageError(f'{src}: list file cannot be read ({getattr(e, "strerror", None) or e}; it must be UTF-8 text)') from None
     out = []
     for ln, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith('#'): continue
-        parts = [s.strip() for s in line.split('\t')] if '\t' in line else line.split()
+        parts = _line_paths(line, src.parent, columns, f'{src}: line {ln}')
         if not columns[0] <= len(parts) <= columns[1]:
             n = str(columns[0]) if columns[0] == columns[1] else f'{columns[0]} to {columns[1]}'
-            raise UsageError(f'{src}: line {ln}: {len(parts)} paths, expected {n} ({what})')
+            raise UsageError(f'{src}: line {ln}: {len(parts)} paths, expected {n} ({what}); a path with spaces must be quoted, or the paths separated by tabs')
         ps = []
         for s in parts:
-            p = Path(s).expanduser()
-            p = p if p.is_absolute() else src.parent/p
+            p = _resolve(s, src.parent)
             if not p.is_file(): raise UsageError(f'{src}: line {ln}: {p}: {"is a folder, not a file" if p.is_dir() else "file not found"}')
             ps.append(p)
         out.append(tuple(ps) + (None,)*(columns[1] - len(ps)))
@@ -373,6 +542,7 @@ def match_by_name(files, # the scenes' first inputs
         out.append(m)
     return out
 
+
 # %% ../nbs/08_cli.ipynb #69dab80a
 def parse_shard(s) -> tuple:
     "`--shard I/N` as (I, N) with 0 ≤ I < N."
@@ -381,15 +551,24 @@ def parse_shard(s) -> tuple:
     return int(m[1]), int(m[2])
 
 def default_shard() -> tuple:
-    "(RANK, WORLD_SIZE) as set by `accelerate launch` or `torchrun`, else (0, 1)."
-    try: r, n = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
-    except ValueError: return 0, 1
-    return (r, n) if 0 <= r < n else (0, 1)
+    "(RANK, WORLD_SIZE) as set by `accelerate launch` or `torchrun`, else (0, 1); `UsageError` when they are set but wrong."
+    env = {k: os.environ.get(k, '').strip() for k in ('RANK', 'WORLD_SIZE')}
+    if not any(env.values()): return 0, 1
+    fix = 'these are set by accelerate launch or torchrun; unset them, or pass --shard I/N'
+    miss = [k for k, v in env.items() if not v]
+    if miss: raise UsageError(f"{'='.join((next(k for k in env if env[k]), next(v for v in env.values() if v)))} is set but {miss[0]} is not ({fix})")
+    try: r, n = (int(env[k]) for k in ('RANK', 'WORLD_SIZE'))
+    except ValueError:
+        k = next(k for k, v in env.items() if not re.fullmatch(r'[+-]?\d+', v))
+        raise UsageError(f'{k}={env[k]!r} is not an integer ({fix})') from None
+    if n < 1: raise UsageError(f'WORLD_SIZE={n}: must be ≥ 1 ({fix})')
+    if not 0 <= r < n: raise UsageError(f'RANK={r} with WORLD_SIZE={n}: the rank must be in 0..{n - 1} ({fix})')
+    return r, n
 
 def add_many_args(p:argparse.ArgumentParser):
     "The options of a command that also takes many scenes: `--shard`."
     g = p.add_argument_group('many scenes', 'give a folder or a list file (.txt, one scene per line) as input and a folder as output; '
-                             'outputs already written are skipped (rerun to resume) unless --overwrite; one failed scene does not stop the others')
+                             'outputs this very job already wrote are kept (rerun to resume) unless --overwrite; one failed scene does not stop the others')
     g.add_argument('--shard', type=parse_shard, default=None, metavar='I/N',
                    help='process scenes I, I+N, I+2N, ... only (0-based; default: RANK/WORLD_SIZE under accelerate launch or torchrun, else all)')
 
@@ -419,7 +598,7 @@ def scene_jobs(scenes, # tuples of input paths (None for an absent optional one)
         if not d.parent.is_dir(): raise UsageError(f'{d.parent}: output folder does not exist')
         try: d.mkdir()
         except OSError as e: raise UsageError(f'{d}: output folder cannot be created ({e.strerror})') from None
-    _probe_writable(d)
+    _probe_writable(d); _clean_folder(d)
     return jobs
 
 def input_folder(src) -> Path|None:
@@ -428,48 +607,132 @@ def input_folder(src) -> Path|None:
     return p if p.is_dir() else None
 
 # %% ../nbs/08_cli.ipynb #f46f83c5
-def output_complete(out:Path, # an existing output
-                    inputs, # its scene's inputs (the first gives the expected size)
-                   ) -> bool:
-    "Is `out` a complete output: an `.rsc` whose container header checks, or a raster of the first input's size whose last row reads?"
+_TAG_CHECKS = (('RSNB_INPUT', 'made from another input'), ('RSNB_INPUT_STAT', 'its input changed since it was written'),
+               ('RSNB_MODEL', 'made by another model'), ('RSNB_MODEL_STAT', 'its model file changed since it was written'),
+               ('RSNB_OPTIONS', 'made with other options'))
+
+@contextlib.contextmanager
+def _quiet_open(path):
+    import rasterio
+    with rasterio.Env(), warnings.catch_warnings():
+        warnings.simplefilter('ignore', rasterio.errors.NotGeoreferencedWarning)
+        with rasterio.open(path) as ds: yield ds
+
+def _input_grid(path) -> tuple:
+    "(bands, height, width, dtype, crs, transform) of an input raster or `.rsc`."
+    from affine import Affine
+    if Path(path).suffix.lower() == '.rsc':
+        from rasterio.crs import CRS
+        h = _rsc_header(path)
+        return (*h['shape'], h['dtype'], CRS.from_wkt(h['crs']) if h['crs'] else None, Affine(*h['transform']))
+    with _quiet_open(path) as ds: return ds.count, ds.height, ds.width, ds.dtypes[0], ds.crs, ds.transform
+
+def _rsc_header(path) -> dict:
+    "The header of an `.rsc` file, every container check but the payload hash done."
+    import struct
+    from rsnb.compression.format import _head, MAGIC
+    total = Path(path).stat().st_size
+    with open(path, 'rb') as f:
+        head = f.read(18)
+        if head[:8] == MAGIC and len(head) == 18: head += f.read(min(struct.unpack('<I', head[10:14])[0], total))
+    return _head(head, total, str(path))[0]
+
+def _tif_state(out:Path, inputs, model, options) -> tuple:
+    from rasterio.windows import Window
+    want, tags = job_tags(inputs, model, options), None
+    try:
+        with _quiet_open(out) as ds:
+            tags = ds.tags()
+            if 'RSNB_VERSION' not in tags: return 'foreign', 'a GeoTIFF without the rsnb tag'
+            for k, why in _TAG_CHECKS:
+                if tags.get(k, '') != want[k]: return 'redo', why   # GDAL drops empty items
+            _, h, w, _, crs, tf = _input_grid(inputs[0])
+            if (ds.height, ds.width) != (h, w) or ds.crs != crs or not ds.transform.almost_equals(tf): return 'redo', "its grid is not its input's"
+            if (str(ds.count), ds.dtypes[0]) != (tags.get('RSNB_BANDS'), tags.get('RSNB_DTYPE')): return 'redo', 'its bands or pixel type changed since it was written'
+            bh, bw = min(256, ds.height), min(256, ds.width)
+            ds.read(window=Window(0, 0, bw, bh)); ds.read(window=Window(ds.width - bw, ds.height - bh, bw, bh))
+    except Exception as e:
+        if tags is None: return 'foreign', f'not a raster rsnb can open ({one_line(e)})'
+        return 'redo', f'incomplete or damaged ({one_line(e)})'
+    return 'keep', ''
+
+_CODEC_SHA = {}
+def _codec_sha(model:str) -> str:
+    "The weights hash of codec `model` (loaded once per file version)."
+    from rsnb.compression.format import get_codec
+    key = (model, _stat(model))
+    if key not in _CODEC_SHA: _CODEC_SHA[key] = get_codec(model)[1]
+    return _CODEC_SHA[key]
+
+def _rsc_state(out:Path, inputs, model, options) -> tuple:
+    from rsnb.compression.format import MAGIC, verify_rsc
+    from rsnb.core import RsnbError
+    with open(out, 'rb') as f:
+        if f.read(8) != MAGIC: return 'foreign', 'not an rsnb compressed raster (no .rsc magic)'
+    try:
+        h = verify_rsc(out)                     # header CRC, payload SHA-256, header fields, the first tile decodes
+        if model is not None and h['model']['sha256'] != _codec_sha(str(model)): return 'redo', 'written with other codec weights'
+        if 'rate' in options and float(h['rate']) != float(options['rate']): return 'redo', f"written at rate {h['rate']}"
+        if 'tile' in options and h['tile'] != options['tile']: return 'redo', f"written in tiles of {h['tile']}"
+        c, hh, ww, dt, crs, tf = _input_grid(inputs[0])
+        hcrs = h['crs']
+        if (h['shape'], h['dtype']) != ([c, hh, ww], dt) or not _affine_eq(h['transform'], tf) or (hcrs is None) != (crs is None) \
+           or (crs is not None and not _same_crs(hcrs, crs)):
+            return 'redo', "its raster is not its input's (bands, size, pixel type or georeferencing)"
+    except RsnbError as e: return 'redo', one_line(str(e)).replace(f'{out}: ', '')
+    except Exception as e: return 'redo', f'cannot be checked ({type(e).__name__}: {one_line(e)})'
+    return 'keep', ''
+
+def _affine_eq(t, tf) -> bool:
+    from affine import Affine
+    return Affine(*t[:6]).almost_equals(tf)
+
+def _same_crs(wkt:str, crs) -> bool:
+    from rasterio.crs import CRS
+    try: return CRS.from_wkt(wkt) == crs
+    except Exception: return False
+
+def output_state(out, # an existing output
+                 inputs, # its scene's inputs (the first gives the expected grid)
+                 model=None, # the job's model (weights file, codec id or method), as given to `output_job`
+                 options:dict|None=None, # the job's options (`job_options`)
+                ) -> tuple:
+    "('keep' | 'redo' | 'foreign', why) for an existing output of the job (see above)."
     out = Path(out)
     try:
-        if out.suffix.lower() == '.rsc':
-            from rsnb.compression.format import _head, MAGIC
-            import struct
-            total = out.stat().st_size
-            with open(out, 'rb') as f:
-                head = f.read(18)
-                if head[:8] == MAGIC: head += f.read(min(struct.unpack('<I', head[10:14])[0], total))
-            _head(head, total, str(out)); return True
-        import rasterio
-        with rasterio.open(out) as ds:
-            h, w = ds.height, ds.width
-            ds.read(1, window=((h - 1, h), (0, w)))
-        src = Path(inputs[0])
-        if src.suffix.lower() == '.rsc': return True
-        with rasterio.open(src) as s: return (s.height, s.width) == (h, w)
-    except Exception: return False
+        with open(out, 'rb') as f: head = f.read(4)
+    except OSError as e: return 'foreign', f'cannot be read ({e.strerror})'
+    if out.suffix.lower() == '.rsc': return _rsc_state(out, inputs, model, options or {})
+    if head not in TIFF_MAGIC: return 'foreign', 'not a GeoTIFF'
+    return _tif_state(out, inputs, model, options or {})
 
 def run_many(a, # parsed arguments: `.overwrite`, `.shard`, `.quiet`, `.debug`, `.prog` (set by `cli_main`)
              jobs, # from `scene_jobs`
              one, # callable(inputs, output) -> result line, for one scene (without its own progress bar)
-             complete=output_complete, # callable(output, inputs) -> bool: may an existing output be kept?
+             model=None, # the model the outputs are made with (weights file, codec id, or method name), for the rsnb tag
+             complete=None, # callable(output, inputs) -> True (keep) | False (not rsnb's) | str (why to redo); default `output_state`
             ) -> tuple:
-    "Run `one` on this process's share of `jobs`, skipping complete outputs; (result lines, exit status)."
+    "Run `one` on this process's share of `jobs`, keeping the outputs of this job already there; (result lines, exit status)."
     prog = getattr(a, 'prog', 'rsnb')
     i, n = getattr(a, 'shard', None) or default_shard()
-    mine = jobs[i::n]
+    mine, opts, gdal = jobs[i::n], job_options(a), _GDAL.get() or _GdalLog()
     lines, skipped, failed = [], 0, 0
     for ins, out in progress_bar(mine, len(mine), 'scenes', not getattr(a, 'quiet', False)):
+        gdal.take()
         if out.exists() and not getattr(a, 'overwrite', False):
-            if complete(out, ins): skipped += 1; continue
-            print(f'{prog}: error: {out}: exists but is not a complete output of {ins[0]}; remove it or pass --overwrite', file=sys.stderr)
-            failed += 1; continue
-        try: lines.append(str(one(ins, out)))
+            if complete is None: state, why = output_state(out, ins, model, opts)
+            else: r = complete(out, ins); state, why = ('keep', '') if r is True else ('foreign', 'not an output of this command') if r is False else ('redo', str(r))
+            if state == 'keep': skipped += 1; continue
+            if state == 'foreign':
+                print(f'{prog}: error: {out}: exists and was not written by rsnb ({why}); remove it or pass --overwrite to replace it', file=sys.stderr)
+                failed += 1; continue
+            print(f'{prog}: {out}: {why}; writing it again', file=sys.stderr)
+        try:
+            with output_job(ins, model, options=opts): lines.append(str(one(ins, out)))
         except Exception as e:
             if getattr(a, 'debug', False): raise
-            print(f'{prog}: error: {_describe(e, prog)[1]}', file=sys.stderr); failed += 1
+            print(f'{prog}: error: {_describe(e, prog, gdal.take())[1]}', file=sys.stderr); failed += 1
     share = f', shard {i}/{n} takes {len(mine)}' if n > 1 else ''
     lines.append(f'{len(jobs)} scenes{share}: {len(lines)} written, {skipped} skipped (already written), {failed} failed')
     return lines, EXIT_ERROR if failed else EXIT_OK
+

@@ -6,15 +6,15 @@ Docs: https://rsnb.github.io/rsnb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #301c0f40
 from __future__ import annotations
-import os, json, random, tempfile, contextlib, warnings
+import os, sys, re, json, random, hashlib, shutil, socket, tempfile, time, contextlib, warnings
 from pathlib import Path
 import numpy as np
-import torch
+
 
 # %% auto #0
-__all__ = ['RsnbError', 'RasterError', 'DataError', 'DataMissing', 'ModelError', 'CodecError', 'data_root', 'have_data',
-           'data_path', 'seed_everything', 'default_device', 'atomic_write', 'check_not_input', 'save_json',
-           'load_json']
+__all__ = ['STAGE_MARK', 'RsnbError', 'RasterError', 'DataError', 'DataMissing', 'ModelError', 'CodecError', 'data_root',
+           'have_data', 'data_path', 'seed_everything', 'default_device', 'staging_prefix', 'atomic_write',
+           'check_not_input', 'stale_staged', 'clean_staged', 'save_json', 'load_json']
 
 # %% ../nbs/00_core.ipynb #9e1f2a3b
 # Warnings that rsnb cannot fix, raised while third-party packages are imported; they would land on every docs page
@@ -77,32 +77,50 @@ def seed_everything(seed:int=42, # the seed for python, numpy and torch
                     deterministic:bool=False, # also ask torch for deterministic kernels (slower on GPU)
                    ):
     "Seed every random number generator rsnb uses."
+    import torch
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     if torch.cuda.is_available(): torch.cuda.manual_seed_all(seed)
     if deterministic: torch.use_deterministic_algorithms(True, warn_only=True)
     return seed
 
-def default_device() -> torch.device:
+def default_device() -> 'torch.device':
     "CUDA when present, else the CPU."
+    import torch
     return torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu')
 
+
 # %% ../nbs/00_core.ipynb #63e8b93a
+_STARTED = time.time()   # when this process loaded rsnb: no staged file older than that can be this run's
+STAGE_MARK = 'rsnb-part'
+
+def _host_id() -> str: return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+def staging_prefix(dest) -> str:
+    "Start of the name of a file staged for `dest`: hidden, the output's name, rsnb's mark, this machine and this process."
+    return f'.{Path(dest).name[:80]}.{STAGE_MARK}-{_host_id()}-{os.getpid()}-'
+
 @contextlib.contextmanager
 def atomic_write(dest, # the final path
-                 suffix:str|None=None, # suffix of the temporary file (default: dest's, so drivers recognise it)
+                 suffix:str|None=None, # ending of the temporary name (default: dest's suffix + '.tmp')
+                 verify=None, # callable(tmp) raising if what was written is wrong; runs before the rename
+                 create:bool=True, # hand out an empty file; False: a free path that the writer creates
                 ):
-    "Yield a temporary path beside `dest`; on success rename it to `dest`, on error delete it."
+    "Yield a temporary path beside `dest`; on success (and `verify`) rename it to `dest`; on any error or interrupt delete it."
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{dest.name}.', suffix=(suffix if suffix is not None else dest.suffix)+'.tmp', dir=dest.parent)
-    os.close(fd); tmp = Path(tmp)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=staging_prefix(dest), suffix=dest.suffix + '.tmp' if suffix is None else suffix, dir=dest.parent)
+        os.close(fd); tmp = Path(tmp)
+        if not create: tmp.unlink()
         yield tmp
+        if not tmp.exists(): raise FileNotFoundError(2, 'the output was not written', str(dest))
+        if verify is not None: verify(tmp)
         um = os.umask(0); os.umask(um)  # mkstemp makes 0600 files; outputs get the mode any new file would
         os.chmod(tmp, dest.stat().st_mode & 0o7777 if dest.exists() else 0o666 & ~um)
         os.replace(tmp, dest)
     finally:
-        if tmp.exists(): tmp.unlink()
+        if tmp is not None and (tmp.exists() or tmp.is_symlink()): tmp.unlink()
 
 def check_not_input(dest, *inputs):
     "Raise `RsnbError` if `dest` is one of the `inputs` (inputs are never overwritten)."
@@ -111,11 +129,58 @@ def check_not_input(dest, *inputs):
         if i is not None and Path(i).expanduser().resolve() == d:
             raise RsnbError(f"{dest}: output path is the input file; rsnb never overwrites its inputs")
 
+
+# %% ../nbs/00_core.ipynb #e2e8e8d2
+_STAGED = re.compile(r'\.rsnb-part-([0-9a-f]{8})-(\d+)-')
+_LEGACY = re.compile(r'^\..+\.(tif|tiff|rsc)\.[a-z0-9_]{8}\.part\.(tif|tiff|rsc)$'        # staged outputs
+                     r'|^\..+\.[a-z0-9_]{8}(\.\w+)?\.tmp(\.gtiff\.tif)?$'               # atomic writes, COG intermediates
+                     r'|^\..+\.(tif|tiff)\.(masked|pred)\.tif$')
+_LEGACY_DIR = re.compile(r'^\..+\.(tif|tiff)\.[a-z0-9_]{8}$')                            # rsnb-change's resampling folders
+
+def _alive(pid:int) -> bool:
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except OSError: return True   # exists, owned by someone else
+    return True
+
+def stale_staged(folder, # an output folder
+                 day:float=86400., # another machine's staged file is stale once untouched this long (s)
+                ) -> list:
+    "rsnb's staged files (and folders) in `folder` that no running process can still be writing."
+    try: entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except OSError: return []
+    host, out = _host_id(), []
+    for e in entries:
+        if not e.name.startswith('.'): continue
+        try: mtime, is_dir = e.stat(follow_symlinks=False).st_mtime, e.is_dir(follow_symlinks=False)
+        except OSError: continue
+        m = _STAGED.search(e.name)
+        if m:
+            pid = int(m[2])
+            if m[1] == host: stale = pid != os.getpid() and not _alive(pid) and mtime < _STARTED
+            else: stale = mtime < time.time() - day
+        else: stale = mtime < _STARTED and bool((_LEGACY_DIR if is_dir else _LEGACY).match(e.name))
+        if stale: out.append(Path(e.path))
+    return out
+
+def clean_staged(folder) -> list:
+    "Delete `stale_staged(folder)`; the paths deleted."
+    gone = []
+    for p in stale_staged(folder):
+        try:
+            if p.is_dir() and not p.is_symlink(): shutil.rmtree(p)
+            else: p.unlink()
+            gone.append(p)
+        except OSError: pass
+    return gone
+
+
 # %% ../nbs/00_core.ipynb #bc59d3ba
 def _to_builtin(o):
     if isinstance(o, (np.generic,)): return o.item()
     if isinstance(o, np.ndarray): return o.tolist()
-    if isinstance(o, torch.Tensor): return o.detach().cpu().tolist()
+    torch = sys.modules.get('torch')   # only a loaded torch can have made a tensor
+    if torch is not None and isinstance(o, torch.Tensor): return o.detach().cpu().tolist()
     if isinstance(o, Path): return str(o)
     raise TypeError(f'cannot store {type(o).__name__} in JSON')
 

@@ -90,7 +90,8 @@ def change_map(model,              # path of a saved change model, or (model, ca
     thr = card.get('threshold', 0.5) if threshold is None else threshold
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu')); model = model.to(device)
     def fn(a, b): return predict_change(model, stats.normalize(a), stats.normalize(b))
-    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=f'.{dst.name}.') as tmp:
+    from rsnb.core import staging_prefix
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=staging_prefix(dst)) as tmp:   # recognisably rsnb's if a kill leaves it
         if reproject:
             got = _aligned(t1, t2, True)
             if isinstance(got, tuple):
@@ -150,11 +151,13 @@ def _run(a):
         out = check_output(a.out, a.overwrite, [t1, t2, *mfiles])
     check_tiling(a.tile, a.overlap)
     dev = check_device(a.device)
-    model = load_change_model(find_model(a.model, 'change'))
+    pth = find_model(a.model, 'change'); model = load_change_model(pth)
     opts = (a.tile, a.overlap, a.batch_size, a.threshold, a.prob, a.reproject, dev)
-    if not many: return str(change_map(model, t1, t2, out, *opts, not a.quiet, a.force))
+    from rsnb.cli import output_job
+    if not many:
+        with output_job([t1, t2], pth, a): return str(change_map(model, t1, t2, out, *opts, not a.quiet, a.force))
     jobs = scene_jobs(scenes, a.out, '.tif', mfiles, RASTER_SUFFIXES, sdir)
-    return run_many(a, jobs, lambda ins, o: str(change_map(model, ins[0], ins[1], o, *opts, False, a.force)))
+    return run_many(a, jobs, lambda ins, o: str(change_map(model, ins[0], ins[1], o, *opts, False, a.force)), model=pth)
 
 def main(argv=None) -> int:
     "rsnb-change MODEL T1 T2 OUT: write the change map of a scene pair."

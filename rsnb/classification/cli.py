@@ -122,9 +122,11 @@ def _run(a):
     def one(s, d, progress):
         return str(classify_raster(model, card, s, d, a.tile, a.overlap, a.bands, a.stretch, a.probabilities,
                                    a.batch_size, dev, progress, a.cog, a.force))
-    if not many: return one(src, dst, not a.quiet)
+    from rsnb.cli import output_job
+    if not many:
+        with output_job([src], pth, a): return one(src, dst, not a.quiet)
     jobs = scene_jobs(scenes, a.dst, '.tif', _model_inputs(a.model), RASTER_SUFFIXES, input_folder(a.src))
-    return run_many(a, jobs, lambda ins, out: one(ins[0], out, False))
+    return run_many(a, jobs, lambda ins, out: one(ins[0], out, False), model=pth)
 
 def main(argv=None) -> int:
     "rsnb-classify: sliding-window scene classification of a GeoTIFF into a land-use map."

@@ -54,7 +54,7 @@ def _compress(a):
         return f"{d}: {info['bytes']} bytes, {info['bpp']:.4f} bpp ({info['bpp_per_band']:.4f} per band), {time.time() - t:.1f} s"
     if not many: return one(src, dst, not a.quiet)
     jobs = scene_jobs(scenes, a.dst, '.rsc', [a.model], RASTER_SUFFIXES, input_folder(a.src))
-    return run_many(a, jobs, lambda ins, out: one(ins[0], out, False))
+    return run_many(a, jobs, lambda ins, out: one(ins[0], out, False), model=a.model)
 
 def compress_main(argv=None) -> int:
     "rsnb-compress: raster → .rsc"
@@ -91,9 +91,11 @@ def _decompress(a):
         if a.model: _use_model(s, a.model)
         t = time.time(); decompress_raster(s, d, progress=progress)
         return f'{d}: written in {time.time() - t:.1f} s'
-    if not many: return one(src, dst, not a.quiet)
+    from rsnb.cli import output_job
+    if not many:
+        with output_job([src], a.model, a): return one(src, dst, not a.quiet)
     jobs = scene_jobs(scenes, a.dst, '.tif', [a.model] if a.model else [], ('.rsc',), input_folder(a.src))
-    return run_many(a, jobs, lambda ins, out: one(ins[0], out, False))
+    return run_many(a, jobs, lambda ins, out: one(ins[0], out, False), model=a.model)
 
 def decompress_main(argv=None) -> int:
     "rsnb-decompress: .rsc → GeoTIFF"

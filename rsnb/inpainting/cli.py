@@ -142,7 +142,8 @@ def inpaint_raster(src, dst, # input raster, output .tif
     if n_miss == n: raise DataError(f"{src}: every pixel is missing; there is nothing to fill from")
     nodata = _pick_nodata(meta)
     ov = tile//4 if overlap is None else overlap
-    tmp_in, tmp_pred = dst.with_name(f'.{dst.name}.masked.tif'), dst.with_name(f'.{dst.name}.pred.tif')
+    from rsnb.core import staging_prefix   # recognisably rsnb's names, if a kill leaves them
+    tmp_in, tmp_pred = dst.with_name(staging_prefix(dst) + 'masked.tif'), dst.with_name(staging_prefix(dst) + 'pred.tif')
     try:
         inp = src
         if mask is not None: _masked_copy(src, mask, mask_valid, tmp_in, nodata, meta); inp = tmp_in
@@ -204,11 +205,14 @@ def _run(a):
     def one(s, m, d, model, progress):
         st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force)
         return f"{d}: filled {st['missing']:,} of {st['pixels']:,} pixels ({st['fraction']:.1%}) with {st['method']}"
-    if not many: return one(src, mask, dst, model, not a.quiet)
+    from rsnb.cli import output_job
+    mid = model or a.method   # what the rsnb tag names: the generator's file, or the method
+    if not many:
+        with output_job([src, mask], mid, a): return one(src, mask, dst, model, not a.quiet)
     jobs = scene_jobs(scenes, a.output, '.tif', mp, RASTER_SUFFIXES, input_folder(a.input))
     if model is not None:
         _imports(); model = load_ecea(model)   # once for all scenes
-    return run_many(a, jobs, lambda ins, out: one(ins[0], ins[1], out, model, False))
+    return run_many(a, jobs, lambda ins, out: one(ins[0], ins[1], out, model, False), model=mid)
 
 def _scenes(a):
     "[(input, mask or None)] of a folder or list file, with `--mask` a folder of masks matched by name."

@@ -95,11 +95,13 @@ def _run(a):
     pth = find_model(a.model, 'segmentation')
     check_card(pth, None, ('arch', 'n_classes'), 'segmentation model')
     opts = (a.tile, a.overlap, a.batch_size, a.bands, a.cog, dev)
-    if not many: return str(segment_raster(pth, src, dst, *opts, not a.quiet, a.force))
+    from rsnb.cli import output_job
+    if not many:
+        with output_job([src], pth, a): return str(segment_raster(pth, src, dst, *opts, not a.quiet, a.force))
     jobs = scene_jobs(scenes, a.dst, '.tif', mfiles, RASTER_SUFFIXES, input_folder(a.src))
     from rsnb.weights import load_model
     model = load_model(pth, build=build_segmenter)   # once for all scenes
-    return run_many(a, jobs, lambda ins, out: segment_raster(model, ins[0], out, *opts, False, a.force))
+    return run_many(a, jobs, lambda ins, out: segment_raster(model, ins[0], out, *opts, False, a.force), model=pth)
 
 def main(argv=None) -> int:
     "Command line: `rsnb-segment MODEL IN.tif OUT.tif [--tile 512 --overlap 128 ...]`."
