@@ -63,9 +63,11 @@ def get_codec(model_id:str=DEFAULT_MODEL):
     f = _weights_file(model_id)
     if f is None:
         try:
-            from rsnb.weights import resolve_model
+            from rsnb.weights import resolve_model, ModelNotFound, ModelNotConverted
             f = resolve_model(model_id, task='compression')
-        except RsnbError as e: raise CodecError(f"codec model '{model_id}' not found (looked in rsnb/weights, rsnb.weights.weights_dirs() and the converted models): {e}") from None
+        except (ModelNotFound, ModelNotConverted) as e:   # a command-line error: exit status 2
+            raise type(e)(f"codec model '{model_id}' not found (looked in rsnb/weights, rsnb.weights.weights_dirs() and the converted models): {e}") from None
+        except RsnbError as e: raise CodecError(f"codec model '{model_id}': {e}") from None
     js = Path(f).with_suffix('.json')
     task = json.loads(js.read_text()).get('task') if js.is_file() else None
     if task not in (None, 'compression'): raise CodecError(f"{f}: is a {task} model, not a compression codec")
