@@ -792,6 +792,8 @@ def _find_source(entry:dict, reg:dict) -> tuple[Path|None, str|None, list[str]]:
     for i, p in enumerate(dict.fromkeys(cands)):
         if not p.is_file(): continue
         if i and shared and not checked:
+            own = _owners(sha256sum(p), name, reg, _recorded())
+            if own: why.append(f"{p}: this is the file of registry entry {own[0]} (its SHA-256 is that entry's checksum), not of {name}"); continue
             why.append(f"{p}: {len(shared)} other registry entries ({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}) publish "
                        f"a file named {entry['filename']} and no checksum tells them apart; pass it with --src FILE if it is {name}'s, "
                        f"or run `rsnb-weights get {name} --download`")
@@ -829,8 +831,10 @@ def get_weights(name:str, # a registry name
                 raise
             how = verify_source(p, entry, record=False, reg=reg)
         elif p is None and why:
-            raise ModelError(f"{why[0]}" + ("" if 'pass it with --src' in why[0] else
-                             f"; delete it and run `rsnb-weights get {name} --download` again") + (f" ({len(why) - 1} more copies refused)" if len(why) > 1 else ''))
+            own = why[0].startswith(f"{download_path(entry)}:")
+            hint = (f"; delete it and run `rsnb-weights get {name} --download` again" if own else
+                    "" if "--download`" in why[0] else f"; run `rsnb-weights get {name} --download` to fetch its own")
+            raise ModelError(why[0] + hint + (f" ({len(why) - 1} more copies refused)" if len(why) > 1 else ''))
         elif p is None:
             raise DataMissing(f"{entry['filename']}: not found in {download_path(entry).parent} or the weights folders "
                               f"({', '.join(map(str, weights_dirs()))}); run `rsnb-weights get {name} --download`, "

@@ -103,7 +103,8 @@ PADDLESEG_SETTINGS = Settings('paddleseg', _paddleseg_rules,
     backbone=Setting(str, choices=['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet18_vd', 'resnet34_vd', 'resnet50_vd',
                                    'resnet101_vd', 'hrnet_w18', 'hrnet_w48']),
     n_classes=Setting(int, lo=1), in_chans=Setting(int, lo=1), output_stride=Setting(int, choices=[8, 16, 32]),
-    multi_grid=Setting('ints', lo=1, length=3), paddleseg_config=Setting(str), eval=Setting(str))
+    multi_grid=Setting('ints', lo=1, length=3), paddleseg_config=Setting(str), eval=Setting(str),
+    coarse_model=Setting(str), window=Setting(int, lo=1))   # C2FNet: the coarse model it refines, its window (the card notes them)
 
 def convert_paddleseg(path, # a PaddleSeg `model.pdparams`
                       config:dict, # `arch`, `backbone`, `n_classes` (+ `output_stride`, `multi_grid`); arch 'c2fnet': C2FNet's fine network
