@@ -284,8 +284,8 @@ SAMPLE = [('rsnb-weights', 'info', 'pdparams_p2_numpy_exec'), ('rsnb-weights', '
           ('rsnb-classify', 'torch', 'torch_legacy_checkpoint.pth'), ('rsnb-compress', 'torch', 'pickle_p4_numpy_exec.pkl')]
 
 def test_console_sample(world):
-    "Real console processes on a sample (all at once, so it stays quick; a task command's start costs ~10 s of CPU): the
-    one-line error, exit status and untouched outputs hold outside `main()` too. Every command × every file: the slow test."
+    """Real console processes on a sample (all at once, so it stays quick; a task command's start costs ~10 s of CPU): the
+    one-line error, exit status and untouched outputs hold outside `main()` too. Every command × every file: the slow test."""
     calls = []
     for prog, kind, name in SAMPLE:
         for c in plan(world):
