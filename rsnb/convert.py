@@ -6,14 +6,15 @@ Docs: https://rsnb.github.io/rsnb/convert.html.md"""
 
 # %% ../nbs/07_convert.ipynb #748679fd
 from __future__ import annotations
-import re, pickle, zipfile
+import re, json, math
 from pathlib import Path
 from typing import Callable, Iterable
 import torch
 from .core import ModelError
+from .cli import UsageError
 
 # %% auto #0
-__all__ = ['ConversionError', 'map_key', 'convert_state_dict', 'read_torch_checkpoint']
+__all__ = ['ConversionError', 'map_key', 'convert_state_dict', 'read_torch_checkpoint', 'ConfigError', 'Setting', 'Settings']
 
 # %% ../nbs/07_convert.ipynb #01e2eaaf
 class ConversionError(ModelError):
@@ -66,17 +67,82 @@ def convert_state_dict(src:dict, # source tensors (torch tensors or numpy arrays
 def read_torch_checkpoint(path, # a `.pth`/`.pth.tar`/`.pt` file
                           keys:Iterable[str]=('state_dict', 'net', 'model', 'network'), # wrapper keys tried in order
                          ) -> dict:
-    "The tensors of a torch checkpoint, unwrapped from a training dict and stripped of a DataParallel `module.` prefix."
-    path = Path(path)
-    if not path.is_file(): raise ConversionError(f'{path}: not found')
-    try: obj = torch.load(path, map_location='cpu', weights_only=True)
-    except (pickle.UnpicklingError, EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as e:
-        raise ConversionError(f'{path}: not a readable torch checkpoint (truncated or another format): '
-                              f'{str(e).splitlines()[0] if str(e) else type(e).__name__}') from None
-    if not isinstance(obj, dict): raise ConversionError(f'{path}: holds a {type(obj).__name__}, not a state dict')
-    for k in keys:
-        if k in obj and isinstance(obj[k], dict): obj = obj[k]; break
-    sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if not sd: raise ConversionError(f'{path}: no tensors found (keys: {", ".join(list(obj)[:6])})')
-    if all(k.startswith('module.') for k in sd): sd = {k[len('module.'):]: v for k, v in sd.items()}
-    return sd
+    "The tensors of a torch checkpoint (`rsnb.weights.load_torch`), unwrapped from a training dict and stripped of a DataParallel `module.` prefix."
+    from rsnb.weights import load_torch, state_dict_of, UnsafeCheckpoint
+    try: return state_dict_of(load_torch(path), path, keys)
+    except UnsafeCheckpoint: raise
+    except ModelError as e: raise ConversionError(str(e)) from None
+
+
+# %% ../nbs/07_convert.ipynb #st02
+class ConfigError(ConversionError, UsageError):
+    "A converter setting that is unknown, of the wrong type or out of range, or missing for a usable card (exit status 2 in `rsnb-weights`)."
+
+def _show(v) -> str:
+    s = json.dumps(v) if not isinstance(v, str) else v
+    return s if len(s) <= 60 else s[:57] + '...'
+
+class Setting:
+    "One converter setting: its `kind`, range or choices, and (`required`) how to pass it when a usable model card needs it."
+    KINDS = {int: 'an integer', float: 'a number', bool: 'true or false', str: 'a string', 'ints': 'a list of integers',
+             'strs': 'a list of strings', 'stats': 'band statistics {"mean": [...], "std": [...]} (one mean and one std > 0 per band)'}
+    def __init__(self, kind, # int, float, bool, str, 'ints', 'strs' or 'stats'
+                 lo=None, hi=None, # bounds (inclusive; `open=True`: exclusive), for numbers and list items
+                 open:bool=False, choices=None, # allowed values
+                 required:str|None=None, # why a model card needs it, with how to pass it; None: optional
+                 length:int|None=None, # the length a list must have
+                ):
+        self.kind, self.lo, self.hi, self.open, self.choices, self.required, self.length = kind, lo, hi, open, choices, required, length
+    def describe(self) -> str:
+        d = self.KINDS[self.kind]
+        if self.choices: return 'one of ' + ', '.join(map(str, self.choices))
+        if self.length: d += f' of length {self.length}'
+        if self.lo is not None and self.hi is not None:
+            d += f" strictly between {self.lo} and {self.hi}" if self.open else f" in {self.lo}..{self.hi}"
+        elif self.lo is not None: d += f" {'>' if self.open else '≥'} {self.lo}"
+        return d
+    def _num(self, v, kind) -> bool:
+        if isinstance(v, bool) or not isinstance(v, (int, float) if kind is float else int) or not math.isfinite(v): return False
+        if self.lo is not None and (v <= self.lo if self.open else v < self.lo): return False
+        if self.hi is not None and (v >= self.hi if self.open else v > self.hi): return False
+        return True
+    def check(self, key, v):
+        "`v` as the converter takes it, or `ConfigError` naming `key`."
+        k, ok = self.kind, False
+        if k in (int, float): ok = self._num(v, k); v = float(v) if ok and k is float else v
+        elif k is bool: ok = isinstance(v, bool)
+        elif k is str: ok = isinstance(v, str) and v != ''
+        elif k in ('ints', 'strs'):
+            ok = isinstance(v, list) and (self.length is None or len(v) == self.length) and \
+                 all(self._num(x, int) if k == 'ints' else isinstance(x, str) for x in v)
+        elif k == 'stats': ok = _stats_ok(v)
+        if ok and self.choices is not None: ok = v in self.choices
+        if not ok: raise ConfigError(f"config {key}={_show(v)}: expected {self.describe()}")
+        return v
+
+def _stats_ok(v) -> bool:
+    if not isinstance(v, dict) or not {'mean', 'std'} <= set(v) or set(v) - {'mean', 'std', 'names', 'count'}: return False
+    m, s = v['mean'], v['std']
+    num = lambda x: isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    if not (isinstance(m, list) and isinstance(s, list) and len(m) == len(s) > 0 and all(map(num, m)) and all(num(x) and x > 0 for x in s)): return False
+    if 'names' in v and not (isinstance(v['names'], list) and len(v['names']) in (0, len(m)) and all(isinstance(x, str) for x in v['names'])): return False
+    return 'count' not in v or (isinstance(v['count'], int) and not isinstance(v['count'], bool) and v['count'] >= 0)
+
+class Settings(dict):
+    "The settings a converter format takes, by key; calling it checks a config (unknown keys, types, ranges, and with `require` what a usable card needs)."
+    def __init__(self, format:str, # the registry format, for messages
+                 check=None, # fn(config, require) -> None for rules across settings
+                 **settings:Setting):
+        super().__init__(settings); self.format, self.cross = format, check
+    def __call__(self, config:dict|None, # the converter config
+                 require:bool=False, # also refuse a config that gives no card a task command can use
+                ) -> dict:
+        config = dict(config or {}); out = {}
+        for k, v in config.items():
+            if k not in self: raise ConfigError(f"config {k}: not a setting of format '{self.format}' (it takes: {', '.join(self)})")
+            out[k] = None if v is None else self[k].check(k, v)
+        if require:
+            for k, s in self.items():
+                if s.required and out.get(k) is None: raise ConfigError(f"config {k}: required for format '{self.format}': {s.required}")
+        if self.cross: self.cross(out, require)
+        return out

@@ -6,18 +6,23 @@ Docs: https://rsnb.github.io/rsnb/weights.html.md"""
 
 # %% ../nbs/06_weights.ipynb #108bb273
 from __future__ import annotations
-import os, re, sys, json, difflib, hashlib, importlib, shutil, socket, urllib.request, urllib.error, urllib.parse
+import os, re, io, sys, json, math, pickle, zipfile, collections, difflib, hashlib, importlib, shutil, socket
+import urllib.request, urllib.error, urllib.parse
 import html as _html, http.client, http.cookiejar, datetime
 from pathlib import Path
+import numpy as np
 import torch
+from .cli import UsageError
 from .core import RsnbError, ModelError, DataMissing, atomic_write, save_json, load_json, data_root
 
 # %% auto #0
 __all__ = ['GDRIVE_BASE', 'TASKS', 'CARD_TASK', 'weights_cache', 'shared_weights_dir', 'weights_dirs', 'find_weights',
            'package_weights', 'shipped_models', 'cached_models', 'sha256sum', 'check_file', 'gdrive_url',
-           'download_url', 'fetch', 'save_model', 'load_model', 'registry_dirs', 'registry', 'registry_formats',
-           'registry_entry', 'converter_for', 'registry_table', 'convert_checkpoint', 'verify_source', 'get_weights',
-           'resolve_model', 'registry_names']
+           'download_url', 'fetch', 'UnsafeCheckpoint', 'TensorInfo', 'scan_torch', 'load_torch', 'read_pdparams',
+           'open_h5', 'h5_array', 'h5_shapes', 'state_dict_of', 'checkpoint_shapes', 'save_model', 'ModelNotFound',
+           'read_card', 'load_model', 'registry_dirs', 'registry', 'registry_formats', 'registry_entry',
+           'converter_for', 'check_settings', 'registry_table', 'convert_checkpoint', 'verify_source', 'download_path',
+           'local_source', 'get_weights', 'ModelNotConverted', 'resolve_model', 'registry_names']
 
 # %% ../nbs/06_weights.ipynb #wc01
 def weights_cache() -> Path:
@@ -217,6 +222,290 @@ def fetch(url:str, # where the file is published (http(s)://, file://, a Google 
     except ModelError as e: raise ModelError(f"{e}; delete it and fetch again") from None
     return dest
 
+# %% ../nbs/06_weights.ipynb #rd02
+class UnsafeCheckpoint(ModelError):
+    "A checkpoint refused before it is loaded: loading it would run code, or it declares more data than it holds."
+
+def _nbytes(n:int) -> str:
+    "`n` bytes, readable (4 TiB, 1.5 MiB, 12 bytes)."
+    for u, s in ((1 << 40, 'TiB'), (1 << 30, 'GiB'), (1 << 20, 'MiB'), (1 << 10, 'KiB')):
+        if n >= u: return f'{n/u:.3g} {s}'
+    return f'{n:,} bytes'
+
+_PY2 = {"__builtin__": "builtins"}   # protocol-2 pickles name Python 2 modules
+
+class _Scan(pickle.Unpickler):
+    "Reads a pickle admitting only the `(module, name)` pairs of `allowed`, each mapped to a stand-in; any other global is refused."
+    allowed:dict = {}
+    def __init__(self, f, path):
+        super().__init__(f); self.path = path
+    def find_class(self, module, name):
+        if (module, name) in self.allowed: return self.allowed[(module, name)]
+        raise UnsafeCheckpoint(f"{self.path}: refused: loading it would call {_PY2.get(module, module)}.{name} (a pickle runs whatever code it "
+                               "names); rsnb reads only tensors, numbers, strings and containers from a checkpoint")
+    def persistent_load(self, pid): raise pickle.UnpicklingError('unexpected persistent id')
+
+def _latin1(s, encoding='utf-8', errors='strict'):
+    "`_codecs.encode` as protocol-2 pickles use it for bytes (latin-1 only)."
+    if not isinstance(s, str) or encoding not in ('latin1', 'latin-1'): raise pickle.UnpicklingError('_codecs.encode: only latin-1 text')
+    return s.encode('latin-1')
+
+def _empty_bytes(*a):
+    "`bytes()` as protocol-2 pickles write an empty bytes object (nothing else)."
+    if a: raise pickle.UnpicklingError('bytes() with arguments')
+    return b''
+
+# %% ../nbs/06_weights.ipynb #rd04
+_ITEMSIZE = {'Double': 8, 'Float': 4, 'Half': 2, 'BFloat16': 2, 'Long': 8, 'Int': 4, 'Short': 2, 'Char': 1, 'Byte': 1,
+             'Bool': 1, 'ComplexFloat': 8, 'ComplexDouble': 16, 'Untyped': 1}
+
+class _StorageType:
+    "Stands for a torch storage class (`torch.FloatStorage`...): its name and element size."
+    def __init__(self, name): self.name, self.itemsize = name, _ITEMSIZE[name[:-len('Storage')]]
+
+class _Storage:
+    def __init__(self, key, st, numel): self.key, self.type, self.numel = key, st, numel
+
+class TensorInfo:
+    "What a scanned torch file declares for one tensor: its `shape` and storage (no data is read)."
+    def __init__(self, storage, offset=0, size=(), *rest):
+        if not isinstance(storage, _Storage) or not all(isinstance(s, int) and s >= 0 for s in size):
+            raise pickle.UnpicklingError('malformed tensor')
+        self.shape, self.dtype, self.storage = tuple(size), storage.type.name[:-len('Storage')].lower(), storage
+    def numel(self) -> int: return math.prod(self.shape)
+    def __repr__(self): return f'TensorInfo({list(self.shape)}, {self.dtype})'
+
+def _from_type(func, new_type, args, state): return func(*args)
+def _param(data, *rest): return data
+
+class _TorchScan(_Scan):
+    "Scans a torch pickle: rebuild functions make `TensorInfo`s, storages are recorded as `key: (type, numel)`."
+    _DTYPES = ('float64', 'float32', 'float16', 'bfloat16', 'int64', 'int32', 'int16', 'int8', 'uint8', 'bool', 'complex64', 'complex128')
+    allowed = {**{('torch._utils', n): TensorInfo for n in ('_rebuild_tensor', '_rebuild_tensor_v2', '_rebuild_tensor_v3')},
+               **{('torch._utils', n): _param for n in ('_rebuild_parameter', '_rebuild_parameter_with_state')},
+               ('torch._tensor', '_rebuild_from_type_v2'): _from_type,
+               **{(m, f'{k}Storage'): _StorageType(f'{k}Storage') for m in ('torch', 'torch.cuda') for k in _ITEMSIZE if k != 'Untyped'},
+               ('torch', 'UntypedStorage'): _StorageType('UntypedStorage'), ('torch.storage', 'UntypedStorage'): _StorageType('UntypedStorage'),
+               ('torch', 'Tensor'): 'Tensor', ('torch.nn.parameter', 'Parameter'): 'Parameter', ('torch', 'Size'): tuple,
+               ('torch', 'device'): str, ('torch.serialization', '_get_layout'): str, **{('torch', d): d for d in _DTYPES},
+               ('collections', 'OrderedDict'): collections.OrderedDict, ('_codecs', 'encode'): _latin1}
+    def __init__(self, f, path):
+        super().__init__(f, path); self.storages = {}
+    def persistent_load(self, pid):
+        if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == 'storage' and isinstance(pid[1], _StorageType)
+                and isinstance(pid[4], int) and pid[4] >= 0):
+            raise pickle.UnpicklingError(f'unexpected persistent id {str(pid)[:60]}')
+        key = str(pid[2])
+        if key in self.storages and self.storages[key][1] != pid[4]: raise pickle.UnpicklingError(f'storage {key} declared twice')
+        self.storages[key] = (pid[1], pid[4])
+        return _Storage(key, pid[1], pid[4])
+
+class _PlainScan(_Scan):
+    "A pickle of plain values only (numbers, strings, containers): what surrounds the tensors in torch's legacy format."
+    allowed = {}
+
+def _too_big(path, key, st, numel, have) -> UnsafeCheckpoint:
+    return UnsafeCheckpoint(f"{path}: refused: a tensor declares {numel:,} {st.name[:-7].lower()} values ({_nbytes(numel*st.itemsize)}) "
+                            f"but the file holds {_nbytes(have)} for them (storage '{key}'); a crafted or truncated file, nothing was allocated")
+
+def _scan_zip(path:Path, z:zipfile.ZipFile):
+    "The structure of a zip-format torch file, after checking each declared storage against its record's size."
+    size = path.stat().st_size
+    infos = {i.filename: i for i in z.infolist()}
+    pkl = sorted((n for n in infos if n == 'data.pkl' or n.endswith('/data.pkl')), key=len)
+    if not pkl: raise ModelError(f"{path}: a zip file but not a torch checkpoint (no data.pkl)")
+    prefix = pkl[0][:-len('data.pkl')]
+    if infos[pkl[0]].file_size > size: raise UnsafeCheckpoint(f"{path}: refused: data.pkl declares {_nbytes(infos[pkl[0]].file_size)}, more than the file's {_nbytes(size)}")
+    sc = _TorchScan(io.BytesIO(z.read(pkl[0])), path); obj = sc.load()
+    for key, (st, numel) in sc.storages.items():
+        rec = infos.get(f'{prefix}data/{key}')
+        if rec is None: raise ModelError(f"{path}: not a readable torch checkpoint (truncated or another format): storage '{key}' missing")
+        if numel * st.itemsize > rec.file_size or rec.file_size > size: raise _too_big(path, key, st, numel, min(rec.file_size, size))
+    return obj
+
+_LEGACY_MAGIC, _LEGACY_PROTOCOL = 0x1950a86a20f9469cfc6c, 1001
+
+def _scan_legacy(path:Path, f):
+    "The structure of a legacy-format (torch < 1.6) file: four pickles, then each storage as its element count and bytes."
+    if _PlainScan(f, path).load() != _LEGACY_MAGIC or _PlainScan(f, path).load() != _LEGACY_PROTOCOL:
+        raise ModelError(f"{path}: not a torch checkpoint (neither torch.save's zip format nor its legacy format)")
+    _PlainScan(f, path).load()                       # sys_info: byte order and type sizes
+    sc = _TorchScan(f, path); obj = sc.load()
+    keys, size = _PlainScan(f, path).load(), path.stat().st_size
+    if not isinstance(keys, list): raise pickle.UnpicklingError('malformed storage list')
+    for key in map(str, keys):
+        if key not in sc.storages: raise pickle.UnpicklingError(f'storage {key} not declared')
+        st, numel = sc.storages[key]
+        head = f.read(8)
+        if len(head) < 8: raise EOFError('truncated storage')
+        n, have = int.from_bytes(head, 'little'), size - f.tell()
+        if n != numel or numel * st.itemsize > have: raise _too_big(path, key, st, max(n, numel), have)
+        f.seek(numel * st.itemsize, 1)
+    return obj
+
+def _unreadable(path, e) -> ModelError:
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return ModelError(f'{path}: not a readable torch checkpoint (truncated or another format): {msg[:200]}')
+
+def scan_torch(path, # a file written by `torch.save` (zip or legacy format; `.pth`, `.pth.tar`, `.pt`)
+              ):
+    "The structure a torch file declares, tensors as `TensorInfo` (shape, dtype): read without running code or allocating tensors."
+    path = Path(path)
+    if not path.is_file(): raise ModelError(f'{path}: not found')
+    try:
+        with open(path, 'rb') as f:
+            if f.read(4) == b'PK\x03\x04':
+                with zipfile.ZipFile(f) as z: return _scan_zip(path, z)
+            f.seek(0); return _scan_legacy(path, f)
+    except RsnbError: raise
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, OSError, ValueError, TypeError, AttributeError, IndexError,
+            KeyError, RecursionError, MemoryError, OverflowError) as e: raise _unreadable(path, e) from None
+
+def load_torch(path, # a file written by `torch.save`
+              ):
+    "The content of a torch file: `scan_torch` first (refusing code and absurd sizes), then `torch.load(weights_only=True)` on the CPU."
+    path = Path(path)
+    scan_torch(path)
+    try: return torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: raise _unreadable(path, e) from None
+
+# %% ../nbs/06_weights.ipynb #rd06
+class _Dtype:
+    "Stands for a pickled `numpy.dtype`: only plain numeric types (bool, integers, floats, complex) become one."
+    def __init__(self, spec, align=False, copy=True): self.spec, self.order = spec, None
+    def __setstate__(self, state):
+        if not (isinstance(state, tuple) and len(state) >= 5 and state[2:5] == (None, None, None)):
+            raise pickle.UnpicklingError('structured or sub-array dtypes are not tensors')
+        self.order = state[1]
+    def dtype(self) -> np.dtype:
+        if not (isinstance(self.spec, str) and re.fullmatch(r'[biufc]\d{1,2}', self.spec) and self.order in (None, '<', '>', '|', '=')):
+            raise pickle.UnpicklingError(f'dtype {self.spec!r} is not a plain number type')
+        return np.dtype(('' if self.order in (None, '|') else self.order) + self.spec)
+
+class _Array:
+    "Stands for a pickled `numpy.ndarray` until its declared shape and type are checked against the bytes it carries."
+    def __setstate__(self, state): self.state = state
+
+def _reconstruct(cls, shape, typecode):
+    if cls is not _Array or tuple(shape) != (0,): raise pickle.UnpicklingError('ndarray reconstruction with unexpected arguments')
+    return _Array()
+
+class _Scalar:
+    def __init__(self, dtype, data): self.dt, self.data = dtype, data
+
+class _PaddleScan(_Scan):
+    "Reads a `.pdparams` pickle: the exact globals `paddle.save` writes (numpy arrays, scalars and dtypes, OrderedDict, bytes)."
+    allowed = {**{(m, '_reconstruct'): _reconstruct for m in ('numpy.core.multiarray', 'numpy._core.multiarray')},
+               **{(m, 'scalar'): _Scalar for m in ('numpy.core.multiarray', 'numpy._core.multiarray')},
+               ('numpy', 'ndarray'): _Array, ('numpy', 'dtype'): _Dtype,
+               ('collections', 'OrderedDict'): collections.OrderedDict, ('_codecs', 'encode'): _latin1,
+               ('__builtin__', 'bytes'): _empty_bytes, ('builtins', 'bytes'): _empty_bytes}
+
+def _array(a:_Array, path) -> np.ndarray:
+    "The numpy array `a` stands for, after checking that its bytes are all there (nothing allocated before)."
+    st = getattr(a, 'state', None)
+    if isinstance(st, tuple) and len(st) == 5: st = st[1:]
+    if not (isinstance(st, tuple) and len(st) == 4): raise pickle.UnpicklingError('malformed array')
+    shape, dt, fortran, raw = st
+    if not (isinstance(shape, tuple) and all(isinstance(s, int) and s >= 0 for s in shape) and isinstance(dt, _Dtype)):
+        raise pickle.UnpicklingError('malformed array')
+    if not isinstance(raw, (bytes, bytearray)): raise pickle.UnpicklingError('array of Python objects, not numbers')
+    dt = dt.dtype(); need = math.prod(shape) * dt.itemsize
+    if need > len(raw):
+        raise UnsafeCheckpoint(f"{path}: refused: an array declares shape {list(shape)} {dt.name} ({_nbytes(need)}) but the file holds "
+                               f"{_nbytes(len(raw))} for it; a crafted or truncated file, nothing was allocated")
+    if need != len(raw): raise pickle.UnpicklingError(f'array of shape {list(shape)} {dt.name} with {len(raw)} bytes')
+    return np.frombuffer(raw, dt).reshape(shape, order='F' if fortran else 'C').copy()
+
+def _plain(o, path, depth=0):
+    "Replace the stand-ins of a scanned `.pdparams` by numpy values, checked."
+    if depth > 20: raise pickle.UnpicklingError('nested too deep')
+    if isinstance(o, _Array): return _array(o, path)
+    if isinstance(o, _Scalar):
+        dt = o.dt.dtype() if isinstance(o.dt, _Dtype) else None
+        if dt is None or not isinstance(o.data, bytes) or len(o.data) != dt.itemsize: raise pickle.UnpicklingError('malformed scalar')
+        return np.frombuffer(o.data, dt)[0]
+    if isinstance(o, (_Dtype, type)) or callable(o): raise pickle.UnpicklingError(f'unexpected {type(o).__name__} value')
+    if isinstance(o, dict): return type(o)((k, _plain(v, path, depth + 1)) for k, v in o.items())
+    if isinstance(o, (list, tuple)): return type(o)(_plain(v, path, depth + 1) for v in o)
+    return o
+
+def read_pdparams(path, # a PaddlePaddle `.pdparams` file (a pickled dict of numpy arrays)
+                 ) -> dict:
+    "The arrays of a `.pdparams` file by name, read without Paddle and without running code (exact allow-list, sizes checked)."
+    path = Path(path)
+    if not path.is_file(): raise ModelError(f'{path}: not found')
+    try:
+        with open(path, 'rb') as f: obj = _plain(_PaddleScan(f, path).load(), path)
+    except RsnbError: raise
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError, RecursionError,
+            MemoryError, OverflowError) as e:
+        raise ModelError(f'{path}: not a readable .pdparams file (truncated or another format): {e}') from None
+    if not isinstance(obj, dict): raise ModelError(f'{path}: a pickled {type(obj).__name__}, not a Paddle state dict')
+    sd = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
+    if not sd: raise ModelError(f'{path}: no arrays found (keys: {", ".join(map(str, list(obj)[:6]))})')
+    return sd
+
+# %% ../nbs/06_weights.ipynb #rd08
+def open_h5(path, # an HDF5 file (`.h5`, Keras 2's format)
+           ):
+    "The HDF5 file `path`, opened read-only with h5py (data only: rsnb never deserialises `model_config` code or pickled attributes)."
+    try: import h5py
+    except ImportError: raise ModelError(f"{path}: reading .h5 files needs h5py (pip install h5py)") from None
+    path = Path(path)
+    if not path.is_file(): raise ModelError(f'{path}: not found')
+    try: return h5py.File(path, 'r')
+    except OSError as e: raise ModelError(f'{path}: not an HDF5 file (truncated, or another format): {e}') from None
+
+def h5_array(ds, # an h5py Dataset of a file opened by `open_h5`
+             path, # that file, for messages
+            ) -> np.ndarray:
+    "The numbers of an HDF5 dataset, after checking they are stored in this file and that its declared size is what it holds."
+    import h5py
+    name, dt = ds.name, ds.dtype
+    if Path(ds.file.filename).resolve() != Path(path).resolve() or ds.is_virtual or ds.id.get_create_plist().get_external_count():
+        raise UnsafeCheckpoint(f"{path}: refused: dataset '{name}' is stored in another file (external link, external or virtual storage)")
+    if dt.kind not in 'biuf' or dt.fields is not None or dt.subdtype is not None:
+        raise ModelError(f"{path}: dataset '{name}' holds {dt} values, not numbers")
+    need, have = math.prod(ds.shape or ()) * dt.itemsize, ds.id.get_storage_size()
+    filtered = ds.id.get_create_plist().get_nfilters() > 0
+    if need > (have * 1000 if filtered else have):
+        raise UnsafeCheckpoint(f"{path}: refused: dataset '{name}' declares shape {list(ds.shape)} {dt} ({_nbytes(need)}) but the file "
+                               f"stores {_nbytes(have)} for it; a crafted or truncated file, nothing was allocated")
+    return ds[()]
+
+def h5_shapes(path) -> dict:
+    "`{dataset name: shape}` of an HDF5 file (nothing read but its structure)."
+    import h5py
+    out = {}
+    with open_h5(path) as f:
+        f.visititems(lambda n, o: out.__setitem__(n, tuple(o.shape)) if isinstance(o, h5py.Dataset) else None)
+    return out
+
+# %% ../nbs/06_weights.ipynb #rd10
+def state_dict_of(obj, # what a checkpoint file holds (from `load_torch` or `scan_torch`)
+                  path, # the file, for messages
+                  keys=('state_dict', 'net', 'model', 'network'), # wrapper keys tried in order
+                  kind=torch.Tensor, # the tensor type kept (`TensorInfo` for a scan)
+                 ) -> dict:
+    "The tensors of a checkpoint, unwrapped from a training dict (`{'net': sd, ...}`) and stripped of a DataParallel `module.` prefix."
+    if not isinstance(obj, dict): raise ModelError(f'{path}: holds a {type(obj).__name__}, not a state dict')
+    for k in keys:
+        if k in obj and isinstance(obj[k], dict): obj = obj[k]; break
+    sd = {k: v for k, v in obj.items() if isinstance(v, kind)}
+    if not sd: raise ModelError(f'{path}: no tensors found (keys: {", ".join(map(str, list(obj)[:6]))})')
+    if all(isinstance(k, str) and k.startswith('module.') for k in sd): sd = {k[len('module.'):]: v for k, v in sd.items()}
+    return sd
+
+def checkpoint_shapes(path, # a torch file, a `.pdparams` or an HDF5 file
+                     ) -> tuple[str, dict]:
+    "`(kind, {tensor name: shape})` of a checkpoint file, read safely (the readers above); no tensor data is loaded for torch files."
+    path = Path(path)
+    with open(path, 'rb') as f: head = f.read(8)
+    if head == b'\x89HDF\r\n\x1a\n': return 'HDF5 (Keras)', h5_shapes(path)
+    if path.suffix.lower() == '.pdparams': return 'PaddlePaddle .pdparams', {k: v.shape for k, v in read_pdparams(path).items()}
+    return 'torch checkpoint', {k: v.shape for k, v in state_dict_of(scan_torch(path), path, kind=TensorInfo).items()}
+
 # %% ../nbs/06_weights.ipynb #1c50ea0a
 def save_model(model:torch.nn.Module, # the model (its state_dict is saved)
                path, # `name`, `name.pth` or `name.json`: both files are written
@@ -240,26 +529,42 @@ def _check_fit(sd:dict, msd:dict, pth):
     if parts: raise ModelError(f"{pth}: weights do not fit the model built from its card: {'; '.join(parts)} "
                                "(does the card describe the model that was saved: arch, impl, backbone, classes?)")
 
+class ModelNotFound(ModelError, UsageError):
+    "No model at that path or under that name: a command-line error (exit status 2 in the `rsnb-*` commands)."
+
+def read_card(js) -> dict:
+    "The model card `js` (a JSON object), or `ModelError` saying it is not one."
+    js = Path(js)
+    try: card = json.loads(js.read_text(encoding='utf-8'))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e: raise ModelError(f'{js}: not a model card (not JSON: {e})') from None
+    if not isinstance(card, dict): raise ModelError(f'{js}: not a model card (a JSON {type(card).__name__}, not an object)')
+    return card
+
 def load_model(path, # `name`, `name.pth` or `name.json`
                build=None, # callable(card) -> nn.Module; when given, the weights are loaded into it
                strict:bool=True, # passed to `load_state_dict`
               ):
     "Load a model saved by `save_model`: `(model, card)` if `build` is given, else `(state_dict, card)`."
-    path = Path(path); stem = path.with_suffix('') if path.suffix in ('.pth', '.json') else path
-    pth, js = stem.with_name(stem.name+'.pth'), stem.with_name(stem.name+'.json')
-    for p in (pth, js):
-        if not p.exists(): raise ModelError(f'{p}: not found (a saved rsnb model is a .pth state dict plus a .json card)')
-    card = load_json(js)
+    pth, js = _pair(path)
+    if not pth.exists() and not js.exists():
+        raise ModelNotFound(f'{pth}: not found (a saved rsnb model is a .pth state dict plus a .json card)')
+    if not js.exists(): raise ModelError(f'{pth}: not a model: no model card {js.name} beside it (a saved rsnb model is a .pth state dict plus a .json card)')
+    if not pth.exists(): raise ModelError(f'{js}: not a model: no weights {pth.name} beside it (a saved rsnb model is a .pth state dict plus a .json card)')
+    card = read_card(js)
     if card.get('sha256') and sha256sum(pth) != card['sha256']:
         raise ModelError(f"{pth}: weights do not match the SHA-256 in {js.name}; the card describes another file")
-    try: sd = torch.load(pth, map_location='cpu', weights_only=True)
-    except Exception as e: raise ModelError(f'{pth}: not a readable state dict ({e})') from None
+    try: sd = load_torch(pth)
+    except UnsafeCheckpoint: raise
+    except ModelError as e: raise ModelError(f"{pth}: not a model: {str(e).split(': ', 1)[-1]}") from None
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ModelError(f'{pth}: not a model: it holds {type(sd).__name__ if not isinstance(sd, dict) else "a dict of other things"}, not a state dict of tensors')
     if build is None: return sd, card
     model = build(card)
     if strict: _check_fit(sd, model.state_dict(), pth)
     try: model.load_state_dict(sd, strict=strict)
     except RuntimeError as e: raise ModelError(f"{pth}: weights do not fit the model built from its card: {' '.join(str(e).split())[:300]}") from None
     return model, card
+
 
 # %% ../nbs/06_weights.ipynb #rg02
 TASKS = ('classification', 'segmentation', 'change', 'compression', 'inpainting')
@@ -286,6 +591,8 @@ def _read_registry(dirs=None) -> tuple[dict, dict]:
         for fmt, spec in data.get('formats', {}).items():
             if not isinstance(spec, dict) or not re.fullmatch(r'[\w.]+:\w+', str(spec.get('converter', ''))):
                 raise ModelError(f"{f}: format '{fmt}' needs a 'converter' given as 'package.module:function'")
+            if spec.get('settings') is not None and not re.fullmatch(r'[\w.]+:\w+', str(spec['settings'])):
+                raise ModelError(f"{f}: format '{fmt}': 'settings' must be given as 'package.module:NAME'")
             if fmt in formats and formats[fmt]['converter'] != spec['converter']:
                 raise ModelError(f"{f}: format '{fmt}' is already defined with another converter in {formats[fmt]['registry_file']}")
             formats[fmt] = {**spec, 'registry_file': str(f)}
@@ -326,15 +633,29 @@ def registry_entry(name:str, dirs=None) -> dict:
                          + (_close(name, reg) or '; `rsnb-weights list` shows them'))
     return reg[name]
 
-def converter_for(format:str, dirs=None):
-    "The converter function `(path, config) -> (model, card)` of a registry format, imported when asked for."
+def _format_object(format:str, field:str, dirs=None):
+    "The object a registry format names in `field` (`module:name`), imported when asked for; None when the field is absent."
     fmts = registry_formats(dirs)
     if format not in fmts:
         raise ModelError(f"{format}: unknown checkpoint format (known: {', '.join(sorted(fmts)) or 'none'})")
-    mod, fn = fmts[format]['converter'].split(':')
+    spec = fmts[format].get(field)
+    if spec is None: return None
+    mod, fn = spec.split(':')
     try: return getattr(importlib.import_module(mod), fn)
     except (ImportError, AttributeError) as e:
-        raise ModelError(f"{fmts[format]['registry_file']}: converter {fmts[format]['converter']} of format '{format}' cannot be imported ({e})") from None
+        raise ModelError(f"{fmts[format]['registry_file']}: {field} {spec} of format '{format}' cannot be imported ({e})") from None
+
+def converter_for(format:str, dirs=None):
+    "The converter function `(path, config) -> (model, card)` of a registry format, imported when asked for."
+    return _format_object(format, 'converter', dirs)
+
+def check_settings(format:str, # a registry format
+                   config:dict|None, # its converter settings
+                   require:bool=True, # also refuse settings that give no model card a task command can use
+                   dirs=None) -> dict:
+    "`config` checked by the format's `settings` (`rsnb.convert.Settings`: unknown keys, types, ranges, what a usable card needs)."
+    settings = _format_object(format, 'settings', dirs)
+    return dict(config or {}) if settings is None else settings(config, require=require)
 
 # %% ../nbs/06_weights.ipynb #rg06
 def registry_table(reg:dict|None=None) -> 'pandas.DataFrame':
@@ -368,7 +689,7 @@ def convert_checkpoint(src, # the checkpoint file, in `format`
     if not overwrite and (pth.exists() or js.exists()): raise RsnbError(f"{pth}: exists; pass overwrite=True (--overwrite) to replace it")
     from rsnb.core import check_not_input
     check_not_input(pth, src); check_not_input(js, src)
-    fn, config = converter_for(format, dirs), dict(config or {})
+    fn, config = converter_for(format, dirs), check_settings(format, config, require=True, dirs=dirs)
     try: model, card = fn(src, config)
     except RsnbError: raise
     except Exception as e:
@@ -393,35 +714,94 @@ def convert_checkpoint(src, # the checkpoint file, in `format`
 def _recorded_file() -> Path: return weights_cache()/'recorded.json'
 
 def _recorded() -> dict:
+    "The first-download records by entry name (records of older rsnb versions, keyed by file name, are read as their entry's)."
     f = _recorded_file()
-    return load_json(f) if f.is_file() else {}
+    raw = load_json(f) if f.is_file() else {}
+    out = {k: r for k, r in raw.items() if isinstance(r, dict) and 'filename' in r}
+    for k, r in raw.items():
+        if isinstance(r, dict) and 'filename' not in r and r.get('name') and r['name'] not in out: out[r['name']] = {**r, 'filename': k}
+    return out
+
+def _owners(sha:str, name:str, reg:dict, rec:dict) -> list[str]:
+    "Registry entries other than `name` whose published or recorded SHA-256 is `sha`."
+    return sorted(n for n, e in reg.items() if n != name and sha in (e.get('sha256'), (rec.get(n) or {}).get('sha256')))
 
 def verify_source(path, # the published file (downloaded, found, or given)
                   entry:dict, # its registry entry
                   record:bool=True, # write the record when this is the first copy of an unpublished checksum
+                  reg:dict|None=None, # the registry (to name the entry a wrong file belongs to); default `registry()`
                  ) -> str:
-    "Check `path` against the entry's checksum (or the one recorded at first download); how it was checked."
-    path = Path(path)
-    if entry.get('sha256') or entry.get('size'):
-        check_file(path, entry.get('sha256'), entry.get('size'), entry.get('sha256_prefix'), what='the published')
-        return 'published ' + ' and '.join(k for k in ('sha256', 'size') if entry.get(k)) + ' matched'
-    if entry.get('sha256_prefix'):
-        check_file(path, sha256_prefix=entry['sha256_prefix'], what='the published')
-        h = sha256sum(path)
-        return f'sha256 {h} starts with the published prefix {entry["sha256_prefix"]}'
+    "Check `path` against the entry's checksum (or the one recorded at its first download); how it was checked. Hashes the file every time."
+    path, name = Path(path), entry['name']
+    reg = registry() if reg is None else reg
     rec = _recorded()
-    r = rec.get(entry['filename'])
-    if r:
-        check_file(path, r['sha256'], r['size'], what=f"the recorded (first download, {r['recorded']})")
-        return f"no checksum published: sha256 and size recorded at first download ({r['recorded']}) matched"
     h, n = sha256sum(path), path.stat().st_size
+    def other(msg):
+        own = _owners(h, name, reg, rec)
+        if not own: return ModelError(msg)
+        mine = f"this is the file of registry entry {own[0]} (SHA-256 {h[:16]}... is its checksum), not of {name}"
+        return ModelError(f"{msg}; {mine}" if msg else f"{path}: {mine}")
+    if entry.get('sha256') or entry.get('size') or entry.get('sha256_prefix'):
+        try: check_file(path, entry.get('sha256'), entry.get('size'), entry.get('sha256_prefix'), what='the published')
+        except ModelError as e: raise other(str(e)) from None
+        if entry.get('sha256') or entry.get('size'): return 'published ' + ' and '.join(k for k in ('sha256', 'size') if entry.get(k)) + ' matched'
+        return f'sha256 {h} starts with the published prefix {entry["sha256_prefix"]}'
+    r = rec.get(name)
+    if r:
+        if r.get('url') and r['url'] != entry.get('url'):
+            raise ModelError(f"{name}: its first download was recorded for {r['url']}, the registry now publishes {entry.get('url')}; "
+                             f"the recorded checksum is not this file's: remove '{name}' from {_recorded_file()} to record anew")
+        if (h, n) != (r['sha256'], r['size']):
+            raise other(f"{path}: SHA-256 {h} and size {n:,} do not match the recorded (first download, {r['recorded']}) "
+                        f"{r['sha256']}, {r['size']:,} bytes of {name} (hash mismatch: corrupt or another file)")
+        return f"no checksum published: sha256 and size recorded at first download ({r['recorded']}) matched"
+    own = _owners(h, name, reg, rec)
+    if own: raise other('')
     now = datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')
     if record:
-        rec[entry['filename']] = {'name': entry['name'], 'sha256': h, 'size': n, 'recorded': now, 'url': entry.get('url')}
-        save_json(rec, _recorded_file())
+        raw = load_json(_recorded_file()) if _recorded_file().is_file() else {}
+        raw = {k: r for k, r in raw.items() if not (isinstance(r, dict) and 'filename' not in r and r.get('name') == name)}
+        raw[name] = {'name': name, 'url': entry.get('url'), 'filename': entry['filename'], 'sha256': h, 'size': n, 'recorded': now}
+        save_json(raw, _recorded_file())
     return f"no checksum published: sha256 and size recorded at first download ({now})"
 
+
 # %% ../nbs/06_weights.ipynb #cv05
+def download_path(entry:dict) -> Path:
+    "Where the published file of `entry` is downloaded: `weights_cache()/downloads/NAME/FILENAME` (keyed by the entry: many entries publish files of the same name)."
+    return weights_cache()/'downloads'/entry['name']/entry['filename']
+
+def _shared_name(entry:dict, reg:dict) -> list[str]:
+    "Other registry entries that publish a file of the same name as `entry`."
+    return sorted(n for n, e in reg.items() if n != entry['name'] and e['filename'] == entry['filename'])
+
+def local_source(entry:dict, reg:dict|None=None) -> Path|None:
+    "The entry's published file on this machine without hashing it: its own download, else a copy found by file name when no other entry publishes that name."
+    own = download_path(entry)
+    if own.is_file(): return own
+    reg = registry() if reg is None else reg
+    p = find_weights(entry['filename'])
+    return p if p is not None and not _shared_name(entry, reg) else None
+
+def _find_source(entry:dict, reg:dict) -> tuple[Path|None, str|None, list[str]]:
+    "(file, how it was checked, why other candidates were refused): the entry's own download, then copies found by file name."
+    name, why = entry['name'], []
+    checked = bool(entry.get('sha256') or entry.get('size') or entry.get('sha256_prefix') or _recorded().get(name))
+    shared = _shared_name(entry, reg)
+    cands = [download_path(entry)] + [d/entry['filename'] for d in weights_dirs()]
+    for i, p in enumerate(dict.fromkeys(cands)):
+        if not p.is_file(): continue
+        if i and shared and not checked:
+            own = _owners(sha256sum(p), name, reg, _recorded())
+            if own: why.append(f"{p}: this is the file of registry entry {own[0]} (its SHA-256 is that entry's checksum), not of {name}"); continue
+            why.append(f"{p}: {len(shared)} other registry entries ({', '.join(shared[:3])}{', ...' if len(shared) > 3 else ''}) publish "
+                       f"a file named {entry['filename']} and no checksum tells them apart; pass it with --src FILE if it is {name}'s, "
+                       f"or run `rsnb-weights get {name} --download`")
+            continue
+        try: return p, verify_source(p, entry, record=False, reg=reg), why
+        except ModelError as e: why.append(str(e))
+    return None, None, why
+
 def get_weights(name:str, # a registry name
                 download:bool=False, # download the published file when it is not on this machine
                 src=None, # use this file as the published one (checked all the same)
@@ -430,64 +810,86 @@ def get_weights(name:str, # a registry name
                 progress:bool=True, # progress bar on stderr while downloading
                ) -> Path:
     "The converted model `weights_cache()/NAME.pth` of a registry entry, converting (and downloading) it first if needed."
+    reg = registry(dirs)
     entry = registry_entry(name, dirs)
+    if entry.get('convertible') is False:
+        raise ModelError(f"{name}: listed for reference, not convertible: {entry.get('convertible_reason') or 'rsnb has no converter for it'}")
     out, js = _pair(weights_cache()/name)
     if out.is_file() and js.is_file() and not overwrite: return out
     if src is not None:
         p = Path(src).expanduser()
         if not p.is_file(): raise DataMissing(f"{p}: not found")
+        how = verify_source(p, entry, record=False, reg=reg)
     else:
-        p = find_weights(entry['filename'])
-        if p is None:
-            dl = weights_cache()/'downloads'
-            if not download:
-                raise DataMissing(f"{entry['filename']}: not found in {', '.join(map(str, weights_dirs()))}; run `rsnb-weights get {name} --download`, "
-                                  f"or download {entry['url']} and put it in {dl} (or pass --src FILE)")
-            p = fetch(entry['url'], dl/entry['filename'], entry.get('sha256'), allow_download=True, size=entry.get('size'),
-                      sha256_prefix=entry.get('sha256_prefix'), progress=progress)
-    try: how = verify_source(p, entry, record=False)
-    except ModelError as e:
-        if src is not None: raise
-        raise ModelError(f"{e}; it was found in a weights folder: delete it and run `rsnb-weights get {name} --download` again") from None
+        p, how, why = _find_source(entry, reg)
+        if p is None and download and not download_path(entry).exists():
+            try: p = fetch(entry['url'], download_path(entry), entry.get('sha256'), allow_download=True, size=entry.get('size'),
+                           sha256_prefix=entry.get('sha256_prefix'), progress=progress)
+            except BaseException:
+                try: download_path(entry).parent.rmdir()   # the entry's folder, if the failed download left it empty
+                except OSError: pass
+                raise
+            how = verify_source(p, entry, record=False, reg=reg)
+        elif p is None and why:
+            own = why[0].startswith(f"{download_path(entry)}:")
+            hint = (f"; delete it and run `rsnb-weights get {name} --download` again" if own else
+                    "" if "--download`" in why[0] else f"; run `rsnb-weights get {name} --download` to fetch its own")
+            raise ModelError(why[0] + hint + (f" ({len(why) - 1} more copies refused)" if len(why) > 1 else ''))
+        elif p is None:
+            raise DataMissing(f"{entry['filename']}: not found in {download_path(entry).parent} or the weights folders "
+                              f"({', '.join(map(str, weights_dirs()))}); run `rsnb-weights get {name} --download`, "
+                              f"or download {entry['url']} and put it in {download_path(entry).parent} (or pass --src FILE)")
     out = convert_checkpoint(p, out, entry['format'], entry.get('config'), entry=entry, overwrite=True, checksum=how, dirs=dirs)
-    if 'recorded at first download' in how and entry['filename'] not in _recorded():
-        verify_source(p, entry)  # recorded only once the file converted: a truncated first copy is never recorded
+    if 'recorded at first download' in how and name not in _recorded():
+        verify_source(p, entry, reg=reg)  # recorded only once the file converted: a truncated first copy is never recorded
     return out
 
+
 # %% ../nbs/06_weights.ipynb #rm03
+class ModelNotConverted(DataMissing, UsageError):
+    "A registry name whose released checkpoint is not converted on this machine yet (exit status 2: run `rsnb-weights get`)."
+
 def _check_task(pth:Path, task:str|None) -> Path:
     if task is None: return pth
-    card = load_json(_pair(pth)[1])
+    card = read_card(_pair(pth)[1])
     if card.get('task') not in (None, task):
         raise ModelError(f"{pth}: is a {card['task']} model, not a {task} model")
     return pth
+
+_CHECKPOINT_SUFFIXES = ('.pth.tar', '.pt', '.tar', '.ckpt', '.pdparams', '.h5', '.hdf5', '.keras', '.bin', '.safetensors')
 
 def resolve_model(name_or_path, # a path (with or without .pth/.json), a shipped model id, or a registry name
                   task:str|None=None, # when given, the model card's task must be this one
                  ) -> Path:
     "The `.pth` of the saved rsnb model `name_or_path` names (see the lookup order above)."
-    s = str(name_or_path)
+    s = str(name_or_path); p = Path(s).expanduser()
     pth, js = _pair(s)
-    if pth.is_file() or js.is_file() or Path(s).expanduser().exists():
-        if not pth.is_file(): raise ModelError(f"{pth}: not found (a saved rsnb model is a .pth state dict plus a .json card)")
+    if p.suffix in ('', '.pth', '.json') and (pth.is_file() or js.is_file()):
+        if not pth.is_file(): raise ModelError(f"{js}: not a model: no weights {pth.name} beside it (a saved rsnb model is a .pth state dict plus a .json card)")
         if not js.is_file():
-            raise ModelError(f"{pth}: no model card {js.name} beside it; a checkpoint from elsewhere? "
-                             f"convert it with `rsnb-weights convert {s} DST --from FORMAT`")
+            raise ModelError(f"{pth}: not a model: no model card {js.name} beside it (a checkpoint from elsewhere? "
+                             f"convert it with `rsnb-weights convert {s} DST --from FORMAT`)")
         return _check_task(pth, task)
-    if os.sep in s or '/' in s or s.endswith(('.pth', '.json')):
-        raise ModelError(f"{s}: not found (a saved rsnb model is a .pth state dict plus a .json card)")
+    if p.is_dir(): raise ModelNotFound(f"{p}: a folder, not a model (a saved rsnb model is NAME.pth + NAME.json)")
+    if p.exists():
+        ckpt = p.name.lower().endswith(_CHECKPOINT_SUFFIXES)
+        raise ModelError(f"{p}: not a model (a saved rsnb model is a .pth state dict plus a .json card)"
+                         + ("; a released checkpoint? convert it with `rsnb-weights convert FILE DST --from FORMAT`" if ckpt else ''))
+    if os.sep in s or '/' in s or p.suffix in ('.pth', '.json') or p.name.lower().endswith(_CHECKPOINT_SUFFIXES):
+        raise ModelNotFound(f"{s}: not found (a saved rsnb model is a .pth state dict plus a .json card)")
     import rsnb
     for d in (Path(rsnb.__file__).resolve().parent/'weights', weights_cache()):
         p, j = d/f'{s}.pth', d/f'{s}.json'
         if p.is_file() and j.is_file(): return _check_task(p, task)
     names = registry_names()
     if s in names:
-        raise DataMissing(f"{s}: released checkpoint not converted yet (not in {weights_cache()}); "
-                          f"run `rsnb-weights get {s}` (add --download to fetch it)")
+        raise ModelNotConverted(f"{s}: released checkpoint not converted yet (not in {weights_cache()}); "
+                                f"run `rsnb-weights get {s}` (add --download to fetch it)")
     known = sorted(set(shipped_models()) | set(cached_models()) | set(names))
     close = difflib.get_close_matches(s, known, n=5, cutoff=0.5)
-    raise ModelError(f"{s}: no such model (not a file, not shipped in rsnb/weights, not in {weights_cache()}, not a registry name)"
-                     + (f"; did you mean: {', '.join(close)}?" if close else '; `rsnb-weights list` shows the registry'))
+    raise ModelNotFound(f"{s}: no such model (not a file, not shipped in rsnb/weights, not in {weights_cache()}, not a registry name)"
+                        + (f"; did you mean: {', '.join(close)}?" if close else '; `rsnb-weights list` shows the registry'))
+
 
 # %% ../nbs/06_weights.ipynb #rm04
 def registry_names() -> list[str]:

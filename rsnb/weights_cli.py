@@ -72,7 +72,7 @@ def _score(e) -> str:
 def _local(name, e) -> dict:
     from rsnb import weights as W
     conv = W.weights_cache()/f'{name}.pth'
-    src = W.find_weights(e['filename'])
+    src = W.local_source(e)
     return {'converted': str(conv) if conv.is_file() and conv.with_suffix('.json').is_file() else None,
             'source': str(src) if src else None}
 
@@ -107,6 +107,10 @@ def _close(s, names) -> str:
     c = difflib.get_close_matches(s, list(names), n=5, cutoff=0.5)
     return f"; did you mean: {', '.join(c)}?" if c else ''
 
+def _progress(a, msg:str):
+    "A progress note on stderr, only on a terminal (so an error is the one line a script or log sees) and not with --quiet."
+    if not getattr(a, 'quiet', False) and sys.stderr.isatty(): print(f"{PROG}: {msg}", file=sys.stderr, flush=True)
+
 def cmd_get(a) -> list[str]:
     "`rsnb-weights get NAME`: the converted model's path."
     from rsnb import weights as W
@@ -118,7 +122,7 @@ def cmd_get(a) -> list[str]:
     if out.is_file() and out.with_suffix('.json').is_file() and not a.overwrite:
         print(f"{PROG}: {a.name} is already converted (--overwrite to convert again)", file=sys.stderr)
         return [str(out)]
-    print(f"{PROG}: {a.name}: {'checking ' + str(src) if src else 'looking for ' + reg[a.name]['filename']}...", file=sys.stderr)
+    _progress(a, f"{a.name}: {'checking ' + str(src) if src else 'looking for ' + reg[a.name]['filename']}...")
     p = W.get_weights(a.name, download=a.download, src=src, overwrite=a.overwrite, progress=not a.quiet)
     card = json.loads(p.with_suffix('.json').read_text())
     print(f"{PROG}: {a.name}: {card['source']['checksum']}; converted to {p} (+ {p.with_suffix('.json').name})", file=sys.stderr)
@@ -140,51 +144,25 @@ def cmd_convert(a) -> list[str]:
     keys = spec.get('config_keys')
     if keys is not None and (bad := [k for k in config if k not in keys]):
         raise UsageError(f"--config {bad[0]}: not a setting of format '{a.format}' (it takes: {', '.join(keys) or 'none'})")
+    from rsnb.convert import ConfigError
+    try: config = W.check_settings(a.format, config, require=True)   # types, ranges, what a usable card needs
+    except ConfigError as e: raise UsageError(f"--{e} (--from {a.format})") from None
     pth, js = W._pair(a.dst)
     for p in (pth, js): check_output(p, overwrite=a.overwrite, inputs=[src])
-    print(f"{PROG}: converting {src} as {a.format}{' with ' + json.dumps(config) if config else ''}...", file=sys.stderr)
+    _progress(a, f"converting {src} as {a.format}{' with ' + json.dumps(config) if config else ''}...")
     return [str(W.convert_checkpoint(src, pth, a.format, config, overwrite=a.overwrite))]
 
 # %% ../nbs/06a_weights_cli.ipynb #wc10
-def _read_tensors(path:Path) -> tuple[str, dict]:
-    "(kind, {name: shape}) of a checkpoint file, read without running its code."
-    import pickle
-    suf = ''.join(path.suffixes[-2:]).lower()
-    if path.suffix.lower() in ('.h5', '.hdf5', '.keras'):
-        try: import h5py
-        except ImportError: raise UsageError(f"{path}: reading .h5 files needs h5py (pip install h5py)") from None
-        out = {}
-        try:
-            with h5py.File(path, 'r') as f:
-                f.visititems(lambda n, o: out.__setitem__(n, tuple(o.shape)) if isinstance(o, h5py.Dataset) else None)
-        except OSError as e:
-            from rsnb.core import ModelError
-            raise ModelError(f"{path}: not a readable HDF5 file (truncated or another format): {e}") from None
-        return 'HDF5 (Keras)', out
-    if path.suffix.lower() == '.pdparams':
-        import numpy as np
-        class _NumpyOnly(pickle.Unpickler):
-            def find_class(self, module, name):
-                if module.split('.')[0] in ('numpy', 'collections') or (module, name) == ('builtins', 'dict'): return super().find_class(module, name)
-                raise pickle.UnpicklingError(f'{module}.{name} is not allowed')
-        from rsnb.core import ModelError
-        try:
-            with open(path, 'rb') as f: obj = _NumpyOnly(f).load()
-        except Exception as e: raise ModelError(f"{path}: not a readable .pdparams file (truncated or another format): {e}") from None
-        return 'PaddlePaddle .pdparams', {k: tuple(np.shape(v)) for k, v in obj.items() if hasattr(v, 'shape')}
-    from rsnb.convert import read_torch_checkpoint
-    return 'torch checkpoint', {k: tuple(v.shape) for k, v in read_torch_checkpoint(path).items()}
-
 def looks_like(path:Path, keys, sha:str|None=None) -> list[str]:
     "What a raw checkpoint looks like: matching registry entries (by file name or hash) and formats (by extension, signature)."
     from rsnb import weights as W
     reg, fmts = W.registry(), W.registry_formats()
-    rec = W._recorded_file(); rec = json.loads(rec.read_text()) if rec.is_file() else {}
+    rec = W._recorded()
     out = []
     for n, e in sorted(reg.items()):
         why = []
         if e['filename'] == path.name: why.append('its published file name')
-        if sha and (sha == e.get('sha256') or sha == rec.get(e['filename'], {}).get('sha256')): why.append('its SHA-256')
+        if sha and (sha == e.get('sha256') or sha == rec.get(n, {}).get('sha256')): why.append('its SHA-256')
         elif sha and e.get('sha256_prefix') and sha.startswith(e['sha256_prefix']) and not e.get('sha256'): why.append('its SHA-256 prefix')
         if why: out.append(f"registry entry {n} (format {e['format']}): {' and '.join(why)}")
     for f, spec in sorted(fmts.items()):
@@ -215,10 +193,12 @@ def cmd_info(a) -> list[str]:
         for k in ('name', 'task', 'arch', 'dataset', 'bands', 'normalisation', 'classes', 'licence'):
             if card.get(k) is not None: lines.append(f"  {k}: {card[k] if not isinstance(card[k], (list, dict)) else json.dumps(card[k])}")
         if card.get('paper_score'): lines.append(f"  paper score: {_score(card)} ({card['paper_score'].get('source', '')})")
-        if src: lines.append(f"  converted from: {src.get('file')} ({src.get('format')}, sha256 {str(src.get('sha256'))[:16]}..., {src.get('checksum')})")
+        if src:
+            lines.append(f"  converted from: {src.get('file')} ({src.get('format')}{', registry entry ' + src['registry_name'] if src.get('registry_name') else ''}; {src.get('checksum')})")
+            lines.append(f"  source sha256: {src.get('sha256')}")
         return lines
     p = check_input(p, 'file')
-    kind, shapes = _read_tensors(p)
+    kind, shapes = W.checkpoint_shapes(p)
     sha = W.sha256sum(p)
     like = looks_like(p, list(shapes), sha)
     n = sum(int(__import__('math').prod(s)) for s in shapes.values())

@@ -140,8 +140,8 @@ for t in ('classify', 'segment', 'change'):
     case(t, p + ['--tile', '64', '--overlap', '100'], 2, 'must be smaller than --tile 64', 'overlap-gt-tile')
     # models
     def pm(m): return [m] + p[1:]
-    case(t, pm('{I}/nomodel.pth'), 1, 'nomodel.pth', 'missing-model-file')
-    case(t, pm('no_such_model_name'), 1, 'no_such_model_name: no such model', 'unknown-model-name')
+    case(t, pm('{I}/nomodel.pth'), 2, 'nomodel.pth: not found', 'missing-model-file')
+    case(t, pm('no_such_model_name'), 2, 'no_such_model_name: no such model', 'unknown-model-name')
     case(t, pm('{I}/corrupt.pth'), 1, 'corrupt.pth', 'corrupt-model')
     case(t, pm('{I}/cardonly.pth'), 1, 'cardonly.pth', 'card-without-weights')
     case(t, pm('{I}/badjson.pth'), 1, 'badjson.json', 'card-not-json')
@@ -180,21 +180,21 @@ C = ['{I}/rgb.tif', f'{O}/o.rsc', '--model', '{I}/codec.pth']
 for opt, val, text in [('--tile', '100', 'multiple of 64'), ('--tile', '0', '≥ 1'), ('--tile', 'x', "'x'"), ('--rate', 'max', "'max'"),
                        ('--rate', '-1', 'rate index must be ≥ 0'), ('--rate', '7', '--rate 7: the codec'), ('--rate', 'nan', "'nan'")]:
     case('compress', C + [opt, val], 2, text, f'{opt[2:]}-{val}')
-for m, text, cid in [('no_such_codec', 'no_such_codec', 'unknown-codec'), ('{I}/chg.pth', 'not a compression codec', 'change-model-as-codec'),
-                     ('{I}/corrupt.pth', 'corrupt.pth', 'corrupt-codec'), ('{I}/nomodel.pth', 'nomodel.pth', 'missing-codec-file')]:
-    case('compress', ['{I}/rgb.tif', f'{O}/o.rsc', '--model', m], 1, text, cid)
+for m, code, text, cid in [('no_such_codec', 2, 'no_such_codec', 'unknown-codec'), ('{I}/chg.pth', 1, 'not a compression codec', 'change-model-as-codec'),
+                           ('{I}/corrupt.pth', 1, 'corrupt.pth', 'corrupt-codec'), ('{I}/nomodel.pth', 2, 'nomodel.pth', 'missing-codec-file')]:
+    case('compress', ['{I}/rgb.tif', f'{O}/o.rsc', '--model', m], code, text, cid)
 case('compress', ['{I}/nan_all.tif', f'{O}/o.rsc', '--model', '{I}/codec.pth'], 1, 'nan_all.tif: every pixel is nodata or NaN/Inf', 'all-nan')
 case('compress', ['{I}/nodata_all.tif', f'{O}/o.rsc', '--model', '{I}/codec.pth'], 1, 'nodata_all.tif: every pixel is nodata', 'all-nodata')
 for src, text, cid in [('{I}/trunc.rsc', 'trunc.rsc: truncated', 'truncated-rsc'), ('{I}/flip.rsc', 'flip.rsc: payload checksum', 'flipped-byte'),
                        ('{I}/rgb.tif', 'rgb.tif: not an rsnb compressed raster', 'tif-as-rsc')]:
     case('decompress', [src, f'{O}/o.tif'], 1, text, cid)
 case('decompress', ['{I}/good.rsc', f'{O}/o.tif', '--model', '{I}/chg.pth'], 1, 'not a compression codec', 'change-model-as-codec')
-case('decompress', ['{I}/good.rsc', f'{O}/o.tif', '--model', '{I}/nomodel.pth'], 1, 'nomodel.pth', 'missing-codec-file')
+case('decompress', ['{I}/good.rsc', f'{O}/o.tif', '--model', '{I}/nomodel.pth'], 2, 'nomodel.pth', 'missing-codec-file')
 
 E = ['--model', '{I}/ecea.pth']
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif'], 2, '--model is required', 'no-model')
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--model', '{I}/cls.pth'], 1, 'cls', 'classifier-as-generator')
-case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--model', 'no_such_model_name'], 1, 'no_such_model_name', 'unknown-model-name')
+case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--model', 'no_such_model_name'], 2, 'no_such_model_name', 'unknown-model-name')
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--method', 'magic'] + E, 2, "invalid choice: 'magic'", 'bad-method')
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--batch-size', '0'] + E, 2, '≥ 1', 'batch-0')
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--overlap', '-3'] + E, 2, '≥ 0', 'overlap-negative')

@@ -27,5 +27,5 @@ def test_cli_error_names_file(tmp_path):
     with rasterio.open(tmp_path/'a.tif', 'w', **prof) as ds: ds.write(np.zeros((3, 8, 8), np.uint8))
     code = f"from rsnb.segmentation.cli import main; import sys; sys.exit(main([{str(tmp_path/'nope.pth')!r}, {str(tmp_path/'a.tif')!r}, {str(tmp_path/'b.tif')!r}]))"
     r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
-    assert r.returncode == 1 and 'nope.pth' in r.stderr and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.returncode == 2 and 'nope.pth: not found' in r.stderr and 'Traceback' not in r.stderr and len(r.stderr.strip().splitlines()) == 1
     assert not (tmp_path/'b.tif').exists()

@@ -9,11 +9,11 @@ from __future__ import annotations
 import math, zlib
 from pathlib import Path
 import torch
-from ..convert import ConversionError, convert_state_dict, read_torch_checkpoint
+from ..convert import ConversionError, ConfigError, Setting, Settings, convert_state_dict, read_torch_checkpoint
 from .dpcd import DPCD
 
 # %% auto #0
-__all__ = ['DPCD_RULES', 'dpcd_config_from', 'convert_dpcd', 'seeded_state_dict', 'parity_figures', 'parity_ok']
+__all__ = ['DPCD_RULES', 'DPCD_SETTINGS', 'dpcd_config_from', 'convert_dpcd', 'seeded_state_dict', 'parity_figures', 'parity_ok']
 
 # %% ../../nbs/36_change.convert.ipynb #f3c804f8
 _ST = range(4)   # official en_block2..5 -> rsnb encoder.0..3 (and dpfa1..4 -> dpfa.0..3)
@@ -46,13 +46,24 @@ def dpcd_config_from(sd:dict, # an official DPCD state dict
     return int(w.shape[1]), int(w.shape[0])
 
 # %% ../../nbs/36_change.convert.ipynb #7df8e8a7
+def _dpcd_rules(c:dict, require:bool):
+    if c.get('stats') and c.get('band_names') and len(c['band_names']) != len(c['stats']['mean']):
+        raise ConfigError(f"config band_names: {len(c['band_names'])} names for {len(c['stats']['mean'])} bands of stats")
+
+DPCD_SETTINGS = Settings('dpcd', _dpcd_rules, n_in=Setting(int, lo=1), width=Setting(int, lo=1),
+    stats=Setting('stats', required="rsnb-change normalises both dates with the training set's band statistics, and a card "
+                  "without them cannot be used; pass --config stats='{\"mean\": [...], \"std\": [...]}' (one value per band, in the raster's units)"),
+    threshold=Setting(float, 0, 1, open=True), dataset=Setting(str), band_names=Setting('strs'))
+
 def convert_dpcd(path, # an official SGSLN `best_*.pth` (state dict) or `checkpoint_*.pth` (`{'net': sd, 'optimizer': ...}`)
                  config:dict|None=None, # optional: `n_in`, `width` (checked against the file), `stats`, `threshold`, `dataset`
                 ) -> tuple:
     "(rsnb `DPCD` in eval mode with every tensor of `path` loaded, model card for `rsnb.change`)."
-    config, path = dict(config or {}), Path(path)
+    config, path = DPCD_SETTINGS(config), Path(path)
     sd = read_torch_checkpoint(path)
     n_in, width = dpcd_config_from(sd, path)
+    if config.get('stats') and len(config['stats']['mean']) != n_in:
+        raise ConfigError(f"config stats: {len(config['stats']['mean'])} bands, but the checkpoint's DPCD takes {n_in} per date")
     for k, v in (('n_in', n_in), ('width', width)):
         if config.get(k) is not None and int(config[k]) != v:
             raise ConversionError(f"{path}: the checkpoint has {k}={v}, the config asks for {config[k]}")

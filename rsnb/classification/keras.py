@@ -11,24 +11,25 @@ from pathlib import Path
 import numpy as np
 import torch
 from ..core import atomic_write
-from ..convert import ConversionError, convert_state_dict
+from ..convert import ConversionError, ConfigError, Setting, Settings, convert_state_dict
+from ..weights import open_h5, h5_array, UnsafeCheckpoint
+from ..core import ModelError
 from .model import SceneClassifier, count_params
 
 # %% auto #0
-__all__ = ['HEAD_DENSE', 'DENSE_RE', 'BAHRI_NORMALISATION', 'read_keras_h5', 'nasnet_keras_layers', 'bahri_key_table',
-           'keras_state_dict', 'bahri_config', 'convert_bahri_h5', 'seeded_weights', 'write_keras_h5', 'bahri_split',
-           'keras_images', 'predict_released']
+__all__ = ['HEAD_DENSE', 'DENSE_RE', 'BAHRI_SETTINGS', 'BAHRI_NORMALISATION', 'read_keras_h5', 'nasnet_keras_layers',
+           'bahri_key_table', 'keras_state_dict', 'bahri_config', 'convert_bahri_h5', 'seeded_weights',
+           'write_keras_h5', 'bahri_split', 'keras_images', 'predict_released']
 
 # %% ../../nbs/16_classification.keras.ipynb #97959137
 def _s(v): return v.decode() if isinstance(v, bytes) else str(v)
 
 def read_keras_h5(path) -> dict:
-    "The weights of a Keras-2 `.h5` (full model or weights only), in file order, with the file's metadata."
-    import h5py
+    "The weights of a Keras-2 `.h5` (full model or weights only), in file order, with the file's metadata (`model_config` as JSON data)."
     path = Path(path)
-    if not path.is_file(): raise ConversionError(f'{path}: not found')
-    try: f = h5py.File(path, 'r')
-    except OSError as e: raise ConversionError(f'{path}: not an HDF5 file (truncated, or another format): {e}') from None
+    try: f = open_h5(path)
+    except UnsafeCheckpoint: raise
+    except ModelError as e: raise ConversionError(str(e)) from None
     with f:
         full = 'model_weights' in f
         g = f['model_weights'] if full else f
@@ -41,7 +42,7 @@ def read_keras_h5(path) -> dict:
             for w in (_s(n) for n in g[l].attrs.get('weight_names', [])):
                 if w not in g[l]: raise ConversionError(f"{path}: tensor '{l}/{w}' is listed in 'weight_names' but missing (truncated file?)")
                 key = f"{l}/{w.split('/')[-1].split(':')[0]}"
-                weights[key] = np.asarray(g[l][w]); owner[key] = f'{l}/{w}'
+                weights[key] = np.asarray(h5_array(g[l][w], path)); owner[key] = f'{l}/{w}'
         cfg = f.attrs.get('model_config')
         meta = dict(full_model=full, keras_version=_s(g.attrs.get('keras_version', f.attrs.get('keras_version', ''))),
                     backend=_s(g.attrs.get('backend', f.attrs.get('backend', ''))),
@@ -142,13 +143,20 @@ def bahri_config(h5:dict, file='checkpoint') -> dict:
             out['faithful'] = all(a == 'linear' for a in hidden)
     return out
 
+def _bahri_rules(c:dict, require:bool):
+    if c.get('classes') and c.get('n_classes') and len(c['classes']) != c['n_classes']:
+        raise ConfigError(f"config classes: {len(c['classes'])} names, but n_classes={c['n_classes']}")
+
+BAHRI_SETTINGS = Settings('keras-h5-bahri', _bahri_rules, dataset=Setting(str), split=Setting(str), n_classes=Setting(int, lo=2),
+                          classes=Setting('strs'), input_size=Setting(int, lo=32))
+
 BAHRI_NORMALISATION = dict(mean=[0.0, 0.0, 0.0], std=[255.0, 255.0, 255.0], names=['red', 'green', 'blue'], count=0)
 
 def convert_bahri_h5(path, # a Keras-2 `.h5` saved by Bahri et al.'s `train.py` (ModelCheckpoint) or `save_weights`
                      config:dict|None=None, # registry config: `n_classes`, `classes`, `dataset`, `input_size` (all optional)
                     ) -> tuple[torch.nn.Module, dict]:
     "`(SceneClassifier, card)`: the Keras model as `SceneClassifier(arch='nasnetamobile_keras')`, every tensor checked, in eval mode."
-    config, path = dict(config or {}), Path(path)
+    config, path = BAHRI_SETTINGS(config), Path(path)
     h5 = read_keras_h5(path)
     bc = bahri_config(h5, path)
     n, classes = bc['n_classes'], config.get('classes')

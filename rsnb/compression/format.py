@@ -65,9 +65,11 @@ def get_codec(model_id:str=DEFAULT_MODEL):
     f = _weights_file(model_id)
     if f is None:
         try:
-            from rsnb.weights import resolve_model
+            from rsnb.weights import resolve_model, ModelNotFound, ModelNotConverted
             f = resolve_model(model_id, task='compression')
-        except RsnbError as e: raise CodecError(f"codec model '{model_id}' not found (looked in rsnb/weights, rsnb.weights.weights_dirs() and the converted models): {e}") from None
+        except (ModelNotFound, ModelNotConverted) as e:   # a command-line error: exit status 2
+            raise type(e)(f"codec model '{model_id}' not found (looked in rsnb/weights, rsnb.weights.weights_dirs() and the converted models): {e}") from None
+        except RsnbError as e: raise CodecError(f"codec model '{model_id}': {e}") from None
     js = Path(f).with_suffix('.json')
     task = json.loads(js.read_text()).get('task') if js.is_file() else None
     if task not in (None, 'compression'): raise CodecError(f"{f}: is a {task} model, not a compression codec")
@@ -76,6 +78,12 @@ def get_codec(model_id:str=DEFAULT_MODEL):
     mid = card.get('model_id', Path(f).stem)
     register_codec(mid, model)
     return (*_REGISTRY[mid], mid)
+
+def _header_codec(h:dict):
+    "`get_codec` of the codec a file's header names: one missing here is a runtime error (exit 1), not a command-line one."
+    from rsnb.weights import ModelNotFound, ModelNotConverted
+    try: return get_codec(h['model']['id'])
+    except (ModelNotFound, ModelNotConverted) as e: raise CodecError(str(e)) from None
 
 # %% ../../nbs/42_compression.format.ipynb #daa988b5
 MAGIC = b'RSNBC\x89\r\n'
@@ -341,7 +349,7 @@ def decode_bytes(data:bytes, name:str='<bytes>', progress:bool=False):
     "(array C×H×W, RasterMeta, header) from `.rsc` bytes; `CodecError` on any problem."
     h, payload = unpack(data, name)
     check_header(h, name)
-    model, sha, mid = get_codec(h['model']['id'])
+    model, sha, mid = _header_codec(h)
     if sha != h['model']['sha256']:
         raise CodecError(f"{name}: written with model '{mid}' weights {h['model']['sha256'][:12]}…, but the available weights are {sha[:12]}…")
     if h['rate'] > model.n_rates - 1: raise CodecError(f"{name}: rate {h['rate']} not in the model")
@@ -402,7 +410,7 @@ def verify_rsc(path, name=None):
         while chunk := f.read(1 << 20): dg.update(chunk)
         _check_sha(dg.hexdigest(), h, name)
         check_header(h, name)
-        model, sha, _ = get_codec(h['model']['id'])
+        model, sha, _ = _header_codec(h)
         if sha != h['model']['sha256']: raise CodecError(f'{name}: verification failed: written with other weights than the codec now loaded')
         pos = off
         for s in h['sections']:

@@ -10,13 +10,14 @@ import re, json
 from pathlib import Path
 import numpy as np
 import torch
-from ..convert import ConversionError, convert_state_dict, read_torch_checkpoint, map_key
+from ..convert import ConversionError, ConfigError, Setting, Settings, convert_state_dict, read_torch_checkpoint, map_key
 from .models import build_codec
 from .entropy import scale_table
 
 # %% auto #0
-__all__ = ['ROOT_URL', 'ZOO', 'COMPRESSAI_RULES', 'REBUILT', 'CONSTANTS', 'zoo_kwargs', 'zoo_url', 'convert_compressai',
-           'fixture_dir', 'write_fixture_checkpoint', 'fixture_config', 'parity', 'check_manifest']
+__all__ = ['ROOT_URL', 'ZOO', 'COMPRESSAI_RULES', 'REBUILT', 'CONSTANTS', 'COMPRESSAI_SETTINGS', 'zoo_kwargs', 'zoo_url',
+           'convert_compressai', 'fixture_dir', 'write_fixture_checkpoint', 'fixture_config', 'parity',
+           'check_manifest']
 
 # %% ../../nbs/48_compression.zoo.ipynb #z005
 ROOT_URL = 'https://compressai.s3.amazonaws.com/models/v1'
@@ -85,11 +86,21 @@ def _check_constants(src:dict, model, file):
             else: ok = v.numel() == 1 and abs(float(v) - val) <= 1e-6 * abs(val)
             if not ok: raise ConversionError(f"{file}: tensor '{k}' does not hold CompressAI's constant value (got {v[:4].tolist()}...)")
 
+def _compressai_rules(c:dict, require:bool):
+    arch = c.get('arch')
+    if arch not in ZOO: raise ConfigError(f"config arch={arch}: unknown CompressAI architecture (known: {', '.join(ZOO)})")
+    if c.get('quality') is not None:
+        if c['quality'] not in ZOO[arch]['cfg']: raise ConfigError(f"config quality={c['quality']}: expected an integer in 1..{max(ZOO[arch]['cfg'])} for {arch}")
+    elif c.get('N') is None: raise ConfigError(f"config quality: required (1..{max(ZOO[arch]['cfg'])} for {arch}; or N and M for a reduced-width model)")
+
+COMPRESSAI_SETTINGS = Settings('compressai', _compressai_rules, arch=Setting(str), quality=Setting(int, 1, 8),
+                               N=Setting(int, lo=1), M=Setting(int, lo=1))
+
 def convert_compressai(path, # a CompressAI zoo checkpoint (`.pth.tar`, plain state dict)
                        config:dict, # {'arch': CompressAI name, 'quality': q} or {'arch', 'N', 'M'}
                       ) -> tuple:
     "(rsnb codec in eval mode with its coding tables built, model card) from a CompressAI zoo file; strict."
-    config = dict(config); arch = config.get('arch')
+    config = COMPRESSAI_SETTINGS(config); arch = config['arch']
     kw = zoo_kwargs(arch, config.get('quality'), config.get('N'), config.get('M'))
     src = read_torch_checkpoint(path)
     card = dict(task='compression', arch=ZOO[arch]['arch'], kwargs=kw,

@@ -9,12 +9,12 @@ from __future__ import annotations
 import math, re
 from pathlib import Path
 import torch
-from ..convert import ConversionError, convert_state_dict, read_torch_checkpoint
+from ..convert import ConversionError, ConfigError, Setting, Settings, convert_state_dict, read_torch_checkpoint
 from .model import ECEAGenerator
 from .slcoff import Scaler
 
 # %% auto #0
-__all__ = ['ECEA_RULES', 'ecea_config_from', 'convert_ecea']
+__all__ = ['ECEA_RULES', 'ECEA_SETTINGS', 'ecea_config_from', 'convert_ecea']
 
 # %% ../../nbs/57_inpainting.convert.ipynb #2df835aa
 _ENC, _DEC = ('64', '32', '16', '8'), ('64', '32', '16')   # level i of rsnb <-> the original's grid-size suffix
@@ -66,20 +66,25 @@ def ecea_config_from(sd:dict, # an original ECEA generator state dict
                 heads=heads, ps_hidden=64, ps_res=5, mid_res=5, faithful=True)
 
 # %% ../../nbs/57_inpainting.convert.ipynb #2b3476d0
+ECEA_SETTINGS = Settings('ecea', heads=Setting('ints', lo=1), prefilled=Setting(bool), scale=Setting(float, lo=0, open=True),
+                         offset=Setting(float), band_names=Setting('strs'), dataset=Setting(str))
+
 def convert_ecea(path, # the original generator's state dict (`EET.pth` or a `trainer.py` generator checkpoint)
                  config:dict|None=None, # optional: `heads`, `prefilled`, `scale`, `offset`, `band_names`, `dataset`
                 ) -> tuple:
     "(rsnb `ECEAGenerator(faithful=True)` in eval mode with every tensor of `path` loaded, card for `load_ecea`)."
-    config, path = dict(config or {}), Path(path)
+    config, path = ECEA_SETTINGS(config), Path(path)
     sd = read_torch_checkpoint(path)
-    kw = ecea_config_from(sd, path, config.get('heads', (1, 2, 4, 8)))
-    kw['prefilled'] = bool(config.get('prefilled', False))
+    kw = ecea_config_from(sd, path, config.get('heads') or (1, 2, 4, 8))
+    if config.get('band_names') and len(config['band_names']) != kw['in_c']:
+        raise ConfigError(f"config band_names: {len(config['band_names'])} names, but the generator takes {kw['in_c']} bands")
+    kw['prefilled'] = bool(config.get('prefilled') or False)
     try: G = ECEAGenerator(**kw)
     except Exception as e: raise ConversionError(f"{path}: the tensors describe no buildable ECEA generator ({kw}): {e}") from None
     G.load_state_dict(convert_state_dict(sd, G, ECEA_RULES, file=path), strict=True)
-    scaler = Scaler('paper', scale=float(config.get('scale', 1e-4)), offset=float(config.get('offset', 0.)), gamma=1.4, convention='code')
+    scaler = Scaler('paper', scale=config.get('scale') or 1e-4, offset=config.get('offset') or 0., gamma=1.4, convention='code')
     card = dict(task='inpainting', arch='ECEAGenerator', kwargs=G.config, scaler=scaler.as_dict(),
-                band_names=list(config.get('band_names', ['B3', 'B2', 'B1'][:kw['in_c']])),
+                band_names=list(config.get('band_names') or ['B3', 'B2', 'B1'][:kw['in_c']]),
                 source_format='ecea', source_file=path.name,
                 normalisation="reflectance clipped to 0-0.4, /0.4, then **1.4 (the application's apply_vis_params)")
     if config.get('dataset') is not None: card['dataset'] = config['dataset']

@@ -11,41 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch, torch.nn as nn
 from ..core import DataMissing, atomic_write
-from ..convert import ConversionError, convert_state_dict
+from ..convert import ConversionError, ConfigError, Setting, Settings, convert_state_dict
+from ..weights import read_pdparams
 
 # %% auto #0
-__all__ = ['LAYER_RULES', 'RESNET_VD_RULES', 'RESNET_RULES', 'HRNET_RULES', 'HEAD_RULES', 'PARITY_MODELS', 'read_pdparams',
+__all__ = ['LAYER_RULES', 'RESNET_VD_RULES', 'RESNET_RULES', 'HRNET_RULES', 'HEAD_RULES', 'PADDLESEG_SETTINGS', 'PARITY_MODELS',
            'write_pdparams', 'paddle_rules', 'paddle_key', 'guess_paddleseg_arch', 'paddle_card', 'convert_paddleseg',
            'fold_conv_bias', 'seeded_weight', 'parity_fixture', 'parity_check']
 
 # %% ../../nbs/26_segmentation.paddle.ipynb #19b8a8e4
-_ALLOWED = {('collections', 'OrderedDict'), ('builtins', 'dict'), ('builtins', 'list'), ('builtins', 'tuple'),
-            ('numpy', 'ndarray'), ('numpy', 'dtype'), ('numpy.core.multiarray', '_reconstruct'),
-            ('numpy._core.multiarray', '_reconstruct'), ('numpy.core.multiarray', 'scalar'), ('numpy._core.multiarray', 'scalar')}
-
-class _NumpyUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        if (module, name) not in _ALLOWED: raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        if module.startswith('numpy') and name in ('_reconstruct', 'scalar'):
-            try: from numpy._core import multiarray as ma  # numpy 2
-            except ImportError: from numpy.core import multiarray as ma  # numpy 1
-            return getattr(ma, name)
-        return super().find_class(module, name)
-
-def read_pdparams(path, # a PaddlePaddle `.pdparams` file (a pickled dict of numpy arrays)
-                 ) -> dict:
-    "The tensors of a `.pdparams` file, name → float32 numpy array, read with pickle + numpy (no Paddle)."
-    path = Path(path)
-    if not path.is_file(): raise ConversionError(f'{path}: not found')
-    try:
-        with open(path, 'rb') as f: obj = _NumpyUnpickler(f).load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, MemoryError) as e:
-        raise ConversionError(f'{path}: not a readable .pdparams file (truncated or another format): {e}') from None
-    if not isinstance(obj, dict): raise ConversionError(f'{path}: holds a {type(obj).__name__}, not a Paddle state dict')
-    sd = {k: v for k, v in obj.items() if isinstance(v, np.ndarray)}
-    if not sd: raise ConversionError(f'{path}: no arrays found (keys: {", ".join(map(str, list(obj)[:6]))})')
-    return sd
-
 def write_pdparams(sd:dict, # name → array (numpy or torch)
                    path) -> Path:
     "Write `sd` as `paddle.save` does (pickle protocol 4 of float32 numpy arrays + `StructuredToParameterName@@`)."
@@ -120,14 +94,24 @@ def paddle_card(config:dict) -> dict:
     if arch == 'c2fnet': c['c2fnet_fine'] = True
     return c
 
+def _paddleseg_rules(c:dict, require:bool):
+    if not c.get('arch'): raise ConfigError(f"config arch: required (one of {', '.join(_CLASSIFIER)})")
+    if c['arch'] != 'c2fnet' and not c.get('backbone'): raise ConfigError(f"config backbone: required for arch={c['arch']}")
+
+PADDLESEG_SETTINGS = Settings('paddleseg', _paddleseg_rules,
+    arch=Setting(str, choices=list(_CLASSIFIER)),
+    backbone=Setting(str, choices=['resnet18', 'resnet34', 'resnet50', 'resnet101', 'resnet18_vd', 'resnet34_vd', 'resnet50_vd',
+                                   'resnet101_vd', 'hrnet_w18', 'hrnet_w48']),
+    n_classes=Setting(int, lo=1), in_chans=Setting(int, lo=1), output_stride=Setting(int, choices=[8, 16, 32]),
+    multi_grid=Setting('ints', lo=1, length=3), paddleseg_config=Setting(str), eval=Setting(str),
+    coarse_model=Setting(str), window=Setting(int, lo=1))   # C2FNet: the coarse model it refines, its window (the card notes them)
+
 def convert_paddleseg(path, # a PaddleSeg `model.pdparams`
                       config:dict, # `arch`, `backbone`, `n_classes` (+ `output_stride`, `multi_grid`); arch 'c2fnet': C2FNet's fine network
                      ) -> tuple:
     "The PaddleSeg-exact rsnb model with every tensor of `path` loaded, in eval mode, and its model card."
     from rsnb.segmentation.models import segmenter_from_card
-    for k in ('arch', 'backbone'):
-        if not config.get(k) and not (k == 'backbone' and config.get('arch') == 'c2fnet'):
-            raise ConversionError(f"{path}: the config needs {k!r} (got {sorted(config)})")
+    config = PADDLESEG_SETTINGS(config)
     sd = read_pdparams(path)
     arch, card = config['arch'], paddle_card(config)
     found = guess_paddleseg_arch(sd)
