@@ -292,9 +292,9 @@ _LEAVES = (str, bytes, bool, int, float, type(None), torch.Tensor, torch.dtype, 
 def to_plain(o, where:str='checkpoint'):
     "`o` as data `torch.load(weights_only=True)` reads back: numpy arrays → tensors, numpy scalars → numbers, fastai's `L` → list; `RsnbError` naming anything else."
     from fastcore.foundation import L
+    if isinstance(o, np.generic) and not isinstance(o, np.object_): return o.item()   # first: np.float64 is a float too
     if isinstance(o, _LEAVES): return o
     if isinstance(o, np.ndarray) and o.dtype != object: return torch.from_numpy(o.copy())
-    if isinstance(o, np.generic) and not isinstance(o, np.object_): return o.item()
     if isinstance(o, L): o = list(o)
     if isinstance(o, dict):
         bad = [k for k in o if not isinstance(k, (str, int, float, bool, type(None)))]
@@ -387,19 +387,24 @@ class Checkpoint(Callback):
                  save_at_end:bool=True):
         self.run_dir, self.every, self.every_steps, self.resume = Path(run_dir), every_minutes, every_steps, resume
         self.stop_after, self.save_at_end = stop_after, save_at_end
+        self._pre = self._read() if resume else None     # a missing or refused checkpoint fails here, before the trainer builds anything
     @property
     def path(self): return self.run_dir/'checkpoint.pth'
-
-    def before_fit(self):
-        self.t_last, self.state, self.epoch_start, self.written = time.time(), None, None, []   # written: steps saved by this process
-        if not self.resume: return
+    def _read(self)->dict:
         if not self.path.exists(): raise RsnbError(f"{self.path}: no checkpoint to resume from (is {self.run_dir} a run folder?)")
-        s = self.state = load_checkpoint(self.path)             # data only: nothing in the file can run
+        s = load_checkpoint(self.path)                  # data only: nothing in the file can run
         miss = [k for k in _CKPT_KEYS if k not in s]
         if miss: raise RsnbError(f"{self.path}: not a checkpoint of a training run (no {miss[0]!r})")
         ranks, W = s.get('ranks'), num_processes()
         if (len(ranks) if ranks else 1) != W:
             raise RsnbError(f"{self.path}: written by a run on {len(ranks) if ranks else 1} process(es), resumed on {W}; resume with the same --num_processes")
+        return s
+
+    def before_fit(self):
+        self.t_last, self.state, self.epoch_start, self.written = time.time(), None, None, []   # written: steps saved by this process
+        if not self.resume: return
+        s = self.state = self._pre if self._pre is not None else self._read()
+        self._pre, ranks = None, s.get('ranks')
         if ranks: s.update(ranks[process_rank()])      # this rank's random states and data stream
         unwrap(self.learn.model).load_state_dict(s['model'])
         if s.get('opt') is not None: self.learn.opt.load_state_dict(opt_state(s['opt']))
