@@ -326,6 +326,8 @@ def _refused(path, e) -> RsnbError:
         return RsnbError(f"{path}: refused: not plain data, it names {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}, which loading it "
                          f"would call (a pickle can run any code this way); nothing in it was run")
     msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
+    m = re.search(r'record size \((\d+) bytes\) does not match expected size \((\d+) bytes', msg)
+    if m: return RsnbError(f"{path}: refused: a tensor declares {int(m[2]):,} bytes but the file holds {int(m[1]):,} (nothing was allocated)")
     return RsnbError(f"{path}: not a readable torch file ({type(e).__name__}{': ' + msg[:200] if msg else ''})")
 
 def load_plain(path, # a torch file (`torch.save`, zip or legacy format)
@@ -335,7 +337,11 @@ def load_plain(path, # a torch file (`torch.save`, zip or legacy format)
     path = Path(path)
     if not path.is_file(): raise RsnbError(f"{path}: no such file")
     try: return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
-    except Exception as e: raise _refused(path, e) from None
+    except Exception as e:
+        if mmap:                  # torch says more without mmap (e.g. the sizes of a tensor larger than its data)
+            try: torch.load(path, map_location='cpu', weights_only=True)
+            except Exception as e2: e = e2
+        raise _refused(path, e) from None
 
 def load_checkpoint(path, # a `checkpoint.pth` written by `Checkpoint`
                     mmap:bool=False)->dict:
