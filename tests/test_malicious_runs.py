@@ -159,13 +159,13 @@ def _tensor_dls(ts, bs=2):
 
 def _scene_folder(root):
     import numpy as np, rasterio
-    from rasterio.transform import from_origin
+    from affine import Affine
     rng = np.random.default_rng(0)
     for k, c in enumerate(['dark', 'bright']):
         (root/c).mkdir(parents=True)
         for i in range(4):
             with rasterio.open(root/c/f'{c}_{i}.tif', 'w', driver='GTiff', width=16, height=16, count=3, dtype='uint8',
-                               transform=from_origin(0, 16, 1, 1)) as ds:
+                               transform=Affine(1, 0, 0, 0, -1, 16)) as ds:
                 ds.write(np.clip(rng.normal(60 + 120*k, 20, (3, 16, 16)), 0, 255).astype(np.uint8))
     return root
 
