@@ -511,7 +511,7 @@ def _main(argv=None)->int:
     ap = RsnbParser('python -m rsnb.train', description='Convert checkpoints written by an older rsnb into plain data '
                     '(each original is kept as FILE.before-upgrade).')
     ap.add_argument('--upgrade', nargs='+', required=True, metavar='CHECKPOINT', help='checkpoint.pth files to convert')
-    return cli_main(ap, lambda a: [f'{upgrade_checkpoint(p)}: upgraded' for p in a.upgrade])
+    return cli_main(ap, lambda a: [f'{upgrade_checkpoint(p)}: upgraded' for p in a.upgrade], argv)
 
 if __name__ == '__main__' and '__file__' in globals(): sys.exit(_main())   # `python -m rsnb.train --upgrade FILE`, not a notebook
 
