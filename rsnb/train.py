@@ -48,24 +48,19 @@ def worker_rng(ds, attr:str='rng', seed:int=None):
 
 # %% ../nbs/08_train.ipynb #0257e6aa
 def _np_plain(s):
-    "A numpy bit-generator state with its arrays as tensors."
+    "A numpy bit-generator state with its arrays as lists of ints (exact for any width; numpy's setters take them back as they are)."
     if isinstance(s, dict): return {k: _np_plain(v) for k, v in s.items()}
-    return torch.from_numpy(s.copy()) if isinstance(s, np.ndarray) else s
-
-def _np_arrays(s):
-    "A state of `_np_plain` back to numpy's form (tensors → arrays)."
-    if isinstance(s, dict): return {k: _np_arrays(v) for k, v in s.items()}
-    return s.numpy() if torch.is_tensor(s) else s
+    return s.tolist() if isinstance(s, np.ndarray) else s
 
 def rng_state()->dict:
-    "The states of python's, numpy's global and torch's random generators, as plain data (tuples of ints, dicts, tensors)."
+    "The states of python's, numpy's global and torch's random generators, as plain data (tuples and lists of ints, dicts, byte tensors)."
     d = dict(python=random.getstate(), numpy=_np_plain(np.random.get_state(legacy=False)), torch=torch.get_rng_state())
     if torch.cuda.is_available(): d['cuda'] = torch.cuda.get_rng_state_all()
     return d
 
 def set_rng_state(d:dict):
     "Restore a `rng_state()`."
-    random.setstate(d['python']); np.random.set_state(_np_arrays(d['numpy'])); torch.set_rng_state(d['torch'])
+    random.setstate(d['python']); np.random.set_state(d['numpy']); torch.set_rng_state(d['torch'])
     if 'cuda' in d and torch.cuda.is_available(): torch.cuda.set_rng_state_all(d['cuda'])
 
 def _obj_rng_state(o):
@@ -77,7 +72,7 @@ def _obj_rng_state(o):
 
 def _set_obj_rng_state(o, s):
     if s is None: return
-    if s[0] == 'numpy': o.rng.bit_generator.state = _np_arrays(s[1])
+    if s[0] == 'numpy': o.rng.bit_generator.state = s[1]
     else: o.rng.setstate(s[1])
 
 # %% ../nbs/08_train.ipynb #dp000002
@@ -310,10 +305,26 @@ def to_plain(o, where:str='checkpoint'):
 
 _OLD = re.compile(r'numpy\.(_core|core)\.multiarray\.(_reconstruct|scalar)$|numpy\.(ndarray|dtype)$|numpy\.dtypes\.\w+DType$|fastcore\.foundation\.L$')
 
+def _legacy_globals(path, n:int=4) -> list:
+    "The globals named by the first `n` pickles of a legacy-format torch file, read with `pickletools` (nothing is built or run)."
+    import pickletools
+    out = []
+    with open(path, 'rb') as f:
+        for _ in range(n):
+            strs = []
+            for op, arg, _pos in pickletools.genops(f):
+                if op.name == 'GLOBAL': out.append(arg.replace(' ', '.').replace('__builtin__.', 'builtins.'))   # protocol 2's name
+                elif op.name == 'STACK_GLOBAL' and len(strs) >= 2: out.append(f'{strs[-2]}.{strs[-1]}')
+                elif isinstance(arg, str): strs.append(arg)
+    return list(dict.fromkeys(out))
+
 def _globals_of(path, e) -> list:
-    "The globals the pickle in `path` names (torch lists them without unpickling; from the error for the legacy format)."
+    "The globals the pickle in `path` names, listed without unpickling (torch's reader for zip files, `pickletools` for the legacy format)."
     try: return torch.serialization.get_unsafe_globals_in_checkpoint(path)
-    except Exception: return re.findall(r'GLOBAL ([\w.]+)', str(e))
+    except Exception: pass
+    try: names = [g for g in _legacy_globals(path) if not g.startswith(('torch.', 'collections.OrderedDict'))]
+    except Exception: names = []
+    return names or re.findall(r'GLOBAL ([\w.]+)', str(e))
 
 def _refused(path, e) -> RsnbError:
     "One line on why `path` does not load as data only."
@@ -393,7 +404,9 @@ class Checkpoint(Callback):
                  save_at_end:bool=True):
         self.run_dir, self.every, self.every_steps, self.resume = Path(run_dir), every_minutes, every_steps, resume
         self.stop_after, self.save_at_end = stop_after, save_at_end
-        self._pre = self._read() if resume else None     # a missing or refused checkpoint fails here, before the trainer builds anything
+        # one process: a missing or refused checkpoint fails here, before the trainer builds anything; data parallel: in
+        # before_fit, after the processes have met (rank 0 may still be writing the checkpoint of a fit that just ended)
+        self._pre = self._read() if resume and num_processes() == 1 else None
     @property
     def path(self): return self.run_dir/'checkpoint.pth'
     def _read(self)->dict:
@@ -480,7 +493,7 @@ def _old_globals()->list:
 def _legacy_rng(r):
     "A `rng_state()` of an older rsnb (numpy's legacy tuple) in today's form."
     if isinstance(r, dict) and isinstance(r.get('numpy'), tuple):
-        rs = np.random.RandomState(); rs.set_state(r['numpy']); r = {**r, 'numpy': rs.get_state(legacy=False)}
+        rs = np.random.RandomState(); rs.set_state(r['numpy']); r = {**r, 'numpy': _np_plain(rs.get_state(legacy=False))}
     return r
 
 def upgrade_checkpoint(path, # a checkpoint.pth written by an older rsnb
