@@ -12,6 +12,7 @@ from _common import jsonl_logger
 from rsnb.core import seed_everything
 from rsnb.tiles import pick_device
 from rsnb.compression.models import MeanScaleHyperprior
+from rsnb.train import load_plain
 from rsnb.compression.train import CropDataset, training_items, codec_learner, TimeBudget, DEFAULT_LMBDAS, CODEC_SHARES
 
 def main(argv=None):
@@ -42,7 +43,7 @@ def main(argv=None):
     # the device must be given: fastai DataLoaders built without one leave batches and model on the CPU (a GPU run trained at CPU speed)
     dls = DataLoaders.from_dsets(tr, va, bs=a.bs, num_workers=0, device=dev, pin_memory=dev.type == 'cuda')
     m = MeanScaleHyperprior(a.N, a.M)
-    if a.init: m.load_state_dict(torch.load(a.init, weights_only=True))
+    if a.init: m.load_state_dict(load_plain(a.init))   # data only (weights_only=True); a refused file: one line
     log = jsonl_logger(f'{a.out}/log.jsonl')
     tb = TimeBudget(secs, lr=a.lr, ckpt=f'{a.out}/ckpt.pth', every=300, log=log)
     learn = codec_learner(m, dls, lmbdas=DEFAULT_LMBDAS, cbs=[tb])
@@ -59,4 +60,8 @@ def main(argv=None):
     with learn.no_bar(): learn.fit(100000)
     log(dict(done=True, steps=tb.steps, seconds=time.time() - tb.t0))
 
-if __name__ == '__main__': main()
+if __name__ == '__main__':
+    import sys
+    from rsnb.core import RsnbError
+    try: main()
+    except RsnbError as e: sys.exit(f'compression_train.py: error: {e}')   # a refused --init file: one line, no traceback

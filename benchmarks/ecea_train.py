@@ -5,7 +5,7 @@ adversarial loss with the patch discriminator; held-out tile columns never train
 Writes RUN/G.pth + G.json (model card), RUN/checkpoint.pth every --every-minutes, RUN/log.jsonl, RUN/history.json.
 Usage: python benchmarks/ecea_train.py --seconds 300 --out runs/ecea/gpu [--device cuda] [--resume] [--img-size 64]
 """
-import argparse, json, time
+import argparse, json, sys, time
 from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
@@ -15,6 +15,7 @@ from rsnb.inpainting.slcoff import slcoff_items, read_tile, fit_scaler
 from rsnb.inpainting.model import ECEAGenerator, PatchDiscriminator
 from rsnb.inpainting.losses import ECEALoss
 from rsnb.inpainting.train import SlcoffPatches, train_ecea, save_ecea
+from rsnb.train import load_checkpoint
 
 def main(argv=None):
     p = argparse.ArgumentParser()
@@ -45,11 +46,14 @@ def main(argv=None):
     hist = train_ecea(G, D, dl, epochs=1, loss=ECEALoss(None), device=dev, max_seconds=a.seconds, log_every=10, progress=False,
                       run_dir=a.out, resume=a.resume, every_minutes=a.every_minutes, num_workers=a.workers, print_every=30)
     ck = Path(a.out)/'checkpoint.pth'      # written at the end of the fit: the exact count of steps done
-    steps = torch.load(ck, map_location='cpu', weights_only=False)['train_iter'] if ck.exists() else (hist[-1]['step'] if hist else 0)
+    steps = load_checkpoint(ck)['train_iter'] if ck.exists() else (hist[-1]['step'] if hist else 0)
     save_ecea(G.cpu(), f'{a.out}/G', scaler, band_names=meta0.band_names, steps=steps, seconds=time.time() - t0,
               training=dict(device=str(dev), img_size=a.img_size, batch=a.bs, small=a.small, test_cols=sorted(test_cols),
                             recipe='train_ecea defaults (Adam 5e-4, betas (0.95, 0.9995), adversarial, no VGG terms)'))
     save_json(hist, f'{a.out}/history.json')
     print(json.dumps(dict(steps=steps, seconds=round(time.time() - t0, 1), device=str(dev), last=hist[-1] if hist else None)))
 
-if __name__ == '__main__': main()
+if __name__ == '__main__':
+    from rsnb.core import RsnbError
+    try: main()
+    except RsnbError as e: sys.exit(f'ecea_train.py: error: {e}')   # a refused checkpoint: one line, no traceback

@@ -11,10 +11,11 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'COLUMNS', 'resolve_out', 'record_results', 'row_keys', 'papers_dir', 'list_papers', 'run_config',
-           'ResultsTable', 'results_table', 'paper_notebook', 'notebook_params', 'check_params', 'load_params',
-           'new_run_dir', 'write_run_params', 'read_run_params', 'checkpoints', 'resume_params', 'execute_run',
-           'launch_command', 'launch_env', 'launch_run', 'run_paper', 'main']
+__all__ = ['LAYOUTS', 'COLUMNS', 'PARAM_VALUES', 'resolve_out', 'record_results', 'row_keys', 'papers_dir', 'list_papers',
+           'run_config', 'ResultsTable', 'results_table', 'read_yaml', 'check_values', 'paper_notebook',
+           'notebook_params', 'check_params', 'load_params', 'new_run_dir', 'write_run_params', 'read_run_params',
+           'checkpoints', 'check_run_files', 'resume_params', 'execute_run', 'launch_command', 'launch_env',
+           'launch_run', 'run_paper', 'main']
 
 # %% ../nbs/09_repro.ipynb #62d691f5
 def _show(p) -> str:
@@ -264,6 +265,44 @@ def results_table(res:dict, # a results dict (`load_json` of a results.json)
     shown = len(rows)
     return ResultsTable(rows, hidden=n_all - shown)
 
+# %% ../nbs/09_repro.ipynb #yp000002
+PARAM_VALUES = 'numbers, strings, booleans, null, lists and mappings'
+
+def _yaml_problem(e, at:bool=True) -> str:
+    "A YAML error in one line: where (`at`), and what (a tag: which one)."
+    mark, prob = getattr(e, 'problem_mark', None), ' '.join(str(getattr(e, 'problem', None) or e).split())
+    where = f'line {mark.line + 1}' if at and mark is not None else ''
+    m = re.search(r"constructor for the tag '(tag:yaml\.org,2002:)?([^']*)'", prob)
+    if m: return (f'{where}: ' if where else '') + f"the YAML tag {'!!' if m[1] else ''}{m[2]} is not allowed (plain YAML only: {PARAM_VALUES})"
+    return f"not valid YAML ({where + ': ' if where else ''}{prob})"
+
+def read_yaml(text:str, source:str):
+    "`yaml.safe_load(text)`; one line naming `source` (a file, `--set NAME`) when it is not plain YAML."
+    from rsnb.core import RsnbError
+    try: return yaml.safe_load(text)
+    except yaml.YAMLError as e: raise RsnbError(f'{source}: {_yaml_problem(e)}') from None
+
+def check_values(pars:dict, source:str, max_depth:int=32, max_values:int=100_000) -> dict:
+    "`pars` if every value is plain data that papermill writes as a Python literal; one line naming `source` and the parameter otherwise."
+    from rsnb.core import RsnbError
+    n = 0
+    def walk(v, name, depth):
+        nonlocal n
+        n += 1
+        if n > max_values or depth > max_depth:
+            raise RsnbError(f"{source}: parameter {name!r}: more than {max_values:,} values or nested deeper than {max_depth}")
+        if v is None or isinstance(v, (bool, int, float, str)): return
+        if isinstance(v, list):
+            for x in v: walk(x, name, depth + 1)
+        elif isinstance(v, dict):
+            for k, x in v.items():
+                if not (k is None or isinstance(k, (bool, int, float, str))): raise RsnbError(f"{source}: parameter {name!r}: a {type(k).__name__} key; keys are strings or numbers")
+                walk(x, name, depth + 1)
+        else: raise RsnbError(f"{source}: parameter {name!r}: a {type(v).__module__.replace('builtins', '').strip('.') + '.' if type(v).__module__ != 'builtins' else ''}"
+                              f"{type(v).__name__} value is not a parameter value ({PARAM_VALUES}); quote it to pass a string")
+    for k, v in pars.items(): walk(v, k, 0)
+    return pars
+
 # %% ../nbs/09_repro.ipynb #a9b8c7d6
 def paper_notebook(paper:str) -> Path:
     "The reproduction notebook of `paper`; a clear error listing the available ones if there is none."
@@ -300,7 +339,7 @@ def check_params(paper:str, pars:dict, source:str='--set') -> dict:
         raise RsnbError(f"{source}: unknown parameter{'s' if len(bad) > 1 else ''} {', '.join(repr(k) for k in bad)} of "
                         f"{_show(paper_notebook(paper))}{hint} (valid: {', '.join(v for v in valid if v != 'out_dir')})")
     if 'out_dir' in pars: raise RsnbError(f'{source}: out_dir is set by rsnb-repro (use --out)')
-    return pars
+    return check_values(pars, source)
 
 def load_params(paper:str, params:str|None=None, overrides:dict|None=None) -> dict:
     "Parameters from a params name (`full`) or YAML path, updated with `overrides`; every name checked against the notebook's `parameters` cell."
@@ -312,8 +351,7 @@ def load_params(paper:str, params:str|None=None, overrides:dict|None=None) -> di
         if not p.exists():
             avail = sorted(q.stem.removeprefix(f'{paper}_') for q in (papers_dir()/'params').glob(f'{paper}_*.yaml'))
             raise RsnbError(f"{params}: no such parameters file (for {paper}: {', '.join(avail) or 'none'})")
-        try: res = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as e: raise RsnbError(f'{_show(p)}: not valid YAML ({e})') from None
+        res = read_yaml(p.read_text(), _show(p)) or {}
         if not isinstance(res, dict): raise RsnbError(f'{_show(p)}: expected a mapping of parameter names to values')
         check_params(paper, res, _show(p))
     return {**res, **check_params(paper, overrides or {})}
@@ -359,14 +397,20 @@ def read_run_params(paper:str, run_dir) -> dict:
     m = re.match(r'# rsnb-repro run of (\S+),', text)
     if not m: raise RsnbError(f'{_show(p)}: no "# rsnb-repro run of PAPER" header; not written by rsnb-repro')
     if m[1] != paper: raise RsnbError(f'{_show(d)}: a run of {m[1]}, not of {paper}')
-    try: pars = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e: raise RsnbError(f'{_show(p)}: not valid YAML ({e})') from None
+    pars = read_yaml(text, _show(p)) or {}
     if not isinstance(pars, dict): raise RsnbError(f'{_show(p)}: expected a mapping of parameter names to values')
     return check_params(paper, pars, _show(p))
 
 def checkpoints(run_dir) -> list[Path]:
     "The `checkpoint.pth` files the notebook's trainers wrote anywhere under `run_dir`."
     return sorted(Path(run_dir).rglob('checkpoint.pth'))
+
+def check_run_files(run_dir) -> list[Path]:
+    "Read every torch file under `run_dir` as data only before a notebook continues the run: each `checkpoint.pth` a checkpoint of `rsnb.train.Checkpoint`, other `.pth`/`.pt` files plain data; the files, or a one-line `RsnbError` naming the first refused one."
+    from rsnb.train import load_checkpoint, load_plain
+    fs = sorted(p for p in Path(run_dir).rglob('*') if p.suffix in ('.pth', '.pt') and p.is_file())
+    for f in fs: (load_checkpoint if f.name == 'checkpoint.pth' else load_plain)(f, mmap=True)   # mapped, not read: cheap for large files
+    return fs
 
 def resume_params(paper:str, # slug of a notebook in nbs/papers
                   run_dir, # a run folder of `paper` written by an earlier, interrupted `rsnb-repro` run
@@ -379,6 +423,7 @@ def resume_params(paper:str, # slug of a notebook in nbs/papers
         raise RsnbError(f"{_show(paper_notebook(paper))}: no 'resume' parameter; this notebook cannot continue a run")
     if not checkpoints(run_dir):
         raise RsnbError(f'{_show(run_dir)}: no checkpoint yet (no checkpoint.pth under it): nothing to resume; start a new run')
+    check_run_files(run_dir)                    # a shared run folder may hold a hostile file: refused before any kernel starts
     pars = {**pars, **overrides}
     if overrides: write_run_params(run_dir, paper, pars)
     return {**pars, 'resume': True}
@@ -477,7 +522,8 @@ def _parse_set(items):
         if '=' not in it: raise UsageError(f'--set {it}: expected NAME=VALUE')
         k, v = it.split('=', 1)
         try: v = yaml.safe_load(v)
-        except yaml.YAMLError: raise UsageError(f'--set {it}: the value is not valid YAML') from None
+        except yaml.YAMLError as e:
+            raise UsageError(f'--set {k.strip()}: ' + (p if 'YAML tag' in (p := _yaml_problem(e, at=False)) else 'the value is not valid YAML')) from None
         if isinstance(v, str):  # YAML 1.1 reads 1e-3 as a string
             try: v = float(v)
             except ValueError: pass
@@ -511,7 +557,10 @@ def _check_args(a, overrides):
     try:
         paper_notebook(a.paper)
         if a.resume: return resume_params(a.paper, a.resume, overrides)
-        if a.run_dir: return {**read_run_params(a.paper, a.run_dir), **check_params(a.paper, overrides)}
+        if a.run_dir:
+            pars = {**read_run_params(a.paper, a.run_dir), **check_params(a.paper, overrides)}
+            if pars.get('resume'): check_run_files(a.run_dir)   # a rank continuing a run (or one started by hand)
+            return pars
         return load_params(a.paper, a.params, overrides)
     except RsnbError as e: raise UsageError(str(e)) from e
 

@@ -6,8 +6,9 @@ Docs: https://rsnb.github.io/rsnb/train.html.md"""
 
 # %% ../nbs/08_train.ipynb #9596d649
 from __future__ import annotations
-import os, sys, json, time, random
+import os, sys, re, json, time, random, zipfile
 from pathlib import Path
+from collections import OrderedDict
 import numpy as np
 import torch
 from fastai.callback.core import Callback, CancelFitException, CancelEpochException
@@ -15,9 +16,10 @@ from .core import RsnbError, atomic_write, default_device
 from .tiles import pick_device
 
 # %% auto #0
-__all__ = ['default_workers', 'spawnable', 'worker_rng', 'rng_state', 'set_rng_state', 'num_processes', 'process_rank', 'is_main',
-           'setup_dp', 'from_rank0', 'allreduce_grads', 'split_stream', 'unwrap', 'ShardedDL', 'DataParallel',
-           'to_data_parallel', 'distrib_ctx', 'TrainLog', 'Checkpoint', 'device_check']
+__all__ = ['CKPT_FORMAT', 'default_workers', 'spawnable', 'worker_rng', 'rng_state', 'set_rng_state', 'num_processes',
+           'process_rank', 'is_main', 'setup_dp', 'from_rank0', 'allreduce_grads', 'split_stream', 'unwrap',
+           'ShardedDL', 'DataParallel', 'to_data_parallel', 'distrib_ctx', 'TrainLog', 'to_plain', 'load_plain',
+           'load_checkpoint', 'opt_state', 'Checkpoint', 'upgrade_checkpoint', 'device_check']
 
 # %% ../nbs/08_train.ipynb #8c56d2b1
 def default_workers(device=None, # the training device (`pick_device` names)
@@ -45,9 +47,14 @@ def worker_rng(ds, attr:str='rng', seed:int=None):
     return getattr(ds, attr)
 
 # %% ../nbs/08_train.ipynb #0257e6aa
+def _np_plain(s):
+    "A numpy bit-generator state with its arrays as lists of ints (exact for any width; numpy's setters take them back as they are)."
+    if isinstance(s, dict): return {k: _np_plain(v) for k, v in s.items()}
+    return s.tolist() if isinstance(s, np.ndarray) else s
+
 def rng_state()->dict:
-    "The states of python's, numpy's global and torch's random generators."
-    d = dict(python=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state())
+    "The states of python's, numpy's global and torch's random generators, as plain data (tuples and lists of ints, dicts, byte tensors)."
+    d = dict(python=random.getstate(), numpy=_np_plain(np.random.get_state(legacy=False)), torch=torch.get_rng_state())
     if torch.cuda.is_available(): d['cuda'] = torch.cuda.get_rng_state_all()
     return d
 
@@ -59,7 +66,7 @@ def set_rng_state(d:dict):
 def _obj_rng_state(o):
     "State of a numpy Generator or python Random held by `o.rng` (None if neither)."
     r = getattr(o, 'rng', None)
-    if isinstance(r, np.random.Generator): return ('numpy', r.bit_generator.state)
+    if isinstance(r, np.random.Generator): return ('numpy', _np_plain(r.bit_generator.state))
     if isinstance(r, random.Random): return ('python', r.getstate())
     return None
 
@@ -272,6 +279,90 @@ class TrainLog(Callback):
     def after_fit(self):
         if self.f is not None: self.f.close(); self.f = None
 
+# %% ../nbs/08_train.ipynb #ck000002
+CKPT_FORMAT = 'rsnb-checkpoint/2'   # the `format` entry of every checkpoint `Checkpoint` writes: plain data, read with weights_only=True
+
+_LEAVES = (str, bytes, bool, int, float, type(None), torch.Tensor, torch.dtype, torch.device, torch.Size)
+
+def to_plain(o, where:str='checkpoint'):
+    "`o` as data `torch.load(weights_only=True)` reads back: numpy arrays → tensors, numpy scalars → numbers, fastai's `L` → list; `RsnbError` naming anything else."
+    from fastcore.foundation import L
+    if isinstance(o, np.generic) and not isinstance(o, np.object_): return o.item()   # first: np.float64 is a float too
+    if isinstance(o, _LEAVES): return o
+    if isinstance(o, np.ndarray) and o.dtype != object: return torch.from_numpy(o.copy())
+    if isinstance(o, L): o = list(o)
+    if isinstance(o, dict):
+        bad = [k for k in o if not isinstance(k, (str, int, float, bool, type(None)))]
+        if bad: raise RsnbError(f"{where}: a key of type {type(bad[0]).__name__}: checkpoints hold plain keys (strings, numbers)")
+        new = {k: to_plain(v, f'{where}[{k!r}]') for k, v in o.items()}
+        if type(o) in (dict, OrderedDict) and all(new[k] is v for k, v in o.items()): return o   # unchanged (a state dict keeps its metadata)
+        return OrderedDict(new) if isinstance(o, OrderedDict) else new
+    if type(o) in (list, tuple, set):
+        new = [to_plain(v, f'{where}[{i}]') for i, v in enumerate(o)]
+        return o if all(a is b for a, b in zip(new, o)) else type(o)(new)
+    raise RsnbError(f"{where} is a {type(o).__module__}.{type(o).__qualname__}, not plain data (tensors, numbers, strings, lists, "
+                    f"tuples, dicts): give the callback's ckpt_state() plain values")
+
+_OLD = re.compile(r'numpy\.(_core|core)\.multiarray\.(_reconstruct|scalar)$|numpy\.(ndarray|dtype)$|numpy\.dtypes\.\w+DType$|fastcore\.foundation\.L$')
+
+def _legacy_globals(path, n:int=4) -> list:
+    "The globals named by the first `n` pickles of a legacy-format torch file, read with `pickletools` (nothing is built or run)."
+    import pickletools
+    out = []
+    with open(path, 'rb') as f:
+        for _ in range(n):
+            strs = []
+            for op, arg, _pos in pickletools.genops(f):
+                if op.name == 'GLOBAL': out.append(arg.replace(' ', '.').replace('__builtin__.', 'builtins.'))   # protocol 2's name
+                elif op.name == 'STACK_GLOBAL' and len(strs) >= 2: out.append(f'{strs[-2]}.{strs[-1]}')
+                elif isinstance(arg, str): strs.append(arg)
+    return list(dict.fromkeys(out))
+
+def _globals_of(path, e) -> list:
+    "The globals the pickle in `path` names, listed without unpickling (torch's reader for zip files, `pickletools` for the legacy format)."
+    try: return torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception: pass
+    try: names = [g for g in _legacy_globals(path) if not g.startswith(('torch.', 'collections.OrderedDict'))]
+    except Exception: names = []
+    return names or re.findall(r'GLOBAL ([\w.]+)', str(e))
+
+def _refused(path, e) -> RsnbError:
+    "One line on why `path` does not load as data only."
+    names = _globals_of(path, e)
+    if names and all(_OLD.match(n) for n in names):
+        return RsnbError(f"{path}: a checkpoint of an older rsnb (numpy arrays and fastcore lists inside), which rsnb no longer reads from "
+                         f"files as it could run code; nothing in it was run. Restart the run, or convert it: python -m rsnb.train --upgrade {path}")
+    if names:
+        bad = [n for n in names if not _OLD.match(n)]
+        return RsnbError(f"{path}: refused: not plain data, it names {', '.join(bad[:3])}{' ...' if len(bad) > 3 else ''}, which loading it "
+                         f"would call (a pickle can run any code this way); nothing in it was run")
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else ''
+    m = re.search(r'record size \((\d+) bytes\) does not match expected size \((\d+) bytes', msg)
+    if m: return RsnbError(f"{path}: refused: a tensor declares {int(m[2]):,} bytes but the file holds {int(m[1]):,} (nothing was allocated)")
+    return RsnbError(f"{path}: not a readable torch file ({type(e).__name__}{': ' + msg[:200] if msg else ''})")
+
+def load_plain(path, # a torch file (`torch.save`, zip or legacy format)
+               mmap:bool=False, # map a zip-format file's tensors instead of reading them (a cheap check of a large file)
+              ):
+    "The contents of `path` read as data only (`torch.load(weights_only=True)`, on the CPU); a one-line `RsnbError` naming the file otherwise."
+    path = Path(path)
+    if not path.is_file(): raise RsnbError(f"{path}: no such file")
+    try: return torch.load(path, map_location='cpu', weights_only=True, mmap=mmap and zipfile.is_zipfile(path))
+    except Exception as e:
+        if mmap:                  # torch says more without mmap (e.g. the sizes of a tensor larger than its data)
+            try: torch.load(path, map_location='cpu', weights_only=True)
+            except Exception as e2: e = e2
+        raise _refused(path, e) from None
+
+def load_checkpoint(path, # a `checkpoint.pth` written by `Checkpoint`
+                    mmap:bool=False)->dict:
+    "A checkpoint of `Checkpoint`, read as data only (`load_plain`); a one-line `RsnbError` when the file is not one."
+    d = load_plain(path, mmap)
+    fmt = d.get('format') if isinstance(d, dict) else None
+    if fmt != CKPT_FORMAT:
+        raise RsnbError(f"{path}: not a checkpoint of rsnb.train.Checkpoint " + (f"(format {fmt!r}, this rsnb reads {CKPT_FORMAT!r})" if fmt else "(no 'format' entry)"))
+    return d
+
 # %% ../nbs/08_train.ipynb #36749235
 def _cb_states(learn):
     out = {}
@@ -286,6 +377,11 @@ def _load_cb_states(learn, states, path):
                                 f"resume with the same trainer options")
     for k, s in states.items(): have[k].load_ckpt_state(s)
 
+def opt_state(sd:dict)->dict:
+    "An optimiser state dict read back from plain data: fastai's `Optimizer` keeps its hyper-parameters in an `L` (saved as a list)."
+    from fastcore.foundation import L
+    return {**sd, 'hypers': L(sd['hypers'])} if isinstance(sd, dict) and isinstance(sd.get('hypers'), list) else sd
+
 class _SkipFirst:
     "Iterate a DataLoader, dropping its first `n` batches (still loaded, so the data stream is unchanged)."
     def __init__(self, dl, n): self.dl, self.n = dl, n
@@ -294,6 +390,8 @@ class _SkipFirst:
     def __iter__(self):
         for i, b in enumerate(self.dl):
             if i >= self.n: yield b
+
+_CKPT_KEYS = ('model', 'train_iter', 'pct_train', 'epoch', 'iter', 'rng', 'epoch_start')
 
 class Checkpoint(Callback):
     "Write RUN_DIR/checkpoint.pth every `every_minutes` and at the end; with `resume=True` continue from it."
@@ -306,22 +404,29 @@ class Checkpoint(Callback):
                  save_at_end:bool=True):
         self.run_dir, self.every, self.every_steps, self.resume = Path(run_dir), every_minutes, every_steps, resume
         self.stop_after, self.save_at_end = stop_after, save_at_end
+        # one process: a missing or refused checkpoint fails here, before the trainer builds anything; data parallel: in
+        # before_fit, after the processes have met (rank 0 may still be writing the checkpoint of a fit that just ended)
+        self._pre = self._read() if resume and num_processes() == 1 else None
     @property
     def path(self): return self.run_dir/'checkpoint.pth'
+    def _read(self)->dict:
+        if not self.path.exists(): raise RsnbError(f"{self.path}: no checkpoint to resume from (is {self.run_dir} a run folder?)")
+        s = load_checkpoint(self.path)                  # data only: nothing in the file can run
+        miss = [k for k in _CKPT_KEYS if k not in s]
+        if miss: raise RsnbError(f"{self.path}: not a checkpoint of a training run (no {miss[0]!r})")
+        ranks, W = s.get('ranks'), num_processes()
+        if (len(ranks) if ranks else 1) != W:
+            raise RsnbError(f"{self.path}: written by a run on {len(ranks) if ranks else 1} process(es), resumed on {W}; resume with the same --num_processes")
+        return s
 
     def before_fit(self):
         self.t_last, self.state, self.epoch_start, self.written = time.time(), None, None, []   # written: steps saved by this process
         if not self.resume: return
-        if not self.path.exists(): raise RsnbError(f"{self.path}: no checkpoint to resume from (is {self.run_dir} a run folder?)")
-        try: self.state = torch.load(self.path, map_location='cpu', weights_only=False)
-        except Exception as e: raise RsnbError(f"{self.path}: unreadable checkpoint ({type(e).__name__}: {e})") from None
-        s = self.state
-        ranks, W = s.get('ranks'), num_processes()
-        if (len(ranks) if ranks else 1) != W:
-            raise RsnbError(f"{self.path}: written by a run on {len(ranks) if ranks else 1} process(es), resumed on {W}; resume with the same --num_processes")
+        s = self.state = self._pre if self._pre is not None else self._read()
+        self._pre, ranks = None, s.get('ranks')
         if ranks: s.update(ranks[process_rank()])      # this rank's random states and data stream
         unwrap(self.learn.model).load_state_dict(s['model'])
-        if s.get('opt') is not None: self.learn.opt.load_state_dict(s['opt'])
+        if s.get('opt') is not None: self.learn.opt.load_state_dict(opt_state(s['opt']))
         _load_cb_states(self.learn, s.get('callbacks', {}), self.path)
         self.learn.train_iter, self.learn.pct_train = s['train_iter'], s['pct_train']
         self.n_saved = self.learn.train_iter
@@ -356,23 +461,72 @@ class Checkpoint(Callback):
         if stop: raise CancelFitException()
 
     def save(self):
-        "Write the checkpoint now (atomically); in data-parallel runs every rank must call it, rank 0 writes."
+        "Write the checkpoint now (atomically, as plain data); in data-parallel runs every rank must call it, rank 0 writes."
         if self.epoch_start is None: return
         mine = dict(rng=rng_state(), epoch_start=self.epoch_start)
         ranks = None
         if _dist_on(): ranks = [None] * num_processes(); torch.distributed.all_gather_object(ranks, mine)
         self.t_last = time.time()
         if not is_main(): return
-        d = dict(model=unwrap(self.learn.model).state_dict(), opt=self.learn.opt.state_dict() if self.learn.opt is not None else None,
+        d = dict(format=CKPT_FORMAT, model=unwrap(self.learn.model).state_dict(), opt=self.learn.opt.state_dict() if self.learn.opt is not None else None,
                  callbacks=_cb_states(self.learn), train_iter=self.learn.train_iter, pct_train=self.learn.pct_train,
                  epoch=self.epoch, iter=self.iter_offset + getattr(self.learn, 'iter', -1),  # -1: no batch in this call (a finished run resumed)
-                  rng=rng_state(), epoch_start=self.epoch_start,
+                 rng=rng_state(), epoch_start=self.epoch_start,
                  saved=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()), ranks=ranks)
+        d = to_plain(d)
         with atomic_write(self.path) as tmp: torch.save(d, tmp)
         self.written.append(d['train_iter'])
 
     def after_fit(self):
         if self.save_at_end and self.epoch_start is not None and not (self.stop_after is not None and self.learn.train_iter >= self.stop_after): self.save()
+
+# %% ../nbs/08_train.ipynb #ck000006
+def _old_globals()->list:
+    "The classes a checkpoint of an older rsnb holds, by exact name: numpy arrays, scalars and dtypes, fastcore's `L` (none runs code)."
+    import numpy.dtypes
+    from fastcore.foundation import L
+    mm = (getattr(np, '_core', None) or np.core).multiarray
+    out = [mm._reconstruct, mm.scalar, np.ndarray, np.dtype, L,
+           (mm._reconstruct, 'numpy.core.multiarray._reconstruct'), (mm.scalar, 'numpy.core.multiarray.scalar')]   # numpy 1's names
+    return out + [getattr(numpy.dtypes, n) for n in dir(numpy.dtypes) if n.endswith('DType')]
+
+def _legacy_rng(r):
+    "A `rng_state()` of an older rsnb (numpy's legacy tuple) in today's form."
+    if isinstance(r, dict) and isinstance(r.get('numpy'), tuple):
+        rs = np.random.RandomState(); rs.set_state(r['numpy']); r = {**r, 'numpy': _np_plain(rs.get_state(legacy=False))}
+    return r
+
+def upgrade_checkpoint(path, # a checkpoint.pth written by an older rsnb
+                       dst=None, # where to write the plain-data checkpoint (default: `path`, the original kept as PATH.before-upgrade)
+                      )->Path:
+    "Rewrite a checkpoint of an older rsnb as plain data; it is read with `weights_only=True` and the exact allow-list `_old_globals`, so nothing in it can run."
+    import shutil
+    path = Path(path); dst = path if dst is None else Path(dst)
+    if not path.is_file(): raise RsnbError(f"{path}: no such file")
+    try:
+        with torch.serialization.safe_globals(_old_globals()): d = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:
+        err = _refused(path, e)
+        raise (err if 'refused' in str(err) else RsnbError(f"{path}: not a readable torch file ({type(e).__name__})")) from None
+    if not isinstance(d, dict) or any(k not in d for k in _CKPT_KEYS): raise RsnbError(f"{path}: not a checkpoint of rsnb.train.Checkpoint")
+    if d.get('format') == CKPT_FORMAT and dst == path: return path      # already plain data
+    d = dict(d, format=CKPT_FORMAT, rng=_legacy_rng(d['rng']), epoch_start={**d['epoch_start'], 'rng': _legacy_rng(d['epoch_start']['rng'])})
+    if d.get('ranks'): d['ranks'] = [dict(r, rng=_legacy_rng(r['rng']), epoch_start={**r['epoch_start'], 'rng': _legacy_rng(r['epoch_start']['rng'])}) for r in d['ranks']]
+    d = to_plain(d)
+    if dst == path: shutil.copy2(path, path.with_name(path.name + '.before-upgrade'))
+    with atomic_write(dst) as tmp: torch.save(d, tmp)
+    load_checkpoint(dst)
+    return dst
+
+def _main(argv=None)->int:
+    "`python -m rsnb.train --upgrade CHECKPOINT ...`: convert checkpoints of an older rsnb (`upgrade_checkpoint`)."
+    from rsnb.cli import RsnbParser, cli_main
+    ap = RsnbParser('python -m rsnb.train', description='Convert checkpoints written by an older rsnb into plain data '
+                    '(each original is kept as FILE.before-upgrade).')
+    ap.add_argument('--upgrade', nargs='+', required=True, metavar='CHECKPOINT', help='checkpoint.pth files to convert')
+    return cli_main(ap, lambda a: [f'{upgrade_checkpoint(p)}: upgraded' for p in a.upgrade], argv)
+
+if __name__ == '__main__' and '__file__' in globals(): sys.exit(_main())   # `python -m rsnb.train --upgrade FILE`, not a notebook
 
 # %% ../nbs/08_train.ipynb #ba0e9ceb
 class _StopAfterSteps(Callback):

@@ -217,7 +217,7 @@ def runs(tmp_path_factory):
     shutil.rmtree(base, ignore_errors=True)
 
 
-def _load(d, name, rank): return torch.load(d/f'{name}.rank{rank}.pt', weights_only=False)
+def _load(d, name, rank): return torch.load(d/f'{name}.rank{rank}.pt', weights_only=True)
 def _info(d, name, rank): return json.loads((d/f'{name}.rank{rank}.json').read_text())
 
 
@@ -250,7 +250,7 @@ def _check_rank0_writes(runs, name, run_dir):
     assert i1['writes'] == [], i1['writes']                            # rank 1 wrote nothing
     assert f'{run_dir}/checkpoint.pth' in i0['writes']                   # rank 0 wrote the checkpoint
     assert (runs['two']/run_dir/'checkpoint.pth').exists()
-    ck = torch.load(runs['two']/run_dir/'checkpoint.pth', weights_only=False)
+    ck = torch.load(runs['two']/run_dir/'checkpoint.pth', weights_only=True)   # plain data (rsnb.train.CKPT_FORMAT)
     assert len(ck['ranks']) == 2                                       # with both ranks' random states
     lines = (runs['two']/run_dir/'log.jsonl').read_text().splitlines()
     ref = (runs['one']/run_dir/'log.jsonl').read_text().splitlines()

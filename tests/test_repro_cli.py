@@ -7,6 +7,7 @@ import pytest
 import rsnb.repro as repro
 from rsnb.repro import results_table, ResultsTable
 from rsnb.core import DataMissing
+from rsnb.train import CKPT_FORMAT, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -188,18 +189,19 @@ def test_full_params_are_called_full():
 
 # a notebook shaped like a trainer: counts steps, writes checkpoint.pth after each, can be interrupted (stop_after),
 # continues from the checkpoint with resume=True
-TRAINER = '''import json, os
+# (its checkpoints are plain data in the format of rsnb.train.Checkpoint, which `--resume` checks before the notebook runs)
+TRAINER = '''import torch
 from pathlib import Path
 from rsnb.repro import record_results
 ck = Path(out_dir)/'train'/'checkpoint.pth'
-step = json.loads(ck.read_text())['step'] if resume else 0
+step = torch.load(ck, weights_only=True)['step'] if resume else 0
 start = step
 while step < steps:
     step += 1
-    ck.parent.mkdir(parents=True, exist_ok=True); ck.write_text(json.dumps(dict(step=step)))
+    ck.parent.mkdir(parents=True, exist_ok=True); torch.save(dict(format=%r, step=step), ck)
     if stop_after is not None and step == stop_after: raise RuntimeError(f'interrupted at step {step}')
 record_results(out_dir, 'trainer', measured={'run': {'steps': step, 'started_at': start}}, reference={},
-               params=dict(steps=steps, stop_after=stop_after))'''
+               params=dict(steps=steps, stop_after=stop_after))''' % CKPT_FORMAT
 
 def _papers(tmp_path, monkeypatch, **nbs):
     (tmp_path/'papers'/'params').mkdir(parents=True)
@@ -222,7 +224,7 @@ def test_resume_continues_an_interrupted_run(tmp_path, monkeypatch, capsys):
     assert code == 1 and 'interrupted at step 2' in err.strip().splitlines()[-1]
     run, = (tmp_path/'runs'/'trainer').iterdir()
     assert yaml_load(run/'params.yaml') == {'stop_after': 2}                   # what the run was given
-    assert json.loads((run/'train'/'checkpoint.pth').read_text()) == {'step': 2} and not (run/'results.json').exists()
+    assert load_checkpoint(run/'train'/'checkpoint.pth')['step'] == 2 and not (run/'results.json').exists()
     code, out, err = run_main('trainer', '--resume', run, '--set', 'stop_after=null', '-q', capsys=capsys)
     assert code == 0, err
     r = json.loads((run/'results.json').read_text())

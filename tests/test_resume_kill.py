@@ -72,7 +72,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path):
         time.sleep(0.02)
     p.send_signal(signal.SIGKILL); p.wait()
     assert p.returncode == -signal.SIGKILL and not (tmp_path/'w_cut.pt').exists()
-    ck = torch.load(run/'checkpoint.pth', weights_only=False)
+    ck = torch.load(run/'checkpoint.pth', weights_only=True)    # plain data: read as it would be from a shared run folder
     logged = _steps(run)
     assert 0 < ck['train_iter'] < 16 and max(logged) >= ck['train_iter']
     res = subprocess.run(_cmd(tmp_path, run, 'resume', tmp_path/'w_res.pt', 0, 10), env=env, capture_output=True, text=True, timeout=600)

@@ -21,8 +21,8 @@ from fastai.callback.core import Callback
 from fastai.callback.tracker import TrackerCallback, SaveModelCallback
 from fastai.callback.training import GradientClip
 from fastai.optimizer import Adam
-from ..core import ModelError, default_device, seed_everything
-from ..train import Checkpoint, TrainLog, distrib_ctx, is_main, _dist_on
+from ..core import ModelError, default_device, seed_everything, atomic_write
+from ..train import Checkpoint, TrainLog, distrib_ctx, is_main, _dist_on, unwrap, to_plain, load_plain, opt_state
 from ..geo import percentile_stretch
 from ..metrics import confusion_matrix, change_scores, binarize
 from .dpcd import DPCD, count_params
@@ -103,15 +103,28 @@ class SkippedEpochs(Callback):
             r.values.pop(); r.iters.pop()
 
 class SaveBest(SaveModelCallback):
-    "fastai's `SaveModelCallback` (best `monitor` value, loaded at the end) whose best value resumes from checkpoints."
+    "fastai's `SaveModelCallback` (best `monitor` value, loaded at the end) whose best value resumes from checkpoints; its file is plain data."
     def after_epoch(self):
         if getattr(self.learn, 'epoch_skipped', False): return
         TrackerCallback.after_epoch(self)
         if self.new_best: self._save(self.fname)        # learn.save writes on rank 0 only
+    def _path(self, name): return self.learn.path/self.learn.model_dir/f'{name}.pth'
+    def _save(self, name):
+        "Rank 0 writes the model (with `with_opt` its optimiser too) atomically, as plain data."
+        self.last_saved_path = p = self._path(name)
+        if not is_main(): return
+        sd = unwrap(self.learn.model).state_dict()
+        if self.with_opt and self.learn.opt is not None: sd = dict(model=sd, opt=to_plain(self.learn.opt.state_dict(), 'opt'))
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(p) as tmp: torch.save(sd, tmp)
     def after_fit(self, **kwargs):
         if _dist_on(): torch.distributed.barrier()       # rank 0's file is complete before the others read it
-        if math.isfinite(self.best) and (self.learn.path/self.learn.model_dir/f'{self.fname}.pth').exists():
-            self.learn.load(self.fname, with_opt=self.with_opt, weights_only=False)
+        p = self._path(self.fname)
+        if math.isfinite(self.best) and p.exists():
+            sd = load_plain(p)                             # data only (a run folder may come from elsewhere)
+            both = isinstance(sd, dict) and set(sd) == {'model', 'opt'}
+            unwrap(self.learn.model).load_state_dict(sd['model'] if both else sd)
+            if both and self.with_opt: self.learn.opt.load_state_dict(opt_state(sd['opt']))
     def ckpt_state(self): return dict(best=self.best)
     def load_ckpt_state(self, d): self.best = d['best']
 
