@@ -14,16 +14,17 @@ from fastcore.basics import patch
 from ..core import ModelError
 
 # %% auto #0
-__all__ = ['ARCHS', 'LOSS_COEFS', 'IMPLS', 'RESNETS', 'paddle_pad_same', 'ConvBN', 'SepConvBN', 'paddle_resize', 'ResNet',
-           'HRBottleneck', 'HRBasic', 'HRModule', 'HRNet', 'PaddleFCNHead', 'ASPP', 'DeepLabV3PDecoder',
+__all__ = ['ARCHS', 'LIGHT_ARCHS', 'LOSS_COEFS', 'IMPLS', 'RESNETS', 'paddle_pad_same', 'ConvBN', 'SepConvBN', 'paddle_resize',
+           'ResNet', 'HRBottleneck', 'HRBasic', 'HRModule', 'HRNet', 'PaddleFCNHead', 'ASPP', 'DeepLabV3PDecoder',
            'DeepLabV3PHead', 'PPModule', 'AuxLayer', 'PSPNetHead', 'UPerNetHead', 'PaddlePAM', 'PaddleCAM', 'DANetHead',
            'ContrastHead', 'PaddleSegmenter', 'paddleseg_model', 'conv_bn_relu', 'Segmenter', 'resnet_backbone',
-           'HRNetBackbone', 'hrnet_concat', 'Pick', 'HRNetHead', 'SmpHead', 'PAM', 'CAM', 'DAHead', 'seg_model',
-           'segmenter_from_card', 'PixelContrastLoss', 'SegLoss']
+           'HRNetBackbone', 'hrnet_concat', 'Pick', 'HRNetHead', 'SmpHead', 'light_model', 'load_imagenet_encoder',
+           'PAM', 'CAM', 'DAHead', 'seg_model', 'segmenter_from_card', 'PixelContrastLoss', 'SegLoss']
 
 # %% ../../nbs/21_segmentation.models.ipynb #906b79f2
 ARCHS = ('fcn', 'deeplabv3p', 'pspnet', 'upernet', 'danet', 'hrnet')
-LOSS_COEFS = dict(fcn=(1.,), deeplabv3p=(1.,), pspnet=(1., .4), upernet=(1., .4), danet=(1., 1., 1., .4), hrnet=(1., .1))
+LIGHT_ARCHS = ('fpn', 'unet')   # light decoders over an ImageNet-pretrained timm encoder (`light_model`)
+LOSS_COEFS = dict(fcn=(1.,), deeplabv3p=(1.,), pspnet=(1., .4), upernet=(1., .4), danet=(1., 1., 1., .4), hrnet=(1., .1), fpn=(1.,), unet=(1.,))
 IMPLS = ('paddleseg', 'smp')
 _DEFAULT_BACKBONE_PADDLE = dict(fcn='hrnet_w18', deeplabv3p='resnet50_vd', pspnet='resnet50_vd', upernet='resnet50', danet='resnet50_vd', hrnet='hrnet_w48')
 _DEFAULT_BACKBONE = dict(fcn='hrnet_w18', deeplabv3p='resnet50', pspnet='resnet50', upernet='resnet50', danet='resnet50', hrnet='hrnet_w48')
@@ -501,6 +502,57 @@ class SmpHead(nn.Module):
         self.decoder,self.seg_head = decoder,seg_head
     def forward(self, feats): return self.seg_head(self.decoder(feats))
 
+# %% ../../nbs/21_segmentation.models.ipynb #0f3831ce
+_LIGHT_DECODER = dict(fpn=(128, 64), unet=(128, 64, 32, 16, 16))
+
+def light_model(arch:str='fpn', # one of `LIGHT_ARCHS`
+                backbone:str='tf_efficientnet_lite0', # a timm model name (built with `features_only`, depth 5)
+                n_classes:int=6, in_chans:int=3,
+                decoder_channels=None, # FPN: (pyramid, segmentation) channels; U-Net: 5 stage widths; None: light defaults
+               ) -> Segmenter:
+    "A randomly initialised timm encoder with a light segmentation-models-pytorch decoder, as a `Segmenter`."
+    if arch not in LIGHT_ARCHS: raise ModelError(f"light_model: unknown decoder {arch!r}; choose one of {LIGHT_ARCHS}")
+    if backbone not in timm.list_models():
+        import difflib
+        close = difflib.get_close_matches(backbone, timm.list_models(), n=3)
+        raise ModelError(f"light_model: {backbone!r} is not a timm model" + (f"; did you mean {', '.join(close)}?" if close else ''))
+    dc = tuple(int(c) for c in (decoder_channels or _LIGHT_DECODER[arch]))
+    if len(dc) != len(_LIGHT_DECODER[arch]):
+        raise ModelError(f"light_model {arch}: decoder_channels needs {len(_LIGHT_DECODER[arch])} values, got {list(dc)}")
+    if arch == 'fpn' and dc[1] % 32: raise ModelError(f"light_model fpn: segmentation channels {dc[1]} must be a multiple of 32 (GroupNorm of 32 groups)")
+    kw = dict(encoder_name=f'tu-{backbone}', encoder_weights=None, in_channels=in_chans, classes=n_classes)
+    m = smp.FPN(decoder_pyramid_channels=dc[0], decoder_segmentation_channels=dc[1], **kw) if arch == 'fpn' else smp.Unet(decoder_channels=dc, **kw)
+    seg = Segmenter(m.encoder, SmpHead(m.decoder, m.segmentation_head), name=f'{arch}-{backbone}')
+    seg.arch, seg.backbone_name, seg.decoder_channels = arch, backbone, list(dc)
+    return seg
+
+
+# %% ../../nbs/21_segmentation.models.ipynb #84d79ddf
+def load_imagenet_encoder(model:Segmenter, # a `light_model`
+                          path=None, # explicit checkpoint file (default: found offline)
+                          allow_download:bool=False, # allow a download where the weights' spec has a URL
+                         ) -> dict:
+    "Load ImageNet weights into a `light_model`'s encoder; returns the card's `pretrained` record."
+    from rsnb.classification.pretrained import PRETRAINED, find_imagenet_weights, map_state_dict
+    bb = getattr(model, 'backbone_name', None)
+    if bb is None: raise ModelError(f"load_imagenet_encoder: {getattr(model, 'name', type(model).__name__)} is not a light_model")
+    if bb not in PRETRAINED: raise ModelError(f"no offline ImageNet weights are registered for {bb!r}; known: {sorted(PRETRAINED)}")
+    spec = PRETRAINED[bb]
+    p = find_imagenet_weights(spec, path, allow_download)
+    src = torch.load(p, map_location='cpu', weights_only=True)
+    full = map_state_dict(src, spec.build().state_dict(), spec['key_fn'])
+    enc = model.backbone.model
+    tsd = enc.state_dict()
+    sd = {k: v for k, v in full.items() if k in tsd}
+    stem = next(k for k in tsd if tsd[k].ndim == 4)   # the first conv
+    if tsd[stem].shape[1] != sd[stem].shape[1]:
+        from timm.models import adapt_input_conv
+        sd[stem] = adapt_input_conv(tsd[stem].shape[1], sd[stem])
+    enc.load_state_dict(sd, strict=True)
+    return dict(name=spec.name, arch=spec.arch, file=p.name, sha256=spec.sha256, n_tensors=len(sd), mean=spec.mean, std=spec.std,
+                bands=spec.bands, input_range=spec.input_range, source=spec.source, license=spec.get('license'))
+
+
 # %% ../../nbs/21_segmentation.models.ipynb #e409efb5
 class PAM(nn.Module):
     "Position attention: every position attends to every other, `x + γ·V·softmax(QᵀK)ᵀ`."
@@ -555,9 +607,11 @@ def seg_model(arch:str='deeplabv3p', # one of `ARCHS`
               aux:bool=None, # auxiliary head(s); None: as in the benchmark
               impl:str='paddleseg', # 'paddleseg': PaddleSeg's networks (`paddleseg_model`); 'smp': the earlier library-based variants
               multi_grid=None, # impl 'paddleseg': stage-4 multi-grid (None: the configs')
+              decoder_channels=None, # `LIGHT_ARCHS` only: see `light_model`
              ) -> nn.Module:
-    "A randomly initialised benchmark segmenter for `in_chans` bands and `n_classes` classes."
-    if arch not in ARCHS: raise ModelError(f"unknown segmentation model {arch!r}; choose one of {ARCHS}")
+    "A randomly initialised benchmark segmenter (or a `light_model`) for `in_chans` bands and `n_classes` classes."
+    if arch in LIGHT_ARCHS: return light_model(arch, backbone or 'tf_efficientnet_lite0', n_classes, in_chans, decoder_channels)
+    if arch not in ARCHS: raise ModelError(f"unknown segmentation model {arch!r}; choose one of {ARCHS + LIGHT_ARCHS}")
     if impl == 'paddleseg': return paddleseg_model(arch, backbone, n_classes, in_chans, output_stride, multi_grid, aux)
     if impl != 'smp': raise ModelError(f"seg_model: unknown implementation {impl!r}; choose one of {IMPLS}")
     backbone = backbone or _DEFAULT_BACKBONE[arch]
@@ -591,13 +645,13 @@ def seg_model(arch:str='deeplabv3p', # one of `ARCHS`
 
 # %% ../../nbs/21_segmentation.models.ipynb #0cc7263b
 def segmenter_from_card(card:dict) -> nn.Module:
-    "The segmenter a model card describes (`arch`, `n_classes`, optional `impl`, `backbone`, `in_chans`, `output_stride`, `multi_grid`, `aux`)."
+    "The segmenter a model card describes (`arch`, `n_classes`, optional `impl`, `backbone`, `in_chans`, `output_stride`, `multi_grid`, `aux`, `decoder_channels`)."
     for k in ('arch', 'n_classes'):
         if k not in card: raise ModelError(f"model card has no {k!r}: not a segmentation model card ({sorted(card)})")
     impl = card.get('impl', 'smp')
     if impl not in IMPLS: raise ModelError(f"model card: unknown segmentation implementation {impl!r}; choose one of {IMPLS}")
     return seg_model(card['arch'], card.get('backbone'), card['n_classes'], card.get('in_chans', 3), card.get('output_stride'),
-                     card.get('aux'), impl=impl, multi_grid=card.get('multi_grid'))
+                     card.get('aux'), impl=impl, multi_grid=card.get('multi_grid'), decoder_channels=card.get('decoder_channels'))
 
 # %% ../../nbs/21_segmentation.models.ipynb #bf2d2eb5
 class PixelContrastLoss(nn.Module):
