@@ -52,7 +52,7 @@ def add_device_arg(p:argparse.ArgumentParser):
 
 def add_force_arg(p:argparse.ArgumentParser):
     "`--force` on parser `p`: run on data outside the model's training range."
-    p.add_argument('--force', action='store_true', help="run even when the input's pixel type or value range is far from the model's training data")
+    p.add_argument('--force', action='store_true', help="run even when the input's pixel type or value range is far from the model's training data, or when its georeferencing (GCPs, RPCs, geolocation arrays) cannot be written into the output")
     return p
 
 # %% ../nbs/08_cli.ipynb #f05af9c4

@@ -26,11 +26,12 @@ from ..train import Checkpoint, TrainLog, distrib_ctx, is_main, _dist_on, unwrap
 from ..geo import percentile_stretch
 from ..metrics import confusion_matrix, change_scores, binarize
 from .dpcd import DPCD, count_params
-from .baselines import FCEF, FCSiamConc, FCSiamDiff, UNetPair
+from .baselines import FCEF, FCSiamConc, FCSiamDiff, UNetPair, SiamLiteDiff
 from .loss import ChangeLoss, change_logits
 
 # %% ../../nbs/33_change.train.ipynb #c006
-CHANGE_MODELS = dict(dpcd=DPCD, fc_ef=FCEF, fc_siam_conc=FCSiamConc, fc_siam_diff=FCSiamDiff, unet=UNetPair)
+CHANGE_MODELS = dict(dpcd=DPCD, fc_ef=FCEF, fc_siam_conc=FCSiamConc, fc_siam_diff=FCSiamDiff, unet=UNetPair,
+                     siam_lite0=SiamLiteDiff)
 
 def change_model(arch:str='dpcd', # one of `CHANGE_MODELS`
                  n_in:int=3,      # bands per date
