@@ -343,7 +343,8 @@ def _lpips_cached(net:str):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         m = _lp.LPIPS(net=net, pretrained=False, pnet_rand=True, verbose=False)
-    sd, msd, new = torch.load(f, map_location='cpu', weights_only=True), m.state_dict(), {}
+    from rsnb.weights import load_torch
+    sd, msd, new = load_torch(f), m.state_dict(), {}
     for k, v in sd.items():
         if k.startswith('features.'):
             tail = k.split('.', 1)[1]

@@ -114,7 +114,8 @@ def load_imagenet(model:nn.Module, # a timm model or a `SceneClassifier` whose `
         raise ModelError(f'no offline ImageNet weights are registered for {arch!r}; known: {sorted(PRETRAINED)}')
     spec = PRETRAINED[arch]
     p = find_imagenet_weights(spec, path, allow_download)
-    src = torch.load(p, map_location='cpu', weights_only=True)
+    from rsnb.weights import load_torch
+    src = load_torch(p)   # code refused, sizes checked before allocation (a downloaded file)
     backbone_only = hasattr(model, 'backbone')
     target = model.backbone.m if backbone_only else model
     tsd = target.state_dict()

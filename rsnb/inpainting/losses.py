@@ -55,7 +55,8 @@ class VGGFeatures(nn.Module):
             if weights is None: raise DataMissing(f"VGGFeatures: {VGG16_FILE} not found in rsnb.weights.weights_dirs(); set RSNB_WEIGHTS")
         self.pretrained = weights is not None
         if weights is not None:
-            sd = torch.load(weights, map_location='cpu', weights_only=True)
+            from rsnb.weights import load_torch
+            sd = load_torch(weights)   # code refused, sizes checked before allocation
             sd = {k[len('features.'):]: v for k, v in sd.items() if k.startswith('features.') and int(k.split('.')[1]) <= max(self.names)}
             self.features.load_state_dict(sd)
         self.imagenet_norm = imagenet_norm

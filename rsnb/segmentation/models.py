@@ -539,7 +539,8 @@ def load_imagenet_encoder(model:Segmenter, # a `light_model`
     if bb not in PRETRAINED: raise ModelError(f"no offline ImageNet weights are registered for {bb!r}; known: {sorted(PRETRAINED)}")
     spec = PRETRAINED[bb]
     p = find_imagenet_weights(spec, path, allow_download)
-    src = torch.load(p, map_location='cpu', weights_only=True)
+    from rsnb.weights import load_torch
+    src = load_torch(p)   # code refused, sizes checked before allocation
     full = map_state_dict(src, spec.build().state_dict(), spec['key_fn'])
     enc = model.backbone.model
     tsd = enc.state_dict()

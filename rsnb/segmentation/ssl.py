@@ -57,8 +57,8 @@ def ssl_encoder_state(path, # checkpoint file (torch.save of a dict)
     "Encoder tensors of an SSL checkpoint renamed to torchvision keys; every other tensor classified or an error."
     path = Path(path)
     if not path.exists(): raise ModelError(f"{path}: no such checkpoint")
-    try: sd = _unwrap(torch.load(path, map_location='cpu', weights_only=True))
-    except Exception as e: raise ModelError(f"{path}: cannot read the checkpoint ({e})") from None
+    from rsnb.weights import load_torch
+    sd = _unwrap(load_torch(path))   # one-line errors naming the file; code refused, sizes checked before allocation
     if not isinstance(sd, dict): raise ModelError(f"{path}: expected a dict of tensors, got {type(sd).__name__}")
     if layout == 'auto':
         try: layout = detect_layout(sd)
