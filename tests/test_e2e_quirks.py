@@ -149,6 +149,8 @@ def test_pdparams_wrong_backbone(tmp_path):
 
 # --- DataParallel prefixes and training wrappers (SGSLN, ECEA) --------------------------------------------------------------
 
+DPCD_STATS = '{"mean": [100, 100, 100], "std": [50, 50, 50]}'   # a card rsnb-change can use needs band statistics
+
 def dpcd_sd():
     from rsnb.change.convert import seeded_state_dict
     return seeded_state_dict(json.loads((PAR/'dpcd'/'manifest_small.json').read_text()))
@@ -157,7 +159,7 @@ def dpcd_sd():
 def dpcd_plain(tmp_path_factory):
     d = tmp_path_factory.mktemp('dpcd')
     torch.save(dpcd_sd(), d/'best_f1_epoch300.pth')
-    return convert_api(d/'best_f1_epoch300.pth', d/'plain', 'dpcd')
+    return convert_api(d/'best_f1_epoch300.pth', d/'plain', 'dpcd', dict(stats=json.loads(DPCD_STATS)))
 
 @pytest.mark.parametrize('form', ['net', 'module', 'net+module'])
 def test_dpcd_wrappers_and_prefixes(tmp_path, dpcd_plain, form):
@@ -166,7 +168,7 @@ def test_dpcd_wrappers_and_prefixes(tmp_path, dpcd_plain, form):
     if 'module' in form: sd = {f'module.{k}': v for k, v in sd.items()}
     obj = {'net': sd, 'optimizer': {'state': {}, 'param_groups': [{'lr': 2e-4}]}} if 'net' in form else sd
     torch.save(obj, tmp_path/'checkpoint_epoch300.pth')
-    ok(convert(tmp_path/'checkpoint_epoch300.pth', tmp_path/'out', 'dpcd'))
+    ok(convert(tmp_path/'checkpoint_epoch300.pth', tmp_path/'out', 'dpcd', f'stats={DPCD_STATS}'))
     same_tensors(converted(tmp_path/'out'), dpcd_plain)
 
 ECEA_SMALL_HEADS = 'heads=[1,2,2,4]'
@@ -186,7 +188,7 @@ def test_ecea_module_prefix(tmp_path):
 # --- another family's file ------------------------------------------------------------------------------------------------
 
 SLOW = pytest.mark.skipif(not __import__('os').environ.get('RSNB_SLOW'), reason='slow: set RSNB_SLOW=1 (the fast cases check the same property)')
-@pytest.mark.parametrize('given,fmt,config', [('ecea', 'dpcd', ()), ('pdparams', 'dpcd', ()), ('dpcd', 'compressai', ('arch=bmshj2018-hyperprior', 'quality=3')),
+@pytest.mark.parametrize('given,fmt,config', [('ecea', 'dpcd', (f'stats={DPCD_STATS}',)), ('pdparams', 'dpcd', (f'stats={DPCD_STATS}',)), ('dpcd', 'compressai', ('arch=bmshj2018-hyperprior', 'quality=3')),
     pytest.param('dpcd', 'ecea', (), marks=[pytest.mark.slow, SLOW]),
     pytest.param('dpcd', 'paddleseg', ('arch=fcn', 'backbone=hrnet_w18', 'n_classes=7'), marks=[pytest.mark.slow, SLOW]),
     pytest.param('zoo', 'ecea', (), marks=[pytest.mark.slow, SLOW])])

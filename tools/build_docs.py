@@ -67,6 +67,10 @@ def patch_showdoc():
         r = repr(o)
         if re.fullmatch(r'<.* at 0x[0-9a-f]+>', r):
             return _sentinel_name(o, obj) or f'<{type(o).__name__}>'
+        if len(r) > 40:   # a long default (a spec dict, a tuple of metric names): its module-level name, or its start
+            mod = sys.modules.get(getattr(getattr(obj, '__func__', obj), '__module__', None) or '')
+            named = [k for k, v in vars(mod).items() if v is o and not k.startswith('_')] if mod else []
+            return named[0] if named else r[:36] + '…'
         return r
     D._fmt_default = _fmt_default
 
