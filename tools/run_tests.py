@@ -2,10 +2,12 @@
 """rsnb's test suite: every notebook (as `nbdev-test` runs it) plus `pytest tests`, with one closing line.
 
 Notebooks run through nbdev's own machinery (its cell-skipping rules, `tst_flags` from pyproject.toml, execnb's
-CaptureShell), each in a fresh process, `--workers` at a time. The pytest run is one more job in the same pool, so it
-overlaps the notebooks (`--pytest-after`: run it after them instead). Jobs are submitted longest first (expected
-durations: the last run's on this machine, else `EXPECTED`, else an estimate from the number of code cells), so the
-workers finish together. A notebook that stops on `rsnb.core.DataMissing` (dataset absent on this machine) is counted
+CaptureShell), each in a fresh process, `--workers` at a time. `pytest tests` is split by test file into shards of
+about the same expected time, each one more job in the same pool, so they overlap the notebooks and the workers stay
+busy to the end (`--pytest-after`: run them after the notebooks instead; extra pytest arguments: one unsplit run). Jobs
+are submitted longest first (expected durations: the last run's on this machine, else `tools/test_durations.json`
+(measured on the 2-core machine, per notebook and per test file), else `EXPECTED`, else an estimate from the number of
+code cells), so the workers finish together. A notebook that stops on `rsnb.core.DataMissing` (dataset absent on this machine) is counted
 as skipped and its message printed. Closing lines: the time of each phase, then `N passed, N failed, N skipped`.
 """
 import argparse, json, os, re, subprocess, sys, time, traceback
@@ -20,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = {'pytest': 420, 'nbs/papers/egan.ipynb': 70, 'nbs/papers/ecea.ipynb': 60, 'nbs/papers/rsseg_benchmark.ipynb': 45,
             'nbs/papers/demo.ipynb': 7, 'nbs/00_core.ipynb': 4}
 DURATIONS = Path(os.environ.get('RSNB_TEST_DURATIONS', Path.home()/'.cache'/'rsnb'/'test_durations.json'))
+COMMITTED = ROOT/'tools'/'test_durations.json'   # `--write-expected` updates it from a whole default run
+SHARD_OVERHEAD = 6.   # s of a pytest process's start (imports, collection) beside its tests
 
 def _run_nb(fn, flags, timeout):
     os.environ.setdefault('OMP_NUM_THREADS', '1'); os.environ['IN_TEST'] = '1'
@@ -44,18 +48,52 @@ def _run_nb(fn, flags, timeout):
         if type(e).__name__ == 'DataMissing': return fn, 'skipped', str(e), time.time()-start
         return fn, 'failed', (k.prettytb(fname=fn) or traceback.format_exc()), time.time()-start
 
-def _run_pytest(extra):
-    "(passed, failed, skipped, output, seconds) of `pytest tests`."
+def _file_times(xml:Path) -> dict:
+    "Seconds per test file ('tests/test_x.py') from a pytest junit report (xunit1: each testcase names its file)."
+    import xml.etree.ElementTree as ET
+    out = {}
+    try: root = ET.parse(xml).getroot()
+    except (OSError, ET.ParseError): return out
+    for tc in root.iter('testcase'):
+        f = tc.get('file')
+        if f: out[f] = out.get(f, 0.) + float(tc.get('time') or 0)
+    return out
+
+def _run_pytest(extra, files=None):
+    "(passed, failed, skipped, output, seconds, {file: seconds}) of `pytest` on `files` (default: all of tests/)."
+    import tempfile
     start = time.time()
-    if not (ROOT/'tests').is_dir(): return 0, 0, 0, '', 0.
-    cmd = [sys.executable, '-m', 'pytest', str(ROOT/'tests'), '-q', '-rs', '-p', 'no:cacheprovider', *extra]
-    out = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+    if not (ROOT/'tests').is_dir(): return 0, 0, 0, '', 0., {}
+    with tempfile.TemporaryDirectory() as tmp:
+        xml = Path(tmp)/'junit.xml'
+        cmd = [sys.executable, '-m', 'pytest', *(files or [str(ROOT/'tests')]), '-q', '-rs', '-p', 'no:cacheprovider',
+               f'--junitxml={xml}', '-o', 'junit_family=xunit1', *extra]
+        out = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
+        times = _file_times(xml)
     counts = {k: 0 for k in ('passed', 'failed', 'skipped', 'error')}
     last = [l for l in out.stdout.splitlines() if re.search(r'\d+ (passed|failed|skipped|error)', l)]
     for n, k in re.findall(r'(\d+) (passed|failed|skipped|error)', last[-1] if last else ''): counts[k] = int(n)
     if out.returncode not in (0, 5) and not (counts['failed'] or counts['error']): counts['error'] = 1
     return (counts['passed'], counts['failed'] + counts['error'], counts['skipped'],
-            out.stdout[-20000:] + '\n' + out.stderr[-5000:], time.time() - start)
+            out.stdout[-20000:] + '\n' + out.stderr[-5000:], time.time() - start, times)
+
+def test_files():
+    return sorted(p.relative_to(ROOT).as_posix() for p in (ROOT/'tests').glob('test_*.py')) if (ROOT/'tests').is_dir() else []
+
+def pytest_shards(workers:int, known=None) -> list:
+    "Test files in shards of about equal expected time (largest first into the least loaded shard), longest shard first."
+    known = load_durations() if known is None else known
+    files = sorted(test_files(), key=lambda f: (-expected_seconds(f, known), f))
+    if not files: return []
+    total = sum(expected_seconds(f, known) for f in files)
+    target = max(90., total/(3*max(1, workers)))    # about three shards a worker: the pool balances them with the notebooks
+    shards = []
+    for f in files:
+        t = expected_seconds(f, known)
+        best = min(shards, key=lambda b: b[0], default=None)
+        if best is not None and best[0] + t <= target: best[0] += t; best[1].append(f)
+        else: shards.append([SHARD_OVERHEAD + t, [f]])
+    return [b[1] for b in sorted(shards, key=lambda b: -b[0])]
 
 def _rel(fn): return Path(fn).relative_to(ROOT).as_posix()
 
@@ -71,11 +109,20 @@ def save_durations(new):
         DURATIONS.write_text(json.dumps({**load_durations(), **{k: round(v, 1) for k, v in new.items()}}, indent=0, sort_keys=True))
     except OSError: pass   # a read-only home: ordering falls back to EXPECTED
 
+def committed_durations() -> dict:
+    try: d = json.loads(COMMITTED.read_text())
+    except (OSError, ValueError): return {}
+    return {k: float(v) for k, v in d.items() if isinstance(v, (int, float))} if isinstance(d, dict) else {}
+
 def expected_seconds(key, known=None):
-    "Expected duration of a job: 'pytest' or a notebook path relative to the repository root."
+    "Expected duration of a job: a notebook or test file path relative to the repository root, 'pytest', or a shard."
     known = load_durations() if known is None else known
+    if isinstance(key, tuple): return SHARD_OVERHEAD + sum(expected_seconds(f, known) for f in key)
     if key in known: return known[key]
+    c = committed_durations()
+    if key in c: return c[key]
     if key in EXPECTED: return EXPECTED[key]
+    if key.startswith('tests/'): return 15.
     try: cells = [c for c in json.loads((ROOT/key).read_text())['cells'] if c['cell_type'] == 'code']
     except (OSError, ValueError, KeyError): return 10.
     return max(3. + 0.5*len(cells), 60. if key.startswith('nbs/papers/') else 0.)
@@ -83,25 +130,33 @@ def expected_seconds(key, known=None):
 def longest_first(keys, known=None):
     "`keys` sorted by decreasing expected duration (ties: by name)."
     known = load_durations() if known is None else known
-    return sorted(keys, key=lambda k: (-expected_seconds(k, known), k))
+    return sorted(keys, key=lambda k: (-expected_seconds(k, known), str(k)))
 
 def run_all(paths, flags, workers, timeout, pytest_extra=None):
-    "Run the notebooks `paths` (and pytest when `pytest_extra` is a list) in one pool, longest first."
-    keys = [_rel(p) for p in paths] + (['pytest'] if pytest_extra is not None else [])
-    res, pyt, took, busy = [], (0, 0, 0), {}, {'notebooks': 0., 'pytest': 0.}
-    if not keys: return res, pyt, busy
+    """Run the notebooks `paths` (and pytest when `pytest_extra` is a list: in shards of test files, or as one run when
+    it holds arguments) in one pool, longest first."""
+    keys = [_rel(p) for p in paths]
+    if pytest_extra is not None: keys += ['pytest'] if pytest_extra else [tuple(s) for s in pytest_shards(workers)]
+    res, pyt, took, busy = [], [0, 0, 0], {}, {'notebooks': 0., 'pytest': 0.}
+    if not keys: return res, tuple(pyt), busy
+    n_shards = sum(isinstance(k, tuple) for k in keys)
     with ProcessPoolExecutor(max(1, workers), max_tasks_per_child=1) as ex:
-        futs = {(ex.submit(_run_pytest, pytest_extra) if k == 'pytest' else ex.submit(_run_nb, str(ROOT/k), flags, timeout)): k
-                for k in longest_first(keys)}
+        def submit(k):
+            if k == 'pytest': return ex.submit(_run_pytest, pytest_extra)
+            if isinstance(k, tuple): return ex.submit(_run_pytest, [], list(k))
+            return ex.submit(_run_nb, str(ROOT/k), flags, timeout)
+        futs = {submit(k): k for k in longest_first(keys)}
         for f in as_completed(futs):
             k = futs[f]
-            if k == 'pytest':
-                try: p, fl, s, out, t = f.result()
-                except Exception as e: p, fl, s, out, t = 0, 1, 0, repr(e), 0.
-                print(out, flush=True)
-                print(f'{"PYTEST":8s} {t:6.1f}s  tests: {p} passed, {fl} failed, {s} skipped', flush=True)
-                pyt, busy['pytest'] = (p, fl, s), t
-                if t and not pytest_extra: took['pytest'] = t   # a filtered run says nothing about the whole suite
+            if k == 'pytest' or isinstance(k, tuple):
+                try: p, fl, s, out, t, times = f.result()
+                except Exception as e: p, fl, s, out, t, times = 0, 1, 0, repr(e), 0., {}
+                if k == 'pytest' or fl: print(out, flush=True)
+                else: print('\n'.join(l for l in out.splitlines() if l.startswith('SKIPPED') or re.search(r'\d+ passed', l)), flush=True)
+                what = 'pytest' if k == 'pytest' else f'pytest shard of {len(k)} file{"s"*(len(k) > 1)} ({", ".join(Path(x).stem.removeprefix("test_") for x in k)[:70]})'
+                print(f'{"PYTEST":8s} {t:6.1f}s  {what}: {p} passed, {fl} failed, {s} skipped', flush=True)
+                pyt = [a + b for a, b in zip(pyt, (p, fl, s))]; busy['pytest'] += t
+                if isinstance(k, tuple) and not fl: took.update(times)   # per test file, of the default run
                 continue
             try: fn, status, msg, t = f.result()
             except Exception as e: fn, status, msg, t = k, 'failed', repr(e), 0.
@@ -110,8 +165,9 @@ def run_all(paths, flags, workers, timeout, pytest_extra=None):
             if status == 'skipped' and msg: print(f'         {msg}', flush=True)
             res.append(status); busy['notebooks'] += t
             if status == 'passed' and not flags: took[k] = t   # durations of the default (CI) run only
+    busy['shards'] = n_shards
     save_durations(took)
-    return res, pyt, busy
+    return res, tuple(pyt), busy
 
 def find_notebooks(pattern=None):
     nbs = sorted(p for p in (ROOT/'nbs').rglob('*.ipynb')
@@ -126,6 +182,7 @@ def main():
     ap.add_argument('--timeout', type=int, default=600, help='seconds per cell')
     ap.add_argument('--no-pytest', action='store_true'); ap.add_argument('--no-notebooks', action='store_true')
     ap.add_argument('--pytest-after', action='store_true', help='run pytest after the notebooks, not beside them')
+    ap.add_argument('--write-expected', action='store_true', help='after a passing default run, write the measured durations to tools/test_durations.json')
     a, extra = ap.parse_known_args()
     start = time.time()
     paths = [] if a.no_notebooks else find_notebooks(a.pattern)
@@ -133,10 +190,13 @@ def main():
     nb, (p, f, s), busy = run_all(paths, a.flags.split(), a.workers, a.timeout, extra if with_pytest and not a.pytest_after else None)
     t_pool = time.time() - start
     if with_pytest and a.pytest_after:
-        nb2, (p, f, s), b2 = run_all([], [], 1, a.timeout, extra); busy['pytest'] = b2['pytest']
+        nb2, (p, f, s), b2 = run_all([], [], 1, a.timeout, extra); busy['pytest'], busy['shards'] = b2['pytest'], b2.get('shards')
     passed, failed, skipped = nb.count('passed') + p, nb.count('failed') + f, nb.count('skipped') + s
+    if a.write_expected and not failed and not a.pattern and not a.flags and not extra:
+        COMMITTED.write_text(json.dumps({k: round(v, 1) for k, v in sorted(load_durations().items()) if k != 'pytest'}, indent=0) + '\n')
+    shards = f' in {busy["shards"]} shards' if busy.get('shards') else ''
     print(f'phases: notebooks {len(nb)} in {busy["notebooks"]:.0f} s of worker time'
-          + (f', pytest {busy["pytest"]:.0f} s' + (' (after the notebooks)' if a.pytest_after else ' (beside them)') if with_pytest else '')
+          + (f', pytest{shards} {busy["pytest"]:.0f} s of worker time' + (' (after the notebooks)' if a.pytest_after else ' (beside them)') if with_pytest else '')
           + f'; {a.workers} workers, pool {t_pool:.0f} s; total {time.time()-start:.0f} s')
     print(f'notebooks: {nb.count("passed")} passed, {nb.count("failed")} failed, {nb.count("skipped")} skipped; '
           f'pytest: {p} passed, {f} failed, {s} skipped; {time.time()-start:.0f} s')
