@@ -561,6 +561,9 @@ def _build_dls(train, valid, # lists of record dicts
                bands, stats, item_tfms, batch_tfms, bs, device, num_workers, cache, info, nodata=None, val_bs=None, crop=None):
     "Datasets + RSDataLoaders from records, with `BandStats` from the training images unless `stats` is given."
     if not train: raise DataError(f"no training samples ({info.get('root', '')})")
+    if len(train) < bs:   # the training loader drops its last partial batch: fastai would stop later on "does not contain any batches"
+        raise DataError(f"{info.get('root', 'dataset')}: {len(train)} training samples, fewer than one batch of {bs}: "
+                        f"lower the batch size (bs) or raise crops_per_image")
     if crop:
         size = (crop, crop) if isinstance(crop, int) else tuple(crop)
         train, valid = [[r if r.get('window') else dict(r, crop=size) for r in rs] for rs in (train, valid)]

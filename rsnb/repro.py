@@ -11,11 +11,12 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'COLUMNS', 'PARAM_VALUES', 'resolve_out', 'record_results', 'row_keys', 'papers_dir', 'list_papers',
-           'run_config', 'ResultsTable', 'results_table', 'read_yaml', 'check_values', 'paper_notebook',
-           'notebook_params', 'check_params', 'load_params', 'new_run_dir', 'write_run_params', 'read_run_params',
-           'checkpoints', 'check_run_files', 'resume_params', 'execute_run', 'launch_command', 'launch_env',
-           'launch_run', 'run_paper', 'main']
+__all__ = ['LAYOUTS', 'COLUMNS', 'PARAM_VALUES', 'PAPERS', 'TEST_FLAGS', 'WEIGHT_PARAMS', 'resolve_out', 'record_results',
+           'row_keys', 'papers_dir', 'list_papers', 'run_config', 'ResultsTable', 'results_table', 'read_yaml',
+           'check_values', 'paper_notebook', 'notebook_params', 'check_params', 'load_params', 'paper_info',
+           'papers_lines', 'new_run_dir', 'write_run_params', 'read_run_params', 'checkpoints', 'check_run_files',
+           'resume_params', 'cell_flags', 'run_flags', 'runnable_notebook', 'notebook_defaults', 'preflight',
+           'write_status', 'execute_run', 'launch_command', 'launch_env', 'launch_run', 'run_paper', 'main']
 
 # %% ../nbs/09_repro.ipynb #62d691f5
 def _show(p) -> str:
@@ -356,6 +357,31 @@ def load_params(paper:str, params:str|None=None, overrides:dict|None=None) -> di
         check_params(paper, res, _show(p))
     return {**res, **check_params(paper, overrides or {})}
 
+# %% ../nbs/09_repro.ipynb #97e24b51
+# Task and expected time of each paper's default run (CPU defaults, 2-core machine, `rsnb-repro PAPER`, measured)
+PAPERS = {'bahri2019': dict(task='scene classification', cpu_minutes=2),
+          'rsseg_benchmark': dict(task='semantic segmentation', cpu_minutes=1),
+          'sgsln': dict(task='change detection', cpu_minutes=1),
+          'egan': dict(task='learned compression', cpu_minutes=2),
+          'ecea': dict(task='gap filling (Landsat-7 SLC-off)', cpu_minutes=2),
+          'demo': dict(task='a least-squares line (tests rsnb-repro)', cpu_minutes=0.2)}
+
+def paper_info(paper:str) -> dict:
+    "Slug, title (the notebook's first heading), task and expected CPU minutes of the default run."
+    title = ''
+    for c in json.loads(paper_notebook(paper).read_text())['cells']:
+        m = re.search(r'^# (.+)$', ''.join(c['source']), re.M) if c['cell_type'] == 'markdown' else None
+        if m: title = re.sub(r'^Reproducing\s+', '', m[1]).strip(); break
+    return dict(paper=paper, title=title, **PAPERS.get(paper, dict(task='', cpu_minutes=None)))
+
+def papers_lines() -> list[str]:
+    "What `rsnb-repro --list` prints: one line a paper (slug, expected CPU time of the defaults, task, title)."
+    rows = [paper_info(p) for p in list_papers()]
+    w = max(len(r['paper']) for r in rows) if rows else 0
+    def mins(m): return '    ?' if m is None else f"{'<1' if m < 1 else round(m):>2} min"
+    return [f"{r['paper']:<{w}}  {mins(r['cpu_minutes'])}  {r['task']}: {r['title']}"[:118] for r in rows]
+
+
 # %% ../nbs/09_repro.ipynb #e1a2b3c4
 _HEAD = '# rsnb-repro run of {paper}, started {when}; continue it with: rsnb-repro {paper} --resume {where}\n'
 
@@ -365,10 +391,10 @@ def _rank() -> int:
 
 def new_run_dir(paper:str, # slug of a notebook in nbs/papers
                 pars:dict, # checked parameters (`load_params`), written into the folder's params.yaml
-                out_root='runs', # where run folders go (relative to the repository root)
+                out_root='runs', # where run folders go (relative to the current folder, as a user typing `--out` means)
                ) -> Path:
     "Create `out_root/paper/<timestamp>/` (a suffix when that exists) with `params.yaml`: the parameters of the run."
-    base = resolve_out(out_root)/paper/datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    base = Path(out_root).expanduser().resolve()/paper/datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
     out, k = base, 1
     while True:
         try: out.mkdir(parents=True); break
@@ -428,29 +454,166 @@ def resume_params(paper:str, # slug of a notebook in nbs/papers
     if overrides: write_run_params(run_dir, paper, pars)
     return {**pars, 'resume': True}
 
+# %% ../nbs/09_repro.ipynb #3b75fba0
+TEST_FLAGS = ('slow', 'cuda', 'repro')   # `tst_flags` of pyproject.toml: the cells nbdev-test skips
+_HOW = {'slow': 'run with --slow', 'cuda': 'runs on a CUDA machine', 'repro': 'runs with a params file (--params full or released)'}
+
+def cell_flags(cell:dict) -> set:
+    "The directives at the top of a code cell (`#| slow` → {'slow'})."
+    out = set()
+    for line in ''.join(cell.get('source', '')).splitlines():
+        m = re.match(r'\s*#\|\s*([\w-]+)', line)
+        if m: out.add(m[1]); continue
+        if line.strip(): break
+    return out
+
+def run_flags(slow:bool=False, # also run the `#| slow` cells
+              params=None, # the run's params file, if any (then the `#| repro` full-scale checks run too)
+             ) -> set:
+    "The test flags whose cells a run executes: `slow` when asked, `cuda` on a CUDA machine, `repro` with a params file."
+    import torch
+    return {f for f, on in (('slow', slow), ('cuda', torch.cuda.is_available()), ('repro', params is not None)) if on}
+
+_PROGRESS_CELL = ("# rsnb-repro: progress bars as text, streamed to the terminal (set before anything imports them)\n"
+                  "import warnings\n"
+                  "with warnings.catch_warnings():   # tqdm.auto's 'IProgress not found' (no ipywidgets): text bars are wanted here\n"
+                  "    warnings.simplefilter('ignore')\n"
+                  "    import fastprogress.fastprogress as _fp, tqdm.auto as _ta, tqdm.std as _ts\n"
+                  "_fp.master_bar, _fp.progress_bar, _ta.tqdm, _ta.trange = _fp.ConsoleMasterBar, _fp.ConsoleProgressBar, _ts.tqdm, _ts.trange")
+
+def runnable_notebook(paper:str, # slug of a notebook in nbs/papers
+                      flags=(), # test flags whose cells run (`run_flags`)
+                      progress:bool=False, # first, a cell that turns progress bars into streamed text
+                     ) -> tuple:
+    "(notebook, skipped cell indices): `paper`'s notebook with each cell of a test flag outside `flags` replaced by a note."
+    nb, skipped = json.loads(paper_notebook(paper).read_text()), []
+    for i, c in enumerate(nb['cells']):
+        off = sorted((cell_flags(c) & set(TEST_FLAGS)) - set(flags)) if c['cell_type'] == 'code' else []
+        if not off: continue
+        nb['cells'][i] = dict(cell_type='markdown', id=c.get('id', f'skip{i}'), metadata={},
+                              source=f"*Left out by rsnb-repro: a `#| {'`/`#| '.join(off)}` cell ({'; '.join(_HOW[f] for f in off)}).*")
+        skipped.append(i)
+    if progress:
+        nb['cells'].insert(0, dict(cell_type='code', id='rsnbprog', metadata={'tags': ['rsnb-repro-progress']},
+                                   execution_count=None, outputs=[], source=_PROGRESS_CELL))
+    return nb, skipped
+
+
+# %% ../nbs/09_repro.ipynb #000eda9a
+WEIGHT_PARAMS = ('weights', 'released', 'released_more', 'pretrained', 'encoder_weights', 'model_id', 'gan_model_id', 'cd_model')
+
+def notebook_defaults(paper:str) -> dict:
+    "The literal values the notebook's `parameters` cell assigns (names it computes are left out)."
+    for c in json.loads(paper_notebook(paper).read_text())['cells']:
+        if 'parameters' not in c.get('metadata', {}).get('tags', []): continue
+        out = {}
+        for node in ast.parse(''.join(c['source'])).body:
+            if not isinstance(node, ast.Assign): continue
+            for t in node.targets:
+                names = t.elts if isinstance(t, ast.Tuple) else [t]
+                vals = node.value.elts if isinstance(t, ast.Tuple) and isinstance(node.value, ast.Tuple) else [node.value]
+                for n, v in zip(names, vals if len(vals) == len(names) else [None]*len(names)):
+                    try: out[n.id] = ast.literal_eval(v) if v is not None else None
+                    except (ValueError, SyntaxError, TypeError): pass
+        return out
+    return {}
+
+def _data_check(paper:str, p:dict):
+    "Raise the notebook's own `DataMissing` when the dataset the parameters `p` need is not on this machine."
+    from rsnb.core import data_path
+    if paper == 'bahri2019':
+        from rsnb.classification.datasets import scene_root
+        from rsnb.weights import registry
+        e = registry().get(str(p.get('weights'))) if p.get('weights') else None
+        if p.get('test_dir'): data_path(p['test_dir']) if not Path(p['test_dir']).is_absolute() else None
+        scene_root(e['config']['dataset'] if e and 'dataset' in e.get('config', {}) else p['dataset'])
+    elif paper == 'sgsln':
+        from rsnb.change.datasets import change_data
+        change_data(p['dataset'])
+    elif paper == 'rsseg_benchmark' and p.get('dataset'): data_path('segmentation', p['dataset'])
+    elif paper == 'ecea':
+        from rsnb.inpainting.slcoff import slcoff_items
+        slcoff_items()
+    elif paper == 'egan': data_path('compression', 'landsat8_224077_rgb8')
+
+def _weight_problem(k:str, v:str) -> Exception|None:
+    from rsnb.core import _repo_root
+    from rsnb.weights import registry, registry_names, weights_cache, local_source, shipped_models, ModelNotConverted, ModelNotFound
+    if v in registry_names():
+        if (weights_cache()/f'{v}.pth').is_file() or local_source(registry()[v]) is not None: return None
+        return ModelNotConverted(f"{v}: released checkpoint not on this machine (parameter {k}); fetch it first: rsnb-weights get {v} --download")
+    if v in shipped_models(): return None
+    p = Path(v).expanduser()
+    if '/' in v or os.sep in v or p.suffix:
+        bases = [Path.cwd(), _repo_root(), papers_dir()] if not p.is_absolute() else [Path('/')]
+        if not any((b/p).exists() or (b/p).with_suffix('.pth').exists() for b in bases):
+            return ModelNotFound(f"{v}: not found (parameter {k})")
+    return None
+
+def preflight(paper:str, # slug of a notebook in nbs/papers
+              pars:dict, # the run's parameters (over the notebook's defaults)
+             ):
+    "Weights and data the run needs, checked before the kernel starts: one line (`ModelNotConverted`, `ModelNotFound`, `DataMissing`) otherwise."
+    p = {**notebook_defaults(paper), **pars}
+    for k in WEIGHT_PARAMS:
+        for v in (p.get(k) if isinstance(p.get(k), list) else [p.get(k)]):
+            if isinstance(v, str) and (why := _weight_problem(k, v)): raise why
+    _data_check(paper, p)
+
+
 # %% ../nbs/09_repro.ipynb #e1a2b3c7
+def write_status(run_dir, # the run folder
+                 state:str, # 'running', 'done' or 'failed'
+                 **info, # more fields: error, flags, skipped cells
+                ) -> Path:
+    "`run_dir/status.json`: the state of the run (kept with its start time), written atomically."
+    from rsnb.core import atomic_write, load_json
+    p = Path(run_dir)/'status.json'
+    old = load_json(p) if p.exists() else {}
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds')
+    new = {'state': state, 'started': now if state == 'running' else old.get('started'), 'finished': None if state == 'running' else now,
+           **({k: v for k, v in old.items() if k not in ('state', 'started', 'finished', 'error')} if state != 'running' else {}), **info}
+    with atomic_write(p) as tmp: Path(tmp).write_text(json.dumps(new, indent=1))
+    return p
+
 def execute_run(paper:str, # slug of a notebook in nbs/papers
                 run_dir, # the run folder (made by `new_run_dir`)
                 pars:dict, # the parameters (`out_dir` is set to `run_dir`)
-                progress:bool=True, # show papermill's progress bar (on stderr)
+                progress:bool=True, # papermill's progress bar and the cells' own progress, streamed to stderr
+                flags=None, # test flags whose cells run (default `run_flags()`: what nbdev-test runs, plus GPU cells on a GPU)
                ) -> Path:
     "Execute the notebook into `run_dir` (rank r>0 of a data-parallel run: `run_dir/rank{r}.ipynb`); the path of results.json."
+    import tempfile
     from rsnb.core import RsnbError, DataMissing
     nb, run_dir, r = paper_notebook(paper), Path(run_dir), _rank()
     dest = run_dir/(f'{paper}.ipynb' if r == 0 else f'rank{r}.ipynb')
+    flags = run_flags() if flags is None else set(flags)
+    src, skipped = runnable_notebook(paper, flags, progress=progress and r == 0)
     import papermill as pm
     # the kernel must be this interpreter (its kernelspec says `python`, found on PATH)
     os.environ['PATH'] = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get('PATH', '')])
+    if r == 0: write_status(run_dir, 'running', flags=sorted(flags), cells_left_out=len(skipped))
+    def failed(e):
+        if r == 0: write_status(run_dir, 'failed', error=str(e))
+        return e
+    stream = dict(stdout_file=sys.stderr, stderr_file=sys.stderr) if progress and r == 0 else {}
     try:
-        pm.execute_notebook(str(nb), str(dest), parameters={**pars, 'out_dir': str(run_dir)}, cwd=str(nb.parent),
-                            progress_bar=progress and r == 0, kernel_name='python3',
-                            extra_arguments=['--log-level=ERROR'])   # no "Kernel is running over TCP without encryption" on every run
+        with tempfile.TemporaryDirectory() as tmp:
+            inp = Path(tmp)/nb.name
+            inp.write_text(json.dumps(src))
+            pm.execute_notebook(str(inp), str(dest), parameters={**pars, 'out_dir': str(run_dir)}, cwd=str(nb.parent),
+                                progress_bar=progress and r == 0, kernel_name='python3',
+                                extra_arguments=['--log-level=ERROR'], **stream)   # no "Kernel is running over TCP without encryption"
     except pm.PapermillExecutionError as e:
-        if e.ename == 'DataMissing': raise DataMissing(e.evalue) from None
-        raise RsnbError(f"{_show(dest)}: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}") from None
+        if e.ename == 'DataMissing': raise failed(DataMissing(e.evalue)) from None
+        raise failed(RsnbError(f"{_show(dest)}: the notebook failed in cell {e.exec_count}: {e.ename}: {e.evalue}")) from None
+    except BaseException as e:
+        failed(f'{type(e).__name__}: {e}'.rstrip(': ')); raise
     res = run_dir/'results.json'
-    if r == 0 and not res.exists(): raise RsnbError(f'{_show(nb)}: ran, but wrote no results.json into {_show(run_dir)}')
+    if r == 0 and not res.exists(): raise failed(RsnbError(f'{_show(nb)}: ran, but wrote no results.json into {_show(run_dir)}'))
+    if r == 0: write_status(run_dir, 'done')
     return res
+
 
 # %% ../nbs/09_repro.ipynb #e1a2b3c9
 def _free_port() -> int:
@@ -462,12 +625,13 @@ def launch_command(paper:str, # slug of a notebook in nbs/papers
                    processes:int, # ranks
                    resume:bool=False, # the ranks continue from the folder's checkpoints
                    port:int|None=None, # rendezvous port (None: a free one, so runs side by side do not collide)
+                   flags=(), # test flags whose cells the ranks run (`run_flags`)
                   ) -> list[str]:
     "`accelerate launch` of `processes` copies of `rsnb-repro PAPER --run-dir RUN_DIR`, each executing the notebook."
     acc = Path(sys.executable).parent/'accelerate'
     return [str(acc), 'launch', '--multi_gpu', '--num_processes', str(processes), '--num_machines', '1', '--mixed_precision', 'no',
             '--dynamo_backend', 'no', '--main_process_port', str(port or _free_port()),
-            '-m', 'rsnb.repro', paper, '--run-dir', str(Path(run_dir).resolve()), '-q'] + (['--set', 'resume=true'] if resume else [])
+            '-m', 'rsnb.repro', paper, '--run-dir', str(Path(run_dir).resolve()), '-q'] + (['--set', 'resume=true'] if resume else []) + (['--cells', ','.join(sorted(flags))] if flags else [])
 
 def launch_env(pars:dict, env:dict|None=None) -> dict:
     "The ranks' environment: one thread each; on a machine without CUDA (or `device: cpu`) gloo on the CPU."
@@ -477,14 +641,14 @@ def launch_env(pars:dict, env:dict|None=None) -> dict:
     if pars.get('device') == 'cpu' or not torch.cuda.is_available(): env.update(ACCELERATE_USE_CPU='true', CUDA_VISIBLE_DEVICES='')
     return env
 
-def launch_run(paper:str, run_dir, pars:dict, processes:int, progress:bool=True) -> Path:
+def launch_run(paper:str, run_dir, pars:dict, processes:int, progress:bool=True, flags=()) -> Path:
     "Run the notebook as `processes` data-parallel ranks into `run_dir`; their output goes to stderr; the path of results.json."
     import subprocess
     from collections import deque
     from rsnb.core import RsnbError
     acc = Path(sys.executable).parent/'accelerate'
     if not acc.exists(): raise RsnbError(f'{_show(acc)}: not found; --processes needs accelerate (pip install accelerate)')
-    cmd = launch_command(paper, run_dir, processes, resume=bool(pars.get('resume')))
+    cmd = launch_command(paper, run_dir, processes, resume=bool(pars.get('resume')), flags=flags)
     if progress: cmd = [c for c in cmd if c != '-q']
     tail = deque(maxlen=40)
     with subprocess.Popen(cmd, env=launch_env(pars), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as p:
@@ -501,18 +665,22 @@ def launch_run(paper:str, run_dir, pars:dict, processes:int, progress:bool=True)
 def run_paper(paper:str, # slug of a notebook in nbs/papers
               params:str|None=None, # params name ('full') or YAML path; None keeps the notebook's CPU defaults
               overrides:dict|None=None, # single parameters to change (names checked against the notebook's parameters cell)
-              out_root='runs', # where run folders go (relative to the repository root)
-              progress:bool=True, # show papermill's progress bar (on stderr)
+              out_root='runs', # where run folders go (relative to the current folder)
+              progress:bool=True, # papermill's progress bar and the cells' own progress, on stderr
               resume=None, # a run folder of `paper` to continue from its checkpoints (with its params.yaml; `params` must be None)
               processes:int=1, # data-parallel ranks (>1: `accelerate launch`, rank 0 writes results and checkpoints)
+              slow:bool=False, # also run the `#| slow` cells, which nbdev-test (and by default this) leaves out
              ) -> Path:
     "Run a reproduction notebook with papermill into a new run folder (or continue `resume`); return the path of its results.json."
     from rsnb.core import RsnbError
     if resume is not None and params is not None: raise RsnbError('--resume: takes the parameters of the run folder; drop --params')
+    flags = run_flags(slow, params)
     if resume is not None: out, pars = Path(resume).expanduser().resolve(), resume_params(paper, resume, overrides)
-    else: pars = load_params(paper, params, overrides); out = new_run_dir(paper, pars, out_root)
-    if processes > 1: return launch_run(paper, out, pars, processes, progress)
-    return execute_run(paper, out, pars, progress)
+    else: pars = load_params(paper, params, overrides)
+    preflight(paper, pars)                      # weights and data checked before the kernel starts
+    if resume is None: out = new_run_dir(paper, pars, out_root)
+    if processes > 1: return launch_run(paper, out, pars, processes, progress, flags)
+    return execute_run(paper, out, pars, progress, flags)
 
 # %% ../nbs/09_repro.ipynb #a39fcb81
 def _parse_set(items):
@@ -538,12 +706,14 @@ def _parser():
     ap.add_argument('paper', nargs='?', help='paper slug (see --list)')
     ap.add_argument('--params', help="parameters: a name in nbs/papers/params (e.g. 'full') or a YAML file")
     ap.add_argument('--set', action='append', metavar='NAME=VALUE', help="override one parameter of the notebook's parameters cell (repeatable)")
-    ap.add_argument('--out', default='runs', help='folder for run outputs')
+    ap.add_argument('--out', default='runs', help='folder for run outputs (relative to the current folder; default: runs)')
+    ap.add_argument('--slow', action='store_true', help='also run the #| slow cells (multi-seed ablations, comparisons) that nbdev-test leaves out')
+    ap.add_argument('--cells', default=None, help=argparse.SUPPRESS)   # the test flags a launched rank runs (set by --processes)
     ap.add_argument('--resume', metavar='RUN_DIR', help='continue an interrupted run from its checkpoints, with its params.yaml (plus any --set)')
     ap.add_argument('--processes', '--num-processes', type=positive_int, default=1, metavar='N',
                     help='data parallel: run the notebook as N ranks under accelerate launch (rank 0 writes results and checkpoints)')
     ap.add_argument('--run-dir', metavar='DIR', help='execute into this existing run folder with its params.yaml (what --processes launches on each rank)')
-    ap.add_argument('--list', action='store_true', help='list the available papers')
+    ap.add_argument('--list', action='store_true', help='list the available papers: slug, expected CPU time of the defaults, task, title')
     ap.add_argument('--all', action='store_true', help='print every measured value, not only the metrics the paper reports')
     ap.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
     return ap
@@ -556,13 +726,14 @@ def _check_args(a, overrides):
     if a.run_dir and (a.params or a.resume or a.processes > 1): raise UsageError('--run-dir: not with --params, --resume or --processes')
     try:
         paper_notebook(a.paper)
-        if a.resume: return resume_params(a.paper, a.resume, overrides)
         if a.run_dir:
             pars = {**read_run_params(a.paper, a.run_dir), **check_params(a.paper, overrides)}
             if pars.get('resume'): check_run_files(a.run_dir)   # a rank continuing a run (or one started by hand)
             return pars
-        return load_params(a.paper, a.params, overrides)
+        pars = resume_params(a.paper, a.resume, overrides) if a.resume else load_params(a.paper, a.params, overrides)
     except RsnbError as e: raise UsageError(str(e)) from e
+    preflight(a.paper, pars)                    # weights (usage error: the command that fetches them) and data (runtime error)
+    return pars
 
 def _table(paper, res, all_metrics=False):
     from rsnb.core import load_json
@@ -571,17 +742,20 @@ def _table(paper, res, all_metrics=False):
 
 def _run(a):
     "The command's work; returns the lines for stdout. Every name is checked before anything runs."
-    if a.list or not a.paper: return list_papers()
+    if a.list or not a.paper: return papers_lines()
     overrides = _parse_set(a.set)
     pars = _check_args(a, overrides)
     if a.run_dir:                     # one rank of a launched run (or a re-execution into the folder)
-        res = execute_run(a.paper, Path(a.run_dir).expanduser().resolve(), pars, progress=not a.quiet)
+        flags = set(filter(None, (a.cells or '').split(','))) if a.cells is not None else run_flags(a.slow, a.params)
+        res = execute_run(a.paper, Path(a.run_dir).expanduser().resolve(), pars, progress=not a.quiet, flags=flags)
         return _table(a.paper, res, a.all) if int(os.environ.get('WORLD_SIZE', 1) or 1) == 1 else []
     what = f'continuing {_show(a.resume)}' if a.resume else 'running'
     print(f"rsnb-repro: {what} {_show(paper_notebook(a.paper))}" + (f' on {a.processes} processes' if a.processes > 1 else ''), file=sys.stderr)
     if a.resume: out = Path(a.resume).expanduser().resolve()
     else: out = new_run_dir(a.paper, pars, a.out)
-    res = launch_run(a.paper, out, pars, a.processes, not a.quiet) if a.processes > 1 else execute_run(a.paper, out, pars, not a.quiet)
+    flags = run_flags(a.slow, a.params)
+    res = (launch_run(a.paper, out, pars, a.processes, not a.quiet, flags) if a.processes > 1
+           else execute_run(a.paper, out, pars, not a.quiet, flags))
     return _table(a.paper, res, a.all)
 
 def main(argv=None):
