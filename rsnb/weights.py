@@ -545,7 +545,7 @@ def load_model(path, # `name`, `name.pth` or `name.json`
                build=None, # callable(card) -> nn.Module; when given, the weights are loaded into it
                strict:bool=True, # passed to `load_state_dict`
               ):
-    "Load a model saved by `save_model`: `(model, card)` if `build` is given, else `(state_dict, card)`."
+    "Load a model saved by `save_model`: `(model in eval mode, card)` if `build` is given, else `(state_dict, card)`."
     pth, js = _pair(path)
     if not pth.exists() and not js.exists():
         raise ModelNotFound(f'{pth}: not found (a saved rsnb model is a .pth state dict plus a .json card)')
@@ -564,7 +564,7 @@ def load_model(path, # `name`, `name.pth` or `name.json`
     if strict: _check_fit(sd, model.state_dict(), pth)
     try: model.load_state_dict(sd, strict=strict)
     except RuntimeError as e: raise ModelError(f"{pth}: weights do not fit the model built from its card: {' '.join(str(e).split())[:300]}") from None
-    return model, card
+    return model.eval(), card   # ready for inference: BatchNorm statistics, no dropout (call .train() to fine-tune)
 
 
 # %% ../nbs/06_weights.ipynb #rg02

@@ -1,4 +1,4 @@
-"""CompressAI's pretrained codecs (bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean, cheng2020-anchor, every MSE quality) converted to rsnb codecs, strictly, and shown to compute what CompressAI computes: ŷ, x̂ and the likelihoods, digit for digit.
+"""CompressAI's pretrained codecs (bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean, cheng2020-anchor, every MSE quality) converted to rsnb codecs, strictly, and shown to compute what CompressAI's forward pass computes (ŷ, x̂ and the likelihoods, digit for digit); decoding from rsnb's own bitstreams differs where it must, measured below.
 
 Docs: https://rsnb.github.io/rsnb/compression.zoo.html.md"""
 
@@ -16,8 +16,8 @@ from .entropy import scale_table
 
 # %% auto #0
 __all__ = ['ROOT_URL', 'ZOO', 'COMPRESSAI_RULES', 'REBUILT', 'CONSTANTS', 'COMPRESSAI_SETTINGS', 'zoo_kwargs', 'zoo_url',
-           'convert_compressai', 'compressai_arch', 'infer_compressai', 'fixture_dir', 'write_fixture_checkpoint',
-           'fixture_config', 'parity', 'check_manifest']
+           'convert_compressai', 'fixture_dir', 'write_fixture_checkpoint', 'fixture_config', 'parity',
+           'check_manifest', 'compressai_arch', 'infer_compressai']
 
 # %% ../../nbs/48_compression.zoo.ipynb #z005
 ROOT_URL = 'https://compressai.s3.amazonaws.com/models/v1'
@@ -92,7 +92,7 @@ def _compressai_rules(c:dict, require:bool):
     if arch not in ZOO: raise ConfigError(f"config arch={arch}: unknown CompressAI architecture (known: {', '.join(ZOO)})")
     if c.get('quality') is not None:
         if c['quality'] not in ZOO[arch]['cfg']: raise ConfigError(f"config quality={c['quality']}: expected an integer in 1..{max(ZOO[arch]['cfg'])} for {arch}")
-    elif c.get('N') is None: raise ConfigError(f"config quality: required (1..{max(ZOO[arch]['cfg'])} for {arch}; or N and M for a reduced-width model)")
+    elif c.get('N') is None and require: raise ConfigError(f"config quality: required (1..{max(ZOO[arch]['cfg'])} for {arch}; or N and M for a reduced-width model)")
 
 COMPRESSAI_SETTINGS = Settings('compressai', _compressai_rules, arch=Setting(str), quality=Setting(int, 1, 8),
                                N=Setting(int, lo=1), M=Setting(int, lo=1))
@@ -116,6 +116,53 @@ def convert_compressai(path, # a CompressAI zoo checkpoint (`.pth.tar`, plain st
     _check_constants(src, model, path)
     model.load_state_dict({**model.state_dict(), **sd}, strict=True)
     return model.eval().update(), card
+
+# %% ../../nbs/48_compression.zoo.ipynb #z014
+def fixture_dir() -> Path:
+    "`tests/fixtures/parity/compressai` of the rsnb checkout (written by `tools/parity/compressai.py`)."
+    import rsnb
+    return Path(rsnb.__file__).resolve().parents[1]/'tests'/'fixtures'/'parity'/'compressai'
+
+def write_fixture_checkpoint(arch:str, # CompressAI name
+                             dst, # the `.pth.tar` to write
+                             old_names:bool=False, # write pre-1.2 zoo names (`_matrix0`, `downsample`)
+                             fixture=None) -> Path:
+    "The fixture's small CompressAI weights as a zoo-style file (a plain state dict, `torch.save`); zeros for `_quantized_cdf`."
+    fx = Path(fixture or fixture_dir()); z = np.load(fx/f'{arch}.npz')
+    shapes = json.loads((fx/'manifest.json').read_text())['small'][arch]['shapes']
+    sd = {}
+    for k, s in shapes.items():
+        v = torch.from_numpy(z[f'w:{k}']) if f'w:{k}' in z else torch.zeros(s, dtype=torch.int32)
+        if old_names:
+            k = re.sub(r'entropy_bottleneck\.(matrices|biases|factors)\.(\d+)', lambda m: f"entropy_bottleneck._{dict(matrices='matrix', biases='bias', factors='factor')[m[1]]}{m[2]}", k)
+            k = re.sub(r'\.skip\.', '.downsample.', k)
+        sd[k] = v
+    torch.save(sd, dst); return Path(dst)
+
+def fixture_config(arch:str, fixture=None) -> dict:
+    "The converter config of the fixture's reduced-width model."
+    fx = Path(fixture or fixture_dir())
+    return dict(arch=arch, **json.loads((fx/'manifest.json').read_text())['small'][arch]['kwargs'])
+
+# %% ../../nbs/48_compression.zoo.ipynb #z015
+@torch.no_grad()
+def parity(model, arch:str, fixture=None) -> dict:
+    "Max |diff| and max relative diff of y, ŷ, x̂ and the likelihoods of `model` against CompressAI's stored outputs."
+    z = np.load(Path(fixture or fixture_dir())/f'{arch}.npz')
+    out = model(torch.from_numpy(z['x']))
+    got = dict(y=out['y'], y_hat=out['y_hat'], x_hat=out['x_hat'], lik_y=out['likelihoods']['y'], **({'lik_z': out['likelihoods']['z']} if 'z' in out['likelihoods'] else {}))
+    res = {}
+    for k, v in got.items():
+        ref = torch.from_numpy(z[k]).double(); d = (v.double() - ref).abs()
+        res[k] = dict(max_abs=float(d.max()), max_rel=float((d / ref.abs().clamp_min(1e-12)).max()), shape=tuple(ref.shape))
+    return res
+
+def check_manifest(shapes:dict, # CompressAI name -> shape, of one model
+                   arch:str, quality:int=None, N:int=None, M:int=None, file='manifest'):
+    "Convert a key/shape manifest (no values) to rsnb names: raises `ConversionError` unless it fills rsnb's model exactly."
+    model = build_codec(dict(arch=ZOO[arch]['arch'], kwargs=zoo_kwargs(arch, quality, N, M)))
+    convert_state_dict({k: torch.empty(s) for k, s in shapes.items()}, model, COMPRESSAI_RULES, file=file, rebuilt=REBUILT)
+    return sum(p.numel() for p in model.parameters())
 
 # %% ../../nbs/48_compression.zoo.ipynb #z031
 _ZOO_NAME = re.compile(r'(?P<stem>[a-z0-9-]+?)-(?P<q>[1-8])-(?P<hex>[0-9a-f]{8})\.pth(?:\.tar)?')
@@ -176,50 +223,3 @@ def infer_compressai(path, # the checkpoint (its name may carry the zoo's qualit
     out = {**inferred, **{k: v for k, v in config.items() if v is not None}}
     if out.get('quality') is not None: out.pop('N', None); out.pop('M', None)
     return dict(config=out, inferred=inferred, notes=notes, ask={})
-
-# %% ../../nbs/48_compression.zoo.ipynb #z014
-def fixture_dir() -> Path:
-    "`tests/fixtures/parity/compressai` of the rsnb checkout (written by `tools/parity/compressai.py`)."
-    import rsnb
-    return Path(rsnb.__file__).resolve().parents[1]/'tests'/'fixtures'/'parity'/'compressai'
-
-def write_fixture_checkpoint(arch:str, # CompressAI name
-                             dst, # the `.pth.tar` to write
-                             old_names:bool=False, # write pre-1.2 zoo names (`_matrix0`, `downsample`)
-                             fixture=None) -> Path:
-    "The fixture's small CompressAI weights as a zoo-style file (a plain state dict, `torch.save`); zeros for `_quantized_cdf`."
-    fx = Path(fixture or fixture_dir()); z = np.load(fx/f'{arch}.npz')
-    shapes = json.loads((fx/'manifest.json').read_text())['small'][arch]['shapes']
-    sd = {}
-    for k, s in shapes.items():
-        v = torch.from_numpy(z[f'w:{k}']) if f'w:{k}' in z else torch.zeros(s, dtype=torch.int32)
-        if old_names:
-            k = re.sub(r'entropy_bottleneck\.(matrices|biases|factors)\.(\d+)', lambda m: f"entropy_bottleneck._{dict(matrices='matrix', biases='bias', factors='factor')[m[1]]}{m[2]}", k)
-            k = re.sub(r'\.skip\.', '.downsample.', k)
-        sd[k] = v
-    torch.save(sd, dst); return Path(dst)
-
-def fixture_config(arch:str, fixture=None) -> dict:
-    "The converter config of the fixture's reduced-width model."
-    fx = Path(fixture or fixture_dir())
-    return dict(arch=arch, **json.loads((fx/'manifest.json').read_text())['small'][arch]['kwargs'])
-
-# %% ../../nbs/48_compression.zoo.ipynb #z015
-@torch.no_grad()
-def parity(model, arch:str, fixture=None) -> dict:
-    "Max |diff| and max relative diff of y, ŷ, x̂ and the likelihoods of `model` against CompressAI's stored outputs."
-    z = np.load(Path(fixture or fixture_dir())/f'{arch}.npz')
-    out = model(torch.from_numpy(z['x']))
-    got = dict(y=out['y'], y_hat=out['y_hat'], x_hat=out['x_hat'], lik_y=out['likelihoods']['y'], **({'lik_z': out['likelihoods']['z']} if 'z' in out['likelihoods'] else {}))
-    res = {}
-    for k, v in got.items():
-        ref = torch.from_numpy(z[k]).double(); d = (v.double() - ref).abs()
-        res[k] = dict(max_abs=float(d.max()), max_rel=float((d / ref.abs().clamp_min(1e-12)).max()), shape=tuple(ref.shape))
-    return res
-
-def check_manifest(shapes:dict, # CompressAI name -> shape, of one model
-                   arch:str, quality:int=None, N:int=None, M:int=None, file='manifest'):
-    "Convert a key/shape manifest (no values) to rsnb names: raises `ConversionError` unless it fills rsnb's model exactly."
-    model = build_codec(dict(arch=ZOO[arch]['arch'], kwargs=zoo_kwargs(arch, quality, N, M)))
-    convert_state_dict({k: torch.empty(s) for k, s in shapes.items()}, model, COMPRESSAI_RULES, file=file, rebuilt=REBUILT)
-    return sum(p.numel() for p in model.parameters())
