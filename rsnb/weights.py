@@ -677,6 +677,7 @@ def registry_table(reg:dict|None=None) -> 'pandas.DataFrame':
     reg = registry() if reg is None else reg
     def score(e):
         s = e.get('paper_score') or {}
+        if s and s.get('value') is not None and s.get('bpp') is not None: return f"PSNR {s['value']} dB @ {s['bpp']} bpp"
         return f"{s.get('metric', '')} {s.get('value') if s.get('value') is not None else '?'}".strip() if s else ''
     rows = [{'name': n, 'task': e['task'], 'format': e['format'], 'dataset': e.get('dataset') or '',
              'paper score': score(e), 'size (MB)': round(e['size']/1e6, 1) if e.get('size') else None,

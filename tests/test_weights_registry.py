@@ -172,7 +172,7 @@ BAD = [  # (--from, --config, text the one line must contain)
     ('compressai', ['arch=bmshj2018-hyperprior', 'quality=0'], '--config quality=0: expected an integer in 1..8'),
     ('compressai', ['arch=bmshj2018-hyperprior', 'quality=2.5'], '--config quality=2.5: expected an integer'),
     ('compressai', ['arch=nope', 'quality=1'], '--config arch=nope: unknown CompressAI architecture'),
-    ('compressai', ['arch=bmshj2018-hyperprior'], '--config quality: required'),
+    ('compressai', ['arch=bmshj2018-hyperprior', 'N=0'], '--config N=0: expected an integer ≥ 1'),   # a missing quality is read from the file
     ('paddleseg', ['arch=fcn', 'backbone=hrnet_w18', 'output_stride=12'], '--config output_stride=12: expected one of 8, 16, 32'),
     ('paddleseg', ['arch=fcn', 'n_classes=0'], '--config n_classes=0: expected an integer ≥ 1'),   # arch=fcn alone: the backbone is read from the file
     ('paddleseg', ['arch=fcn', 'backbone=vgg16'], '--config backbone=vgg16: expected one of'),
