@@ -16,13 +16,14 @@ from .cli import UsageError
 from .core import RsnbError, ModelError, DataMissing, atomic_write, save_json, load_json, data_root
 
 # %% auto #0
-__all__ = ['GDRIVE_BASE', 'TASKS', 'CARD_TASK', 'weights_cache', 'shared_weights_dir', 'weights_dirs', 'find_weights',
-           'package_weights', 'shipped_models', 'cached_models', 'sha256sum', 'check_file', 'gdrive_url',
-           'download_url', 'fetch', 'UnsafeCheckpoint', 'TensorInfo', 'scan_torch', 'load_torch', 'read_pdparams',
-           'open_h5', 'h5_array', 'h5_shapes', 'state_dict_of', 'checkpoint_shapes', 'save_model', 'ModelNotFound',
-           'read_card', 'load_model', 'registry_dirs', 'registry', 'registry_formats', 'registry_entry',
-           'converter_for', 'check_settings', 'registry_table', 'convert_checkpoint', 'verify_source', 'download_path',
-           'local_source', 'get_weights', 'ModelNotConverted', 'resolve_model', 'registry_names']
+__all__ = ['GDRIVE_BASE', 'TASKS', 'CARD_TASK', 'CONTAINERS', 'weights_cache', 'shared_weights_dir', 'weights_dirs',
+           'find_weights', 'package_weights', 'shipped_models', 'cached_models', 'sha256sum', 'check_file',
+           'gdrive_url', 'download_url', 'fetch', 'UnsafeCheckpoint', 'TensorInfo', 'scan_torch', 'load_torch',
+           'read_pdparams', 'open_h5', 'h5_array', 'h5_shapes', 'state_dict_of', 'checkpoint_shapes', 'save_model',
+           'ModelNotFound', 'read_card', 'load_model', 'registry_dirs', 'registry', 'registry_formats',
+           'registry_entry', 'converter_for', 'check_settings', 'registry_table', 'infer_config', 'detect_formats',
+           'convert_command', 'convert_checkpoint', 'verify_source', 'download_path', 'local_source', 'get_weights',
+           'ModelNotConverted', 'resolve_model', 'registry_names']
 
 # %% ../nbs/06_weights.ipynb #wc01
 def weights_cache() -> Path:
@@ -544,7 +545,7 @@ def load_model(path, # `name`, `name.pth` or `name.json`
                build=None, # callable(card) -> nn.Module; when given, the weights are loaded into it
                strict:bool=True, # passed to `load_state_dict`
               ):
-    "Load a model saved by `save_model`: `(model, card)` if `build` is given, else `(state_dict, card)`."
+    "Load a model saved by `save_model`: `(model in eval mode, card)` if `build` is given, else `(state_dict, card)`."
     pth, js = _pair(path)
     if not pth.exists() and not js.exists():
         raise ModelNotFound(f'{pth}: not found (a saved rsnb model is a .pth state dict plus a .json card)')
@@ -563,13 +564,14 @@ def load_model(path, # `name`, `name.pth` or `name.json`
     if strict: _check_fit(sd, model.state_dict(), pth)
     try: model.load_state_dict(sd, strict=strict)
     except RuntimeError as e: raise ModelError(f"{pth}: weights do not fit the model built from its card: {' '.join(str(e).split())[:300]}") from None
-    return model, card
+    return model.eval(), card   # ready for inference: BatchNorm statistics, no dropout (call .train() to fine-tune)
 
 
 # %% ../nbs/06_weights.ipynb #rg02
 TASKS = ('classification', 'segmentation', 'change', 'compression', 'inpainting')
 CARD_TASK = {'classification': 'scene_classification'}   # a registry task -> the `task` of the model cards it converts to
 _REQUIRED = ('name', 'task', 'format', 'url', 'filename')
+CONTAINERS = {'torch checkpoint': 'torch', 'PaddlePaddle .pdparams': 'pdparams', 'HDF5 (Keras)': 'hdf5'}  # checkpoint_shapes kind -> format 'container'
 _NAME_RE = re.compile(r'[a-z0-9][a-z0-9._-]*')
 
 def registry_dirs() -> list[Path]:
@@ -591,8 +593,19 @@ def _read_registry(dirs=None) -> tuple[dict, dict]:
         for fmt, spec in data.get('formats', {}).items():
             if not isinstance(spec, dict) or not re.fullmatch(r'[\w.]+:\w+', str(spec.get('converter', ''))):
                 raise ModelError(f"{f}: format '{fmt}' needs a 'converter' given as 'package.module:function'")
-            if spec.get('settings') is not None and not re.fullmatch(r'[\w.]+:\w+', str(spec['settings'])):
-                raise ModelError(f"{f}: format '{fmt}': 'settings' must be given as 'package.module:NAME'")
+            for fld in ('settings', 'infer'):
+                if spec.get(fld) is not None and not re.fullmatch(r'[\w.]+:\w+', str(spec[fld])):
+                    raise ModelError(f"{f}: format '{fmt}': '{fld}' must be given as 'package.module:NAME'")
+            if spec.get('container') is not None and spec['container'] not in CONTAINERS.values():
+                raise ModelError(f"{f}: format '{fmt}': 'container' must be one of {', '.join(CONTAINERS.values())}")
+            if spec.get('task') is not None and spec['task'] not in TASKS:
+                raise ModelError(f"{f}: format '{fmt}' has unknown task {spec['task']!r} (one of {', '.join(TASKS)})")
+            sig = spec.get('signature') or []
+            if not isinstance(sig, list) or not all(isinstance(s, str) for s in sig):
+                raise ModelError(f"{f}: format '{fmt}': 'signature' must be a list of regexes")
+            for s in sig:
+                try: re.compile(s)
+                except re.error as e: raise ModelError(f"{f}: format '{fmt}': signature {s!r} is not a regex ({e})") from None
             if fmt in formats and formats[fmt]['converter'] != spec['converter']:
                 raise ModelError(f"{f}: format '{fmt}' is already defined with another converter in {formats[fmt]['registry_file']}")
             formats[fmt] = {**spec, 'registry_file': str(f)}
@@ -664,11 +677,60 @@ def registry_table(reg:dict|None=None) -> 'pandas.DataFrame':
     reg = registry() if reg is None else reg
     def score(e):
         s = e.get('paper_score') or {}
+        if s and s.get('value') is not None and s.get('bpp') is not None: return f"PSNR {s['value']} dB @ {s['bpp']} bpp"
         return f"{s.get('metric', '')} {s.get('value') if s.get('value') is not None else '?'}".strip() if s else ''
     rows = [{'name': n, 'task': e['task'], 'format': e['format'], 'dataset': e.get('dataset') or '',
              'paper score': score(e), 'size (MB)': round(e['size']/1e6, 1) if e.get('size') else None,
              'family': Path(e['registry_file']).stem} for n, e in sorted(reg.items())]
     return pd.DataFrame(rows, columns=['name', 'task', 'format', 'dataset', 'paper score', 'size (MB)', 'family'])
+
+# %% ../nbs/06_weights.ipynb #inf02
+def infer_config(src, # the checkpoint file
+                 format:str, # a registry format
+                 config:dict|None=None, # settings given by the user (kept; checked against the file)
+                 shapes:dict|None=None, # `checkpoint_shapes(src)[1]`, if already read
+                 dirs=None) -> dict:
+    "`{'config', 'inferred', 'notes', 'ask'}`: `config` completed with what the file's tensor names and shapes say (the format's `infer`)."
+    fn = _format_object(format, 'infer', dirs)
+    out = dict(config=dict(config or {}), inferred={}, notes=[], ask={})
+    if fn is None: return out
+    if shapes is None: shapes = checkpoint_shapes(src)[1]
+    r = fn(Path(src), shapes, dict(config or {}))
+    return {**out, **{k: r[k] for k in out if k in r}}
+
+def _signature_ok(spec:dict, kind:str, keys) -> bool:
+    sig = spec.get('signature') or []
+    if not sig or spec.get('container') not in (None, CONTAINERS.get(kind)): return False
+    return all(any(re.fullmatch(s, k) for k in keys) for s in sig)
+
+def detect_formats(src, # a checkpoint file
+                   dirs=None) -> list[dict]:
+    "Every registry format whose signature `src` matches, with what its `infer` reads: `[{'format', 'task', 'config', 'inferred', 'notes', 'ask', 'error'}]`."
+    kind, shapes = checkpoint_shapes(src)
+    out = []
+    for f, spec in sorted(registry_formats(dirs).items()):
+        if not _signature_ok(spec, kind, shapes): continue
+        try: r = {**infer_config(src, f, {}, shapes, dirs), 'error': None}
+        except RsnbError as e: r = dict(config={}, inferred={}, notes=[], ask={}, error=str(e))
+        out.append(dict(format=f, task=spec.get('task'), **r))
+    return out
+
+def _cli_value(v) -> str:
+    import shlex
+    s = v if isinstance(v, str) else json.dumps(v, separators=(',', ':'))
+    return shlex.quote(s)
+
+def convert_command(src, # the checkpoint file
+                    found:dict, # a `detect_formats` item
+                    dst=None, # the output name (default: the file name without its extensions)
+                   ) -> str:
+    "The `rsnb-weights convert` command line that converts `src` as `found` describes it (settings to supply as placeholders)."
+    import shlex
+    src = Path(src); dst = dst or re.sub(r'(\.(pth|tar|pt|pdparams|h5|hdf5|ckpt))+$', '', src.name) or 'model'
+    cfg = [f'{k}={_cli_value(v)}' for k, v in found['inferred'].items()]
+    cfg += [f"{k}={_cli_value(a['example'])}" for k, a in found['ask'].items()]
+    return ' '.join(['rsnb-weights', 'convert', shlex.quote(str(src)), shlex.quote(str(dst)), '--from', found['format']]
+                    + (['--config', *cfg] if cfg else []))
 
 # %% ../nbs/06_weights.ipynb #cv02
 _META = ('dataset', 'bands', 'normalisation', 'classes', 'palette', 'paper_score', 'licence', 'checksum_note',
@@ -676,8 +738,8 @@ _META = ('dataset', 'bands', 'normalisation', 'classes', 'palette', 'paper_score
 
 def convert_checkpoint(src, # the checkpoint file, in `format`
                        dst, # where the rsnb model goes: `dst.pth` + `dst.json`
-                       format:str, # a registry format (`registry_formats()`)
-                       config:dict|None=None, # passed to the converter (architecture, quality...)
+                       format:str|None=None, # a registry format (`registry_formats()`); None: the one `detect_formats` finds
+                       config:dict|None=None, # converter settings (architecture, quality...); what the file says fills the rest (`infer_config`)
                        entry:dict|None=None, # the registry entry `src` is the published file of, if any
                        overwrite:bool=False, # replace an existing `dst`
                        checksum:str|None=None, # how `src`'s checksum was established, for the card
@@ -689,7 +751,15 @@ def convert_checkpoint(src, # the checkpoint file, in `format`
     if not overwrite and (pth.exists() or js.exists()): raise RsnbError(f"{pth}: exists; pass overwrite=True (--overwrite) to replace it")
     from rsnb.core import check_not_input
     check_not_input(pth, src); check_not_input(js, src)
-    fn, config = converter_for(format, dirs), check_settings(format, config, require=True, dirs=dirs)
+    if format is None:
+        ok = [f for f in detect_formats(src, dirs) if not f['error']]
+        if len(ok) != 1:
+            raise ModelError(f"{src}: " + (f"matches formats {', '.join(f['format'] for f in ok)}; pass the format" if ok else
+                             "matches no registry format by its tensor names; pass the format (`rsnb-weights info FILE` shows what it looks like)"))
+        format = ok[0]['format']
+    fn = converter_for(format, dirs)
+    check_settings(format, config, require=False, dirs=dirs)          # unknown keys, types and ranges first
+    config = check_settings(format, infer_config(src, format, config, dirs=dirs)['config'], require=True, dirs=dirs)
     try: model, card = fn(src, config)
     except RsnbError: raise
     except Exception as e:

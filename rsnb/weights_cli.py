@@ -11,7 +11,8 @@ from pathlib import Path
 from .cli import RsnbParser, UsageError, cli_main, check_input, check_output, EXIT_USAGE
 
 # %% auto #0
-__all__ = ['PROG', 'config_value', 'weights_parser', 'cmd_list', 'cmd_get', 'cmd_convert', 'looks_like', 'cmd_info', 'main']
+__all__ = ['PROG', 'WIDTH', 'config_value', 'weights_parser', 'shipped_entries', 'cmd_list', 'cmd_get', 'cmd_convert',
+           'looks_like', 'would_become', 'cmd_info', 'main']
 
 # %% ../nbs/06a_weights_cli.ipynb #wc02
 PROG = 'rsnb-weights'
@@ -49,25 +50,38 @@ def weights_parser() -> argparse.ArgumentParser:
     p.add_argument('--src', help='the published file, already downloaded (checked like a download)')
     p.add_argument('--overwrite', action='store_true', help='convert again even when converted weights exist')
     p.add_argument('-q', '--quiet', action='store_true', help='no progress bar')
-    p = add('convert', 'convert a checkpoint file you have into an rsnb model (DST.pth + DST.json)')
+    p = add('convert', 'convert a checkpoint file you have into an rsnb model (DST.pth + DST.json; missing folders of DST are created)')
     p.add_argument('src', help='the checkpoint file'); p.add_argument('dst', help='output: DST, DST.pth or DST.json (both files are written)')
-    p.add_argument('--from', dest='format', required=True, metavar='FORMAT', help="the checkpoint's format (a registry format, see `rsnb-weights list`)")
-    p.add_argument('--config', type=config_value, nargs='+', action='extend', default=[], metavar='K=V', help="converter settings, e.g. arch=bmshj2018-hyperprior quality=3")
+    p.add_argument('--from', dest='format', metavar='FORMAT', help="the checkpoint's format (a registry format, see `rsnb-weights list`); "
+                   "default: recognised from the file's tensor names, as `rsnb-weights info FILE` shows")
+    p.add_argument('--config', type=config_value, nargs='+', action='extend', default=[], metavar='K=V',
+                   help="converter settings, e.g. arch=bmshj2018-hyperprior quality=3; what is not given is read from the file where it can be")
     p.add_argument('--overwrite', action='store_true', help='replace DST if it exists')
-    p = add('info', 'model card of a converted model, or the tensors of a raw checkpoint and what it looks like')
+    p = add('info', 'model card of a converted model, or a raw checkpoint: its tensors, the format it is, what it would become and the command that converts it')
     p.add_argument('file', help='a converted model (.pth/.json) or a checkpoint')
     p.add_argument('--json', action='store_true', help='print the card (or summary) as JSON')
     return ap
 
 # %% ../nbs/06a_weights_cli.ipynb #wc06
+WIDTH = 120   # the table fits this many columns
+
 def _fmt_size(n) -> str:
-    return '?' if not n else f'{n/1e6:.1f} MB' if n < 1e9 else f'{n/1e9:.2f} GB'
+    return '-' if not n else f'{n/1e6:.1f} MB' if n < 1e9 else f'{n/1e9:.2f} GB'
+
+def _num(v, nd=2) -> str:
+    return f'{v:.{nd}f}'.rstrip('0').rstrip('.') if isinstance(v, float) else str(v)
 
 def _score(e) -> str:
+    "The paper's (or publisher's) score of a registry entry, short: `PSNR 30.97 dB @ 0.320 bpp`, `mIoU 62.5`."
     s = e.get('paper_score') or {}
-    if not s: return ''
-    v = s.get('value')
-    return f"{s.get('metric', '')} {v if v is not None else '?'}".strip()
+    v, m = s.get('value'), s.get('metric') or ''
+    if not m and v is None: return ''
+    if v is not None and s.get('bpp') is not None: return f"PSNR {v:.2f} dB @ {s['bpp']:.3f} bpp"
+    name, pct = m.split(' (')[0].replace('%', '').strip(), '%' in m
+    if isinstance(v, dict): return f"{name} per class ({len(v)}: info)"
+    return f"{name} {_num(v) if v is not None else '?'}{' %' if pct and v is not None else ''}".strip()
+
+def _cut(s:str, n:int) -> str: return s if len(s) <= n else s[:max(n - 1, 0)] + '…'
 
 def _local(name, e) -> dict:
     from rsnb import weights as W
@@ -76,30 +90,78 @@ def _local(name, e) -> dict:
     return {'converted': str(conv) if conv.is_file() and conv.with_suffix('.json').is_file() else None,
             'source': str(src) if src else None}
 
-def _table(rows:list[list[str]], header:list[str]) -> list[str]:
-    w = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: '  '.join(str(c).ljust(w[i]) for i, c in enumerate(r)).rstrip()
+def _table(rows:list[list[str]], header:list[str], flex:int|None=None, width:int=WIDTH) -> list[str]:
+    "Rows under a header, columns padded; column `flex` is cut (…) so that every line fits `width`. A row of one string is a group title."
+    cells = [r for r in rows if len(r) == len(header)]
+    w = [max(len(str(r[i])) for r in [header, *cells]) for i in range(len(header))]
+    if flex is not None and sum(w) + 2*(len(w) - 1) > width: w[flex] = max(width - (sum(w) - w[flex]) - 2*(len(w) - 1), len(header[flex]))
+    line = lambda r: '  '.join(_cut(str(c), w[i]).ljust(w[i]) for i, c in enumerate(r)).rstrip() if len(r) == len(header) else _cut(r[0], width)
     return [line(header), line(['-'*x for x in w]), *map(line, rows)]
 
+def _task(card:dict) -> str:
+    t = card.get('task') or ('compression' if card.get('rates') is not None or card.get('bitstream') else None)
+    return {'scene_classification': 'classification'}.get(t, t) or '?'
+
+def _shipped_score(c:dict) -> str:
+    "The validation figure a shipped model's card reports, short."
+    if isinstance(m := c.get('metrics'), dict) and m.get('held_back_oa') is not None: return f"OA {100*m['held_back_oa']:.1f} % (held back)"
+    if isinstance(v := c.get('validation'), dict) and isinstance(v.get('whole'), dict): return f"mIoU {v['whole'].get('miou_6')} (val tiles)"
+    if isinstance(v := c.get('val_whole_images'), dict) and v.get('f1') is not None: return f"F1 {v['f1']:.3f} (val)"
+    rd = c.get('measured_rd') or {}
+    pts = [(k, r) for k, r in rd.items() if isinstance(r, dict) and r.get('psnr') is not None and r.get('bpp') is not None]
+    if pts:
+        k, r = next(((k, r) for k, r in pts if ' me ' in k), pts[0])
+        return f"PSNR {r['psnr']:.2f} dB @ {r['bpp']:.3f} bpp"
+    return ''
+
+def _shipped_dataset(c:dict) -> str:
+    d, data, tr = c.get('dataset'), c.get('data'), c.get('training')
+    if not d and isinstance(data, dict): d = data.get('dataset')
+    if not d and isinstance(data, str): d = data
+    if not d and isinstance(tr, dict): d = tr.get('data')
+    return str(d or '')
+
+def shipped_entries(task:str|None=None) -> list[dict]:
+    "The models shipped in the package as `list --json` entries: `name`, `task`, `shipped: true`, file, size, dataset, validation figure."
+    from rsnb import weights as W
+    out = []
+    for n in W.shipped_models():
+        pth = W.package_weights(f'{n}.pth'); c = W.read_card(pth.with_suffix('.json'))
+        t = _task(c)
+        if task in (None, t):
+            out.append(dict(name=n, task=t, shipped=True, arch=c.get('arch'), file=str(pth), size=pth.stat().st_size,
+                            dataset=_shipped_dataset(c), score=_shipped_score(c), local={'converted': str(pth), 'source': None}))
+    return out
+
 def cmd_list(a) -> list[str]:
-    "`rsnb-weights list`: the registry table (or JSON)."
+    "`rsnb-weights list`: the registry table grouped by family, then the shipped models (or JSON)."
     from rsnb import weights as W
     reg = {n: e for n, e in sorted(W.registry().items()) if a.task in (None, e['task'])}
+    shipped = shipped_entries(a.task)
     if a.json:
-        return [json.dumps([{**e, 'local': _local(n, e)} for n, e in reg.items()], indent=1)]
-    if not reg:
+        return [json.dumps([{**e, 'shipped': False, 'local': _local(n, e)} for n, e in reg.items()] + shipped, indent=1)]
+    if not reg and not shipped:
         print(f"{PROG}: no {a.task + ' ' if a.task else ''}entries in the registry ({', '.join(map(str, W.registry_dirs()))})", file=sys.stderr)
         return []
-    rows = []
-    for n, e in reg.items():
-        loc = _local(n, e)
-        have = ' + '.join(k for k in ('converted', 'source') if loc[k]) or '-'
-        size = e.get('size') or (Path(loc['source']).stat().st_size if loc['source'] else None)
-        ds = e.get('dataset') or ''
-        rows.append([n, e['task'], e['format'], _fmt_size(size), ds if len(ds) <= 32 else ds[:31] + '…', _score(e), have])
+    rows, fams = [], {}
+    for n, e in reg.items(): fams.setdefault((Path(e['registry_file']).stem, e['format'], e['task']), []).append(n)
+    for (fam, fmt, task), names in sorted(fams.items()):
+        rows.append([f"{fam}: {task}, --from {fmt} ({len(names)} entr{'y' if len(names) == 1 else 'ies'})"])
+        for n in names:
+            e, loc = reg[n], _local(n, reg[n])
+            have = ' + '.join(k for k in ('converted', 'source') if loc[k]) or '-'
+            size = e.get('size') or (Path(loc['source']).stat().st_size if loc['source'] else None)
+            rows.append([n, _fmt_size(size), _score(e), e.get('dataset') or '', have])
+    if shipped:
+        rows.append([f"shipped with rsnb ({len(shipped)}; use by name, e.g. --model {shipped[0]['name']})"])
+        rows += [[s['name'], _fmt_size(s['size']), s['score'], f"{s['task']}: {s['dataset']}", 'shipped'] for s in shipped]
+    import textwrap
     fmts = W.registry_formats()
-    return _table(rows, ['name', 'task', 'format', 'size', 'dataset', 'paper score', 'local']) + \
-           ['', f"{len(reg)} entr{'y' if len(reg) == 1 else 'ies'}; formats for `convert --from`: {', '.join(sorted(fmts))}"]
+    foot = (f"{len(reg)} registry entr{'y' if len(reg) == 1 else 'ies'}, {len(shipped)} shipped. Size: as published (-: none published; "
+            f"a local copy's size when there is one). Score: the paper's or publisher's; for shipped models the validation figure. "
+            f"Per-class figures, whole dataset descriptions and notes: `rsnb-weights list --json` or `info`. "
+            f"Formats for `convert --from`: {', '.join(sorted(fmts))}.")
+    return _table(rows, ['name', 'size', 'score', 'dataset', 'local'], flex=3) + [''] + textwrap.wrap(foot, WIDTH)
 
 # %% ../nbs/06a_weights_cli.ipynb #wc08
 def _close(s, names) -> str:
@@ -135,22 +197,52 @@ def _check_format(fmt) -> dict:
         raise UsageError(f"--from {fmt}: unknown checkpoint format; the registry's formats are: {', '.join(sorted(fmts)) or 'none'}")
     return fmts[fmt]
 
-def cmd_convert(a) -> list[str]:
-    "`rsnb-weights convert SRC DST --from FORMAT`: the converted model's path."
+def _detect(src:Path) -> str:
+    "The one registry format `src` is, by its tensor names (`rsnb.weights.detect_formats`); else a one-line error."
     from rsnb import weights as W
-    spec = _check_format(a.format)
+    from rsnb.core import ModelError
+    found = W.detect_formats(src); ok = [f for f in found if not f['error']]
+    if len(ok) == 1: return ok[0]['format']
+    if ok: raise UsageError(f"{src}: matches formats {', '.join(f['format'] for f in ok)}; pass --from FORMAT")
+    if found: raise ModelError(found[0]['error'])
+    raise UsageError(f"{src}: its tensor names match no registry format ({', '.join(sorted(W.registry_formats()))}); "
+                     f"pass --from FORMAT, or see what it holds with `rsnb-weights info {src}`")
+
+def _check_dst(p:Path, overwrite:bool, src:Path) -> Path:
+    "`check_output` for an output whose folder may not exist yet: the nearest existing folder must be a writable folder (the missing ones are made once the conversion succeeded)."
+    d = p.expanduser().resolve().parent
+    if d.exists(): return check_output(p, overwrite=overwrite, inputs=[src])
+    top = d
+    while not top.exists(): top = top.parent
+    if not top.is_dir(): raise UsageError(f'{top}: not a folder, cannot create the output folder {d} in it')
+    if not os.access(top, os.W_OK | os.X_OK): raise UsageError(f'{top}: not writable, cannot create the output folder {d} in it')
+    return p
+
+def cmd_convert(a) -> list[str]:
+    "`rsnb-weights convert SRC DST [--from FORMAT] [--config K=V ...]`: the converted model's path."
+    from rsnb import weights as W
+    from rsnb.convert import ConfigError
     src = check_input(a.src, 'checkpoint')
+    fmt = a.format or _detect(src)
+    spec = _check_format(fmt)
     config = dict(a.config)
     keys = spec.get('config_keys')
     if keys is not None and (bad := [k for k in config if k not in keys]):
-        raise UsageError(f"--config {bad[0]}: not a setting of format '{a.format}' (it takes: {', '.join(keys) or 'none'})")
-    from rsnb.convert import ConfigError
-    try: config = W.check_settings(a.format, config, require=True)   # types, ranges, what a usable card needs
-    except ConfigError as e: raise UsageError(f"--{e} (--from {a.format})") from None
+        raise UsageError(f"--config {bad[0]}: not a setting of format '{fmt}' (it takes: {', '.join(keys) or 'none'})")
+    how = f"--from {fmt}" if a.format else f"detected as {fmt}"
+    try: W.check_settings(fmt, config, require=False)   # unknown keys, types, ranges
+    except ConfigError as e: raise UsageError(f"--{e} ({how})") from None
+    settings = W._format_object(fmt, 'settings') or {}
+    for k, s in settings.items():   # what no file of the format holds (DPCD's band statistics): asked before the file is read
+        if getattr(s, 'required', None) and config.get(k) is None:
+            raise UsageError(f"--config {k}: required for format '{fmt}': {s.required} ({how})")
+    inferred = W.infer_config(src, fmt, config)            # what the file says; a contradiction is an error naming the file
+    try: config = W.check_settings(fmt, inferred['config'], require=True)   # what a usable card needs
+    except ConfigError as e: raise UsageError(f"--{e} ({how})") from None
     pth, js = W._pair(a.dst)
-    for p in (pth, js): check_output(p, overwrite=a.overwrite, inputs=[src])
-    _progress(a, f"converting {src} as {a.format}{' with ' + json.dumps(config) if config else ''}...")
-    return [str(W.convert_checkpoint(src, pth, a.format, config, overwrite=a.overwrite))]
+    for p in (pth, js): _check_dst(p, a.overwrite, src)
+    _progress(a, f"converting {src} ({how}){' with ' + json.dumps(config) if config else ''}...")
+    return [str(W.convert_checkpoint(src, pth, fmt, config, overwrite=a.overwrite))]
 
 # %% ../nbs/06a_weights_cli.ipynb #wc10
 def looks_like(path:Path, keys, sha:str|None=None) -> list[str]:
@@ -165,6 +257,11 @@ def looks_like(path:Path, keys, sha:str|None=None) -> list[str]:
         if sha and (sha == e.get('sha256') or sha == rec.get(n, {}).get('sha256')): why.append('its SHA-256')
         elif sha and e.get('sha256_prefix') and sha.startswith(e['sha256_prefix']) and not e.get('sha256'): why.append('its SHA-256 prefix')
         if why: out.append(f"registry entry {n} (format {e['format']}): {' and '.join(why)}")
+    by_name = [l for l in out if l.endswith(': its published file name')]
+    if len(by_name) > 3:   # many entries publish one file name (PaddleSeg's model.pdparams): one line, not dozens
+        fm = sorted({l.split('(format ')[1].split(')')[0] for l in by_name})
+        out = [l for l in out if l not in by_name] + [f"one of {len(by_name)} registry entries publishing a file named {path.name} "
+               f"(format {', '.join(fm)}); `rsnb-weights get NAME --src {path.name}` checks it against one of them"]
     for f, spec in sorted(fmts.items()):
         why = []
         if any(path.name.lower().endswith(x.lower()) for x in spec.get('extensions', [])): why.append('extension')
@@ -172,6 +269,25 @@ def looks_like(path:Path, keys, sha:str|None=None) -> list[str]:
         if sig and all(any(re.fullmatch(s, k) for k in keys) for s in sig): why.append('tensor names')
         if why: out.append(f"format {f}: {' and '.join(why)}")
     return out
+
+def would_become(path:Path) -> list[dict]:
+    "What `path` converts to, per format it matches: `rsnb.weights.detect_formats` items with the `command` that converts it."
+    from rsnb import weights as W
+    return [{**f, 'command': None if f['error'] else W.convert_command(path, f)} for f in W.detect_formats(path)]
+
+def _become_lines(found:list[dict]) -> list[str]:
+    if not found: return []
+    lines = []
+    for f in found:
+        if f['error']:
+            lines.append(f"  has format {f['format']}'s tensor names, but does not convert: {f['error']}"); continue
+        cfg = ' '.join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in f['inferred'].items())
+        lines.append(f"  would become: {('an rsnb ' + f['task']) if f['task'] else 'an rsnb'} model (format {f['format']})"
+                     + (f", {cfg}" if cfg else ''))
+        lines += [f"    assumed: {n}" for n in f['notes']]
+        lines += [f"    needs: --config {k}=... ({a['why']})" for k, a in f['ask'].items()]
+        lines.append(f"    convert: {f['command']}")
+    return lines
 
 # %% ../nbs/06a_weights_cli.ipynb #wc11
 def cmd_info(a) -> list[str]:
@@ -201,13 +317,14 @@ def cmd_info(a) -> list[str]:
     kind, shapes = W.checkpoint_shapes(p)
     sha = W.sha256sum(p)
     like = looks_like(p, list(shapes), sha)
+    found = would_become(p)
     n = sum(int(__import__('math').prod(s)) for s in shapes.values())
     if a.json: return [json.dumps({'file': str(p), 'kind': kind, 'sha256': sha, 'size': p.stat().st_size, 'tensors': len(shapes),
-                                   'values': n, 'shapes': {k: list(s) for k, s in shapes.items()}, 'looks_like': like}, indent=1)]
+                                   'values': n, 'shapes': {k: list(s) for k, s in shapes.items()}, 'looks_like': like, 'would_become': found}, indent=1)]
     lines = [f"{p}: {kind}, {len(shapes)} tensors, {n:,} values, {p.stat().st_size:,} bytes, sha256 {sha}"]
     lines += [f"  {k}: {list(s)}" for k, s in list(shapes.items())[:8]] + ([f"  ... ({len(shapes) - 8} more)"] if len(shapes) > 8 else [])
     lines += [f"  looks like {l}" for l in like] or ['  looks like no registry entry or format (convert it with --from FORMAT)']
-    return lines
+    return lines + _become_lines(found)
 
 # %% ../nbs/06a_weights_cli.ipynb #wc12
 def main(argv=None) -> int:

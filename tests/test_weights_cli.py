@@ -72,14 +72,16 @@ def test_list_table_json_and_task_filter(fam):
     code, out, err = run('list')
     assert code == 0
     rows = out.splitlines()
-    assert rows[0].split()[:3] == ['name', 'task', 'format']
-    assert [r.split()[0] for r in rows[2:4]] == ['lin-a', 'lin-b'] and rows[2].rstrip().endswith('-')
-    assert 'OA 0.9' in rows[2] and 'fake scenes' in rows[2]
-    assert '2 entries' in out and 'fake-linear' in rows[-1]
+    assert rows[0].split() == ['name', 'size', 'score', 'dataset', 'local']
+    assert rows[2] == 'fake: classification, --from fake-linear (2 entries)'   # the family's group line: task and format
+    assert [r.split()[0] for r in rows[3:5]] == ['lin-a', 'lin-b'] and rows[3].rstrip().endswith('-')
+    assert 'OA 0.9' in rows[3] and 'fake scenes' in rows[3]
+    assert '2 registry entries' in out and 'fake-linear' in out.split('Formats for')[-1]
     js = json.loads(run('list', '--json')[1])
-    assert [e['name'] for e in js] == ['lin-a', 'lin-b'] and js[0]['local'] == {'converted': None, 'source': None}
+    reg = [e for e in js if not e['shipped']]
+    assert [e['name'] for e in reg] == ['lin-a', 'lin-b'] and reg[0]['local'] == {'converted': None, 'source': None}
     code, out, err = run('list', '--task', 'segmentation')
-    assert (code, out) == (0, '') and 'no segmentation entries' in err
+    assert code == 0 and 'lin-a' not in out and 'segmentation_lite0_fpn_dubai' in out   # the shipped segmenter only
     assert run('list', '--task', 'nonsense')[0] == 2
 
 def test_list_shows_local_files(fam):
@@ -87,9 +89,9 @@ def test_list_shows_local_files(fam):
     (fam.cache/'downloads').mkdir(parents=True)
     publish(fam.cache/'downloads'/'lin-b-v1.pth')
     assert run('get', 'lin-a', '--src', fam.tmp/'x.pth')[0] == 0
-    rows = {r.split()[0]: r for r in run('list')[1].splitlines()[2:4]}
+    rows = {r.split()[0]: r for r in run('list')[1].splitlines()[3:5]}
     assert rows['lin-a'].endswith('converted') and rows['lin-b'].endswith('source')
-    assert rows['lin-b'].split()[3:5] == [f"{(fam.cache/'downloads'/'lin-b-v1.pth').stat().st_size/1e6:.1f}", 'MB']  # no published size: the local file's
+    assert rows['lin-b'].split()[1:3] == [f"{(fam.cache/'downloads'/'lin-b-v1.pth').stat().st_size/1e6:.1f}", 'MB']  # no published size: the local file's
 
 # --- get --------------------------------------------------------------------------------------------------------
 
@@ -205,7 +207,12 @@ def test_convert_and_its_usage_errors(fam):
     assert code == 2 and 'none.pth: checkpoint not found' in error_line(err)
     code, out, err = run('convert', fam.tmp/'mine.pth', fam.tmp/'mine.pth', '--from', 'fake-linear')
     assert code == 2 and 'input' in error_line(err)
-    assert run('convert', fam.tmp/'mine.pth', fam.tmp/'c2')[0] == 2  # --from is required
+    code, out, err = run('convert', fam.tmp/'mine.pth', fam.tmp/'c2')   # no --from: recognised by its tensor names
+    assert code == 1 and "tensor 'fc.weight' has shape (3, 5), rsnb's 'weight' needs (2, 3)" in error_line(err)
+    torch.save({'conv.weight': torch.zeros(1)}, fam.tmp/'foreign.pth')
+    code, out, err = run('convert', fam.tmp/'foreign.pth', fam.tmp/'c2')
+    assert code == 2 and 'foreign.pth: its tensor names match no registry format (fake-linear); pass --from FORMAT' in error_line(err)
+    assert not (fam.tmp/'c2.pth').exists()
 
 def test_convert_missing_extra_and_misshapen_tensors(fam):
     publish(fam.tmp/'extra.pth', extra=True)

@@ -92,7 +92,7 @@ def test_two_entries_with_one_file_name_yield_their_own_weights(fam):
         assert rec[f'seg-{x}'] == {**rec[f'seg-{x}'], 'name': f'seg-{x}', 'url': f'{fam.base}/{x}/model.pdparams',
                                    'filename': 'model.pdparams', 'sha256': sha(body), 'size': len(body)}
     assert not torch.equal(weights_of(FILES['/a/model.pdparams']), weights_of(FILES['/b/model.pdparams']))
-    rows = {r.split()[0]: r for r in run('list')[1].splitlines()[2:4]}
+    rows = {r.split()[0]: r for r in run('list')[1].splitlines()[3:5]}
     assert rows['seg-a'].endswith('converted + source') and rows['seg-b'].endswith('converted + source')
 
 def test_a_file_of_another_entry_is_refused_naming_both(fam):
@@ -172,9 +172,9 @@ BAD = [  # (--from, --config, text the one line must contain)
     ('compressai', ['arch=bmshj2018-hyperprior', 'quality=0'], '--config quality=0: expected an integer in 1..8'),
     ('compressai', ['arch=bmshj2018-hyperprior', 'quality=2.5'], '--config quality=2.5: expected an integer'),
     ('compressai', ['arch=nope', 'quality=1'], '--config arch=nope: unknown CompressAI architecture'),
-    ('compressai', ['arch=bmshj2018-hyperprior'], '--config quality: required'),
+    ('compressai', ['arch=bmshj2018-hyperprior', 'N=0'], '--config N=0: expected an integer ≥ 1'),   # a missing quality is read from the file
     ('paddleseg', ['arch=fcn', 'backbone=hrnet_w18', 'output_stride=12'], '--config output_stride=12: expected one of 8, 16, 32'),
-    ('paddleseg', ['arch=fcn'], '--config backbone: required for arch=fcn'),
+    ('paddleseg', ['arch=fcn', 'n_classes=0'], '--config n_classes=0: expected an integer ≥ 1'),   # arch=fcn alone: the backbone is read from the file
     ('paddleseg', ['arch=fcn', 'backbone=vgg16'], '--config backbone=vgg16: expected one of'),
     ('ecea', ['scale=-1'], '--config scale=-1: expected a number > 0'),
     ('ecea', ['heads=[1, 0, 4, 8]'], '--config heads=[1, 0, 4, 8]: expected a list of integers ≥ 1'),

@@ -13,7 +13,8 @@ from ..convert import ConversionError, ConfigError, Setting, Settings, convert_s
 from .dpcd import DPCD
 
 # %% auto #0
-__all__ = ['DPCD_RULES', 'DPCD_SETTINGS', 'dpcd_config_from', 'convert_dpcd', 'seeded_state_dict', 'parity_figures', 'parity_ok']
+__all__ = ['DPCD_RULES', 'DPCD_SETTINGS', 'dpcd_config_from', 'convert_dpcd', 'infer_dpcd', 'seeded_state_dict', 'parity_figures',
+           'parity_ok']
 
 # %% ../../nbs/36_change.convert.ipynb #f3c804f8
 _ST = range(4)   # official en_block2..5 -> rsnb encoder.0..3 (and dpfa1..4 -> dpfa.0..3)
@@ -77,6 +78,26 @@ def convert_dpcd(path, # an official SGSLN `best_*.pth` (state dict) or `checkpo
     for k in ('dataset', 'band_names'):
         if config.get(k) is not None: card[k] = config[k]
     return model.eval(), card
+
+# %% ../../nbs/36_change.convert.ipynb #dpi02
+def infer_dpcd(path, # the checkpoint
+               shapes:dict, # tensor name -> shape (`rsnb.weights.checkpoint_shapes`: wrappers and `module.` removed)
+               config:dict|None=None, # settings given by the user: kept, checked against the file
+              ) -> dict:
+    "`{'config', 'inferred', 'notes', 'ask'}` of an SGSLN DPCD file: bands per date and width from its stem; band statistics asked for."
+    config = dict(config or {})
+    class _S:   # a shape, for `dpcd_config_from`
+        def __init__(self, s): self.shape, self.ndim = tuple(s), len(s)
+    n_in, width = dpcd_config_from({k: _S(s) for k, s in shapes.items()}, path)
+    for k, v in (('n_in', n_in), ('width', width)):
+        if config.get(k) is not None and config[k] != v:
+            raise ConversionError(f"{path}: --config {k}={config[k]}, but its stem 'en_block1.0.conv_bn_relu.0.weight' "
+                                  f"{tuple(shapes['en_block1.0.conv_bn_relu.0.weight'])} says {k}={v} (pass --config {k}={v}, or leave it out)")
+    ask = {} if config.get('stats') else {'stats': dict(
+        example={'mean': [f'M{i+1}' for i in range(n_in)], 'std': [f'S{i+1}' for i in range(n_in)]},
+        why=f"the training set's mean and std of each of the {n_in} bands (raster units): the file does not store them and rsnb-change normalises with them")}
+    notes = [] if config.get('threshold') is not None else ['threshold 0.5 on the change probability (the official test.py); --config threshold=T for another']
+    return dict(config={**{k: v for k, v in config.items() if v is not None}}, inferred=dict(n_in=n_in, width=width), notes=notes, ask=ask)
 
 # %% ../../nbs/36_change.convert.ipynb #d49aa10a
 def seeded_state_dict(manifest:dict, # {original tensor name: {'shape': [...], 'dtype': 'float32'|'int64'}}

@@ -19,7 +19,7 @@ from .model import SceneClassifier, count_params
 # %% auto #0
 __all__ = ['HEAD_DENSE', 'DENSE_RE', 'BAHRI_SETTINGS', 'BAHRI_NORMALISATION', 'read_keras_h5', 'nasnet_keras_layers',
            'bahri_key_table', 'keras_state_dict', 'bahri_config', 'convert_bahri_h5', 'seeded_weights',
-           'write_keras_h5', 'bahri_split', 'keras_images', 'predict_released']
+           'write_keras_h5', 'infer_bahri', 'bahri_split', 'keras_images', 'predict_released']
 
 # %% ../../nbs/16_classification.keras.ipynb #97959137
 def _s(v): return v.decode() if isinstance(v, bytes) else str(v)
@@ -211,6 +211,29 @@ def write_keras_h5(path, # the `.h5` to write
             lg.attrs['weight_names'] = np.array([w['name'].encode() for w in l['weights']], dtype='S')
             for w in l['weights']: lg.create_dataset(w['name'], data=weights[f"{l['layer']}/{w['name']}"])
     return Path(path)
+
+# %% ../../nbs/16_classification.keras.ipynb #bi02
+_DATASET_CLASSES = {30: 'aid', 21: 'ucm', 45: 'nwpu'}   # the class counts of the datasets Bahri et al. released models for
+
+def infer_bahri(path, # the `.h5`
+                shapes:dict, # dataset name -> shape (`rsnb.weights.checkpoint_shapes`)
+                config:dict|None=None, # settings given by the user: kept, checked against the file
+               ) -> dict:
+    "`{'config', 'inferred', 'notes', 'ask'}` of a Bahri et al. `.h5`: class count, head and input size from the file."
+    config, path = dict(config or {}), Path(path)
+    bc = bahri_config(read_keras_h5(path), path)
+    n = bc['n_classes']
+    if config.get('n_classes') is not None and config['n_classes'] != n:
+        raise ConversionError(f"{path}: --config n_classes={config['n_classes']}, but the file's classifier has {n} outputs "
+                              f"(pass --config n_classes={n}, or leave it out)")
+    notes = [f"NASNet-A Mobile + {'SE head (2 + 3 dense)' if bc['se'] else 'head without SE (3 dense)'}, "
+             f"{'linear' if bc['faithful'] else 'ReLU'} hidden dense layers, input {bc['input_size'] or 'any size'}"]
+    if not config.get('classes'):
+        ds = _DATASET_CLASSES.get(n)
+        notes.append(f"class names are not stored in the file: the card names them class_0..class_{n-1}; pass --config "
+                     f"classes='[...]' ({n} names in the training order)" + (f" (the registry's {ds.upper()} entries list them: "
+                     f"rsnb-weights info on a converted {ds} model, or rsnb/registry/bahri.json)" if ds else ''))
+    return dict(config={'n_classes': n, **{k: v for k, v in config.items() if v is not None}}, inferred={'n_classes': n}, notes=notes, ask={})
 
 # %% ../../nbs/16_classification.keras.ipynb #1238bfd5
 def bahri_split(root, # ImageFolder root (one folder per class)

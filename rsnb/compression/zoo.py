@@ -1,4 +1,4 @@
-"""CompressAI's pretrained codecs (bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean, cheng2020-anchor, every MSE quality) converted to rsnb codecs, strictly, and shown to compute what CompressAI computes: ŷ, x̂ and the likelihoods, digit for digit.
+"""CompressAI's pretrained codecs (bmshj2018-factorized, bmshj2018-hyperprior, mbt2018-mean, cheng2020-anchor, every MSE quality) converted to rsnb codecs, strictly, and shown to compute what CompressAI's forward pass computes (ŷ, x̂ and the likelihoods, digit for digit); decoding from rsnb's own bitstreams differs where it must, measured below.
 
 Docs: https://rsnb.github.io/rsnb/compression.zoo.html.md"""
 
@@ -17,7 +17,7 @@ from .entropy import scale_table
 # %% auto #0
 __all__ = ['ROOT_URL', 'ZOO', 'COMPRESSAI_RULES', 'REBUILT', 'CONSTANTS', 'COMPRESSAI_SETTINGS', 'zoo_kwargs', 'zoo_url',
            'convert_compressai', 'fixture_dir', 'write_fixture_checkpoint', 'fixture_config', 'parity',
-           'check_manifest']
+           'check_manifest', 'compressai_arch', 'infer_compressai']
 
 # %% ../../nbs/48_compression.zoo.ipynb #z005
 ROOT_URL = 'https://compressai.s3.amazonaws.com/models/v1'
@@ -88,21 +88,24 @@ def _check_constants(src:dict, model, file):
 
 def _compressai_rules(c:dict, require:bool):
     arch = c.get('arch')
+    if arch is None and not require: return   # to be read from the file (`infer_compressai`)
     if arch not in ZOO: raise ConfigError(f"config arch={arch}: unknown CompressAI architecture (known: {', '.join(ZOO)})")
     if c.get('quality') is not None:
         if c['quality'] not in ZOO[arch]['cfg']: raise ConfigError(f"config quality={c['quality']}: expected an integer in 1..{max(ZOO[arch]['cfg'])} for {arch}")
-    elif c.get('N') is None: raise ConfigError(f"config quality: required (1..{max(ZOO[arch]['cfg'])} for {arch}; or N and M for a reduced-width model)")
+    elif c.get('N') is None and require: raise ConfigError(f"config quality: required (1..{max(ZOO[arch]['cfg'])} for {arch}; or N and M for a reduced-width model)")
 
 COMPRESSAI_SETTINGS = Settings('compressai', _compressai_rules, arch=Setting(str), quality=Setting(int, 1, 8),
                                N=Setting(int, lo=1), M=Setting(int, lo=1))
 
 def convert_compressai(path, # a CompressAI zoo checkpoint (`.pth.tar`, plain state dict)
-                       config:dict, # {'arch': CompressAI name, 'quality': q} or {'arch', 'N', 'M'}
+                       config:dict|None=None, # {'arch': CompressAI name, 'quality': q} or {'arch', 'N', 'M'}; what is missing is read from the file
                       ) -> tuple:
     "(rsnb codec in eval mode with its coding tables built, model card) from a CompressAI zoo file; strict."
-    config = COMPRESSAI_SETTINGS(config); arch = config['arch']
-    kw = zoo_kwargs(arch, config.get('quality'), config.get('N'), config.get('M'))
+    config = COMPRESSAI_SETTINGS(config)
     src = read_torch_checkpoint(path)
+    config = COMPRESSAI_SETTINGS(infer_compressai(path, {k: tuple(v.shape) for k, v in src.items()}, config)['config'], require=True)
+    arch = config['arch']   # what is not given is read from the file (`infer_compressai`, below)
+    kw = zoo_kwargs(arch, config.get('quality'), config.get('N'), config.get('M'))
     card = dict(task='compression', arch=ZOO[arch]['arch'], kwargs=kw,
                 model_id=f"{arch}-q{config['quality']}" if config.get('quality') else f"{arch}-N{kw['N']}",
                 source=dict(format='compressai', arch=arch, quality=config.get('quality'), file=Path(path).name),
@@ -160,3 +163,63 @@ def check_manifest(shapes:dict, # CompressAI name -> shape, of one model
     model = build_codec(dict(arch=ZOO[arch]['arch'], kwargs=zoo_kwargs(arch, quality, N, M)))
     convert_state_dict({k: torch.empty(s) for k, s in shapes.items()}, model, COMPRESSAI_RULES, file=file, rebuilt=REBUILT)
     return sum(p.numel() for p in model.parameters())
+
+# %% ../../nbs/48_compression.zoo.ipynb #z031
+_ZOO_NAME = re.compile(r'(?P<stem>[a-z0-9-]+?)-(?P<q>[1-8])-(?P<hex>[0-9a-f]{8})\.pth(?:\.tar)?')
+
+def _shape(shapes, k): return tuple(shapes[k]) if k in shapes else None
+
+def compressai_arch(shapes:dict, # CompressAI tensor name -> shape
+                    file='checkpoint') -> tuple[str, int, int|None]:
+    "`(arch, N, M)` of a CompressAI state dict's names and shapes (M None for cheng2020-anchor)."
+    keys = set(shapes)
+    if not any(k.startswith('g_a.') for k in keys) or not any(k.startswith('g_s.') for k in keys):
+        raise ConversionError(f"{file}: not a CompressAI image codec: no 'g_a.*'/'g_s.*' tensors (its first tensors are {', '.join(list(shapes)[:3])})")
+    ctx = 'context_prediction.weight' in keys
+    if 'g_a.0.conv1.weight' in keys:
+        if not ctx: raise ConversionError(f"{file}: residual analysis blocks without a context model: not one of {', '.join(ZOO)}")
+        return 'cheng2020-anchor', int(_shape(shapes, 'g_a.0.conv1.weight')[0]), None
+    g0, g6 = _shape(shapes, 'g_a.0.weight'), _shape(shapes, 'g_a.6.weight')
+    if g0 is None or g6 is None: raise ConversionError(f"{file}: no 'g_a.0.weight'/'g_a.6.weight': not one of {', '.join(ZOO)}")
+    N, M = int(g0[0]), int(g6[0])
+    if ctx: raise ConversionError(f"{file}: a CompressAI mbt2018 (joint autoregressive) codec: rsnb converts {', '.join(ZOO)}")
+    if not any(k.startswith('h_a.') for k in keys): return 'bmshj2018-factorized', N, M
+    last = max((k for k in keys if re.fullmatch(r'h_s\.\d+\.weight', k)), key=lambda k: int(k.split('.')[1]), default=None)
+    out = _shape(shapes, last)[0] if last else None
+    if out == M: return 'bmshj2018-hyperprior', N, M
+    if out == 2 * M: return 'mbt2018-mean', N, M
+    raise ConversionError(f"{file}: hyper-synthesis output {out} channels for M={M}: neither a scale ({M}) nor a mean-scale ({2*M}) hyperprior")
+
+def infer_compressai(path, # the checkpoint (its name may carry the zoo's quality)
+                     shapes:dict, # tensor name -> shape (`rsnb.weights.checkpoint_shapes`)
+                     config:dict|None=None, # settings given by the user: kept, checked against the file
+                    ) -> dict:
+    "`{'config', 'inferred', 'notes', 'ask'}` of a CompressAI file: architecture and widths from its tensors, quality from its zoo name."
+    path, config = Path(path), dict(config or {})
+    arch, N, M = compressai_arch(shapes, path)
+    def conflict(k, v, why):
+        raise ConversionError(f"{path}: --config {k}={config[k]}, but {why} (pass --config {k}={v}, or leave it out)")
+    if config.get('arch') not in (None, arch): conflict('arch', arch, f"its tensors are a {arch} codec's")
+    inferred, notes = {'arch': arch}, []
+    m = _ZOO_NAME.fullmatch(path.name)
+    qs = [q for q, c in ZOO[arch]['cfg'].items() if c == ((N,) if M is None else (N, M))]
+    if m and m['stem'] == ZOO[arch]['stem'] and int(m['q']) in ZOO[arch]['cfg']:
+        q = int(m['q'])
+        if q not in qs: raise ConversionError(f"{path}: the zoo name says quality {q}, but its widths (N={N}{'' if M is None else f', M={M}'}) are "
+                                              + (f"those of qualities {qs[0]}-{qs[-1]}" if qs else "no zoo quality's") + " (renamed or another file?)")
+        inferred['quality'] = q; notes.append(f"quality {q} from the zoo file name (checked against the widths)")
+    elif m and m['stem'] != ZOO[arch]['stem']:
+        notes.append(f"the file name says {m['stem']}, its tensors {arch} (the tensors decide)")
+    if 'quality' not in inferred:
+        inferred.update(N=N) if M is None else inferred.update(N=N, M=M)
+        notes.append(f"quality not stored in the file: widths N={N}{'' if M is None else f', M={M}'} are those of "
+                     + (f"qualities {qs[0]}-{qs[-1]}; pass --config quality=Q to name it in the card" if qs else "no zoo quality (a reduced-width model)"))
+    q = config.get('quality')
+    if q is not None and q not in qs and q in ZOO[arch]['cfg']:
+        conflict('quality', qs[0] if len(qs) == 1 else f"{qs[0]}..{qs[-1]}" if qs else 'none', f"its widths N={N}{'' if M is None else f', M={M}'} are "
+                 + (f"those of qualities {qs[0]}-{qs[-1]}" if qs else "no zoo quality's"))
+    for k, v in (('N', N), ('M', M)):
+        if config.get(k) is not None and v is not None and config[k] != v: conflict(k, v, f"its tensors have {k}={v}")
+    out = {**inferred, **{k: v for k, v in config.items() if v is not None}}
+    if out.get('quality') is not None: out.pop('N', None); out.pop('M', None)
+    return dict(config=out, inferred=inferred, notes=notes, ask={})

@@ -14,7 +14,7 @@ from .model import ECEAGenerator
 from .slcoff import Scaler
 
 # %% auto #0
-__all__ = ['ECEA_RULES', 'ECEA_SETTINGS', 'ecea_config_from', 'convert_ecea']
+__all__ = ['ECEA_RULES', 'ECEA_CALL', 'ECEA_HOLES', 'ECEA_SETTINGS', 'ecea_config_from', 'convert_ecea', 'infer_ecea']
 
 # %% ../../nbs/57_inpainting.convert.ipynb #2df835aa
 _ENC, _DEC = ('64', '32', '16', '8'), ('64', '32', '16')   # level i of rsnb <-> the original's grid-size suffix
@@ -66,6 +66,14 @@ def ecea_config_from(sd:dict, # an original ECEA generator state dict
                 heads=heads, ps_hidden=64, ps_res=5, mid_res=5, faithful=True)
 
 # %% ../../nbs/57_inpainting.convert.ipynb #2b3476d0
+ECEA_CALL = ("G(x, mask, edge) in rsnb's order; the original Generator's is (x, edge, mask): by keyword, "
+             "G(x, edge=e, mask=m) means the same in both (two 1-band maps passed positionally in the wrong order are not detected)")
+ECEA_HOLES = {False: "prefilled=false: rsnb zeroes x inside the mask (x*(1-mask)) before the generator; the released application "
+                     "feeds SLC-off gaps as zero pixels, so this is what it computes; the original Generator itself passes x unchanged, "
+                     "so for inputs whose holes hold other values convert with --config prefilled=true",
+              True: "prefilled=true: x is passed unchanged, holes included, as the original Generator does; give holes pre-filled "
+                    "(e.g. by FillNodata) or zero"}
+
 ECEA_SETTINGS = Settings('ecea', heads=Setting('ints', lo=1), prefilled=Setting(bool), scale=Setting(float, lo=0, open=True),
                          offset=Setting(float), band_names=Setting('strs'), dataset=Setting(str))
 
@@ -83,9 +91,27 @@ def convert_ecea(path, # the original generator's state dict (`EET.pth` or a `tr
     except Exception as e: raise ConversionError(f"{path}: the tensors describe no buildable ECEA generator ({kw}): {e}") from None
     G.load_state_dict(convert_state_dict(sd, G, ECEA_RULES, file=path), strict=True)
     scaler = Scaler('paper', scale=config.get('scale') or 1e-4, offset=config.get('offset') or 0., gamma=1.4, convention='code')
-    card = dict(task='inpainting', arch='ECEAGenerator', kwargs=G.config, scaler=scaler.as_dict(),
+    card = dict(task='inpainting', arch='ECEAGenerator', kwargs=G.config, scaler=scaler.as_dict(), call=ECEA_CALL,
+                holes=ECEA_HOLES[kw['prefilled']],
                 band_names=list(config.get('band_names') or ['B3', 'B2', 'B1'][:kw['in_c']]),
                 source_format='ecea', source_file=path.name,
                 normalisation="reflectance clipped to 0-0.4, /0.4, then **1.4 (the application's apply_vis_params)")
     if config.get('dataset') is not None: card['dataset'] = config['dataset']
     return G.eval(), card
+
+# %% ../../nbs/57_inpainting.convert.ipynb #ei02
+def infer_ecea(path, # the checkpoint
+               shapes:dict, # tensor name -> shape (`rsnb.weights.checkpoint_shapes`)
+               config:dict|None=None, # settings given by the user: kept
+              ) -> dict:
+    "`{'config', 'inferred', 'notes', 'ask'}` of an ECEA generator file: sizes from its tensors (the converter reads them), heads and hole handling noted."
+    config = dict(config or {})
+    class _S:
+        def __init__(self, s): self.shape, self.ndim = tuple(s), len(s)
+    kw = ecea_config_from({k: _S(s) for k, s in shapes.items()}, path, config.get('heads') or (1, 2, 4, 8))
+    notes = [f"ECEAGenerator(in_c={kw['in_c']}, img_size={kw['img_size']}, patch={kw['patch']}, dims={kw['dims']}, depths={kw['depths']}) "
+             "read from the tensors"]
+    if not config.get('heads'): notes.append("attention heads are not stored in the file: the released 1,2,4,8 are used; "
+                                             "--config heads=[h1,h2,h3,h4] if it was trained with others")
+    notes.append(ECEA_HOLES[bool(config.get('prefilled'))])
+    return dict(config={k: v for k, v in config.items() if v is not None}, inferred={}, notes=notes, ask={})

@@ -234,9 +234,15 @@ class ECEAGenerator(nn.Module):
 # %% ../../nbs/52_inpainting.model.ipynb #c36bf556
 @patch
 def forward(self:ECEAGenerator, x, # B×C×H×W image in [0, 1]
-            m, # B×1×H×W mask, 1 = missing
-            e): # B×1×H×W corrupted edge map
-    "Predict (image, edge map); known pixels are *not* put back here (see `composite`)."
+            m=None, # B×1×H×W mask, 1 = missing (rsnb's order is `(x, mask, edge)`; the original's `(x, edge, mask)`)
+            e=None, # B×1×H×W corrupted edge map
+            *, mask=None, # the mask by keyword: `G(x, edge=e, mask=m)` reads the same in rsnb and the original
+            edge=None): # the edge map by keyword
+    "Predict (image, edge map); known pixels are *not* put back here (see `composite`). Holes of x are zeroed unless `prefilled`."
+    for name, pos, kw in (('mask', m, mask), ('edge', e, edge)):
+        if pos is not None and kw is not None: raise ModelError(f"ECEAGenerator: {name} given twice (positionally and as {name}=); rsnb's order is (x, mask, edge)")
+    m, e = (mask if mask is not None else m), (edge if edge is not None else e)
+    if m is None or e is None: raise ModelError("ECEAGenerator: needs the mask and the edge map: G(x, mask, edge), or G(x, edge=e, mask=m)")
     if x.shape[1] != self.in_c: raise ModelError(f"ECEAGenerator: built for {self.in_c} bands, got {x.shape[1]}")
     if x.shape[-2:] != (self.img_size, self.img_size): raise ModelError(f"ECEAGenerator: built for {self.img_size}×{self.img_size} tiles, got {tuple(x.shape[-2:])}")
     L = len(self.dims)

@@ -17,7 +17,8 @@ from ..weights import read_pdparams
 # %% auto #0
 __all__ = ['LAYER_RULES', 'RESNET_VD_RULES', 'RESNET_RULES', 'HRNET_RULES', 'HEAD_RULES', 'PADDLESEG_SETTINGS', 'PARITY_MODELS',
            'write_pdparams', 'paddle_rules', 'paddle_key', 'guess_paddleseg_arch', 'paddle_card', 'convert_paddleseg',
-           'fold_conv_bias', 'seeded_weight', 'parity_fixture', 'parity_check']
+           'paddleseg_backbone', 'infer_paddleseg', 'paddle_outputs', 'fold_conv_bias', 'seeded_weight',
+           'parity_fixture', 'parity_check']
 
 # %% ../../nbs/26_segmentation.paddle.ipynb #19b8a8e4
 def write_pdparams(sd:dict, # name → array (numpy or torch)
@@ -92,9 +93,14 @@ def paddle_card(config:dict) -> dict:
              output_stride=config.get('output_stride'), multi_grid=config.get('multi_grid'),
              norm=dict(scale=255., mean=0.5, std=0.5))
     if arch == 'c2fnet': c['c2fnet_fine'] = True
+    c['outputs'] = ("model(x) (eval mode) returns the main logits at input size; "
+                    "rsnb.segmentation.paddle.paddle_outputs(model, x) returns (main, *auxiliary) as PaddleSeg's training "
+                    "forward does (PSPNet/UPerNet: the auxiliary head on stage 3; DANet: cam, pam, aux; HRNetW48Contrast: "
+                    "the projection embedding), with BatchNorm statistics and no dropout")
     return c
 
 def _paddleseg_rules(c:dict, require:bool):
+    if not require: return   # arch and backbone are read from the file when not given (`infer_paddleseg`)
     if not c.get('arch'): raise ConfigError(f"config arch: required (one of {', '.join(_CLASSIFIER)})")
     if c['arch'] != 'c2fnet' and not c.get('backbone'): raise ConfigError(f"config backbone: required for arch={c['arch']}")
 
@@ -113,6 +119,7 @@ def convert_paddleseg(path, # a PaddleSeg `model.pdparams`
     from rsnb.segmentation.models import segmenter_from_card
     config = PADDLESEG_SETTINGS(config)
     sd = read_pdparams(path)
+    config = PADDLESEG_SETTINGS(infer_paddleseg(path, {k: v.shape for k, v in sd.items()}, config)['config'], require=True)
     arch, card = config['arch'], paddle_card(config)
     found = guess_paddleseg_arch(sd)
     if found != arch:
@@ -137,6 +144,79 @@ def convert_paddleseg(path, # a PaddleSeg `model.pdparams`
         raise ConversionError(msg) from None
     model.load_state_dict(state, strict=False)
     return model.eval(), card
+
+# %% ../../nbs/26_segmentation.paddle.ipynb #pi02
+_DEPTHS = {((2, 2, 2, 2), False): 18, ((3, 4, 6, 3), False): 34, ((3, 4, 6, 3), True): 50, ((3, 4, 23, 3), True): 101}
+_HRNET_W = 'backbone.st4.stage_st4_1.branches_func.bb_st4_1_branch_layer_1_1.conv1._conv.weight'
+
+def _resnet_depth(shapes, pat, third, file, vd) -> int:
+    blocks, bottleneck = {}, False
+    for k in shapes:
+        m = re.fullmatch(pat, k)
+        if m: blocks[int(m[1])] = max(blocks.get(int(m[1]), 0), int(m[2]) + 1); bottleneck |= m[3] == third
+    layout = tuple(blocks[i] for i in sorted(blocks))
+    d = _DEPTHS.get((layout, bottleneck))
+    if d is None: raise ConversionError(f"{file}: a ResNet{'-D' if vd else ''} backbone with {layout} blocks per stage "
+                                        f"({'bottleneck' if bottleneck else 'basic'} blocks): not ResNet-18/34/50/101")
+    return d
+
+def paddleseg_backbone(shapes:dict, # tensor name -> shape of a `.pdparams`
+                       file='checkpoint') -> tuple[str, int]:
+    "`(backbone, in_chans)` of a PaddleSeg state dict: the `backbone=` spelling `PADDLESEG_SETTINGS` takes, read from names and shapes."
+    if 'backbone.conv_layer1_1._conv.weight' in shapes:
+        if _HRNET_W not in shapes: raise ConversionError(f"{file}: an HRNet stem without stage 4 ('{_HRNET_W}'): not a PaddleSeg HRNet")
+        w = int(shapes[_HRNET_W][0])
+        if f'hrnet_w{w}' not in PADDLESEG_SETTINGS['backbone'].choices:
+            raise ConversionError(f"{file}: an HRNet of width {w}; rsnb builds hrnet_w18 and hrnet_w48")
+        return f'hrnet_w{w}', int(shapes['backbone.conv_layer1_1._conv.weight'][1])
+    if 'backbone.conv1_1._conv.weight' in shapes:
+        d = _resnet_depth(shapes, r'backbone\.bb_(\d)_(\d+)\.conv(\d)\._conv\.weight', '2', file, True)
+        return f'resnet{d}_vd', int(shapes['backbone.conv1_1._conv.weight'][1])
+    if 'backbone.conv1.weight' in shapes:
+        d = _resnet_depth(shapes, r'backbone\.layer(\d)\.(\d+)\.conv(\d)\.weight', '3', file, False)
+        return f'resnet{d}', int(shapes['backbone.conv1.weight'][1])
+    raise ConversionError(f"{file}: no HRNet ('backbone.conv_layer1_1'), ResNet-D ('backbone.conv1_1') or ResNet ('backbone.conv1') "
+                          f"stem: not a PaddleSeg benchmark backbone (first tensors: {', '.join(list(shapes)[:3])})")
+
+def infer_paddleseg(path, # the `.pdparams`
+                    shapes:dict, # tensor name -> shape (`rsnb.weights.checkpoint_shapes`)
+                    config:dict|None=None, # settings given by the user: kept, checked against the file
+                   ) -> dict:
+    "`{'config', 'inferred', 'notes', 'ask'}` of a PaddleSeg file: `arch`, `backbone`, `n_classes`, `in_chans` from its tensors."
+    config = dict(config or {})
+    arch = guess_paddleseg_arch(shapes)
+    if arch is None:
+        raise ConversionError(f"{path}: no classifier of a PaddleSeg benchmark model ({', '.join(sorted(set(_CLASSIFIER.values())))}): "
+                              "not a PaddleSeg segmentation checkpoint" + (f" (first tensors: {', '.join(list(shapes)[:3])})" if shapes else ''))
+    backbone, in_chans = paddleseg_backbone(shapes, path)
+    n = int(shapes[_CLASSIFIER[arch]][0])
+    inferred = dict(arch=arch, backbone=backbone, n_classes=n)
+    if in_chans != 3: inferred['in_chans'] = in_chans
+    found = {**inferred, 'in_chans': in_chans}
+    for k, v in found.items():
+        if config.get(k) is not None and config[k] != v:
+            what = {'arch': f'its classifier is {_CLASSIFIER[arch]!r}, a {arch} head', 'backbone': f'its backbone is {backbone}',
+                    'n_classes': f"its classifier {_CLASSIFIER[arch]!r} has {n} outputs", 'in_chans': f'its stem takes {in_chans} bands'}[k]
+            raise ConversionError(f"{path}: --config {k}={config[k]}, but {what} (pass --config {k}={v}, or leave it out)")
+    notes = []
+    if not backbone.startswith('hrnet') and config.get('output_stride') is None:
+        notes.append(f"output stride not stored in the file: PaddleSeg's default for {backbone} ({8 if backbone.endswith('_vd') else 32}) "
+                     "is used; pass --config output_stride=8|16|32 if it was trained otherwise")
+    return dict(config={**inferred, **{k: v for k, v in config.items() if v is not None}}, inferred=inferred, notes=notes, ask={})
+
+# %% ../../nbs/26_segmentation.paddle.ipynb #pa02
+def paddle_outputs(model:nn.Module, # a PaddleSeg-exact segmenter (`convert_paddleseg`, `segmenter_from_card`)
+                   x:torch.Tensor, # B×C×H×W input, normalised as the card says
+                  ) -> tuple:
+    "`(main, *auxiliary)` logits at input size, as PaddleSeg's training forward returns them, computed in inference mode (BN statistics, no dropout)."
+    modes = {m: m.training for m in model.modules()}
+    keep = (nn.modules.batchnorm._NormBase, nn.modules.dropout._DropoutNd)
+    try:
+        for m in model.modules(): m.training = not isinstance(m, keep)
+        out = model(x)
+    finally:
+        for m, t in modes.items(): m.training = t
+    return out if isinstance(out, tuple) else (out,)
 
 # %% ../../nbs/26_segmentation.paddle.ipynb #50b3f756
 def fold_conv_bias(conv_bias, running_mean):
