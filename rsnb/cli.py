@@ -16,7 +16,8 @@ __all__ = ['EXIT_OK', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'EXIT_TERM
            'add_force_arg', 'positive_int', 'nonneg_int', 'fraction_open01', 'percentile', 'band_list', 'check_tiling',
            'check_stretch', 'check_input', 'check_output', 'device_name', 'check_device', 'quiet_known_warnings',
            'one_line', 'Interrupted', 'signals_interrupt', 'gdal_messages', 'cli_main', 'find_model', 'check_card',
-           'raster_sample', 'check_range', 'job_options', 'job_tags', 'output_job', 'tag_output', 'staged_output',
+           'array_sample', 'raster_sample', 'check_range', 'training_range', 'check_bands', 'stretch_limits',
+           'apply_stretch', 'input_stretch', 'job_options', 'job_tags', 'output_job', 'tag_output', 'staged_output',
            'verify_geotiff', 'progress_bar', 'is_many', 'folder_files', 'list_scenes', 'match_by_name', 'parse_shard',
            'default_shard', 'add_many_args', 'scene_jobs', 'input_folder', 'output_state', 'run_many']
 
@@ -100,11 +101,14 @@ def check_tiling(tile:int|None, overlap:int|None, multiple:int=1):
     if tile is not None and overlap is not None and overlap >= tile:
         raise UsageError(f'--overlap {overlap}: must be smaller than --tile {tile}')
 
-def check_stretch(stretch):
-    "Raise `UsageError` unless `stretch` is None or a (lo, hi) pair of percentiles with lo < hi."
-    if stretch is None: return
-    lo, hi = stretch
+def check_stretch(stretch) -> tuple|None:
+    "`stretch` as a (lo, hi) pair of floats (None stays None); `UsageError` unless 0 ≤ lo < hi ≤ 100."
+    if stretch is None: return None
+    try: lo, hi = (float(v) for v in stretch)
+    except (TypeError, ValueError): raise UsageError(f'--stretch {stretch!r}: expected two percentiles LO HI (stretch=(lo, hi) in Python)') from None
+    if not (0 <= lo <= 100 and 0 <= hi <= 100): raise UsageError(f'--stretch {lo:g} {hi:g}: percentiles must be in [0, 100]')
     if not lo < hi: raise UsageError(f'--stretch {lo:g} {hi:g}: the low percentile must be smaller than the high one')
+    return lo, hi
 
 # %% ../nbs/08_cli.ipynb #5e8f894d
 def check_input(path, what:str='input') -> Path:
@@ -322,43 +326,144 @@ def check_card(pth, # the model's `.pth` (its card is the `.json` beside it)
     return card
 
 # %% ../nbs/08_cli.ipynb #314c98fd
+def array_sample(a, # C×H×W array in raster units
+                 nodata=None, # the raster's nodata value
+                 path=None, # for the message
+                ) -> list:
+    "Per-band 1-D float64 arrays of the valid pixels of `a` (nodata and non-finite excluded); `RasterError` if none."
+    import numpy as np
+    from rsnb.core import RasterError
+    ok = np.ones(a.shape[1:], bool)
+    if nodata is not None and not (isinstance(nodata, float) and nodata != nodata): ok &= ~(a == nodata).any(0)
+    if a.dtype.kind == 'f': ok &= np.isfinite(a).all(0)
+    if not ok.any(): raise RasterError(f'{path}: no valid pixel (all nodata{" or NaN/Inf" if a.dtype.kind == "f" else ""}); nothing to process')
+    return [b[ok].astype(np.float64) for b in a]
+
 def raster_sample(path, bands=None, max_px:int=512):
     "(per-band list of valid values of a decimated read, RasterMeta); `RasterError` if no pixel is valid."
-    import numpy as np
     from rasterio.enums import Resampling
-    from rsnb.core import RasterError
     from rsnb.geo import open_raster, read_meta
     meta = read_meta(path)
     with open_raster(path) as ds:
         idx = list(bands) if bands else list(ds.indexes)
         f = max(1, -(-max(ds.height, ds.width) // max_px))
         a = ds.read(idx, out_shape=(len(idx), max(1, ds.height // f), max(1, ds.width // f)), resampling=Resampling.nearest)
-    ok = np.ones(a.shape[1:], bool)
-    if meta.nodata is not None and not (isinstance(meta.nodata, float) and meta.nodata != meta.nodata): ok &= ~(a == meta.nodata).any(0)
-    if a.dtype.kind == 'f': ok &= np.isfinite(a).all(0)
-    if not ok.any(): raise RasterError(f'{path}: no valid pixel (all nodata{" or NaN/Inf" if a.dtype.kind == "f" else ""}); nothing to process')
-    return [b[ok].astype(np.float64) for b in a], meta
+    return array_sample(a, meta.nodata, path), meta
 
 def check_range(path, # the raster (for the message)
                 sample, # per-band values from `raster_sample`
-                lo, hi, # per-band expected range in raster units (sequences or scalars)
+                lo, hi, # per-band training range in raster units (sequences or scalars; `training_range`)
                 force:bool=False, # only warn
-                what:str='the model was trained on'):
-    "Raise `ModelError` (or warn with `force`) when a band of `sample` is far outside `lo`–`hi`."
+                what:str='the model was trained on',
+                bands=None, # the raster's band numbers of `sample` (for the message)
+                more_bands:bool=False, # the raster has bands other than those used: the message suggests --bands too
+                tol:float=0.25, # how far (in range widths) the robust range may reach beyond the range
+               ):
+    "Raise `ModelError` (or warn with `force`) when a band's robust range (2nd–98th percentile) does not fit `lo`–`hi`."
     import numpy as np
     from rsnb.core import ModelError
     n = len(sample)
     lo, hi = np.broadcast_to(np.asarray(lo, np.float64), (n,)), np.broadcast_to(np.asarray(hi, np.float64), (n,))
     bad = []
     for b, v in enumerate(sample):
-        p2, p50, p98 = np.percentile(v, [2, 50, 98]); w = max(hi[b] - lo[b], 1e-12)
-        if not (lo[b] - w <= p50 <= hi[b] + w) or p98 > hi[b] + 4*w or p2 < lo[b] - 4*w:
-            bad.append(f'band {b+1} median {p50:.4g} (2–98 %: {p2:.4g}–{p98:.4g})')
+        p2, p98 = np.percentile(v, [2, 98]); w = max(hi[b] - lo[b], 1e-12)
+        if p98 > hi[b] + tol*w or p2 < lo[b] - tol*w or p98 < lo[b] + w/20:
+            bad.append(f'band {bands[b] if bands else b + 1} 2–98 %: {p2:.4g}–{p98:.4g}')
     if not bad: return
     msg = (f"{path}: values far outside the range {what} ({', '.join(f'{l:.4g}–{h:.4g}' for l, h in zip(lo[:4], hi[:4]))}"
            f"{', ...' if n > 4 else ''}): {'; '.join(bad[:3])}{'; ...' if len(bad) > 3 else ''}")
     if force: print(f'warning: {msg}; running anyway (--force)', file=sys.stderr)
-    else: raise ModelError(msg + '; rescale the input (e.g. --stretch where offered) or pass --force to run anyway')
+    else: raise ModelError(msg + '; map them onto it with --stretch 2 98 (stretch=(2, 98) in Python)'
+                           + (', or pick other bands with --bands' if more_bands else '') + ', or pass --force to run anyway')
+
+# %% ../nbs/08_cli.ipynb #081f5488
+def training_range(card:dict) -> tuple|None:
+    "(lo, hi) per-band arrays in raster units of the data the card's model was trained on, or None if the card does not say."
+    import numpy as np
+    r = card.get('input_range')
+    if isinstance(r, (list, tuple)) and len(r) == 2 and all(isinstance(v, (int, float)) for v in r):
+        return np.array([float(r[0])]), np.array([float(r[1])])
+    if isinstance(r, (list, tuple)) and r and all(isinstance(v, (list, tuple)) and len(v) == 2 for v in r):
+        a = np.asarray(r, np.float64); return a[:, 0], a[:, 1]
+    if isinstance(r, str) and (m := re.search(r'(-?\d+(?:\.\d+)?)\s*[-–]\s*(-?\d+(?:\.\d+)?)', r)) and float(m[1]) < float(m[2]):
+        return np.array([float(m[1])]), np.array([float(m[2])])
+    if card.get('input_dtype') == 'uint8': return np.array([0.]), np.array([255.])
+    norm = card.get('norm')
+    if isinstance(norm, dict) and 'scale' in norm: return np.array([0.]), np.array([float(norm['scale'])])   # x/scale then mean/std
+    st = card.get('normalization') or card.get('stats')
+    if isinstance(st, dict) and 'mean' in st and 'std' in st:
+        m, sd = np.asarray(st['mean'], np.float64), np.asarray(st['std'], np.float64)
+        if 10 <= m.min() and m.max() <= 255 and sd.max() <= 128: return np.array([0.]), np.array([255.])   # statistics of 8-bit data
+        return m - 3*sd, m + 3*sd
+    return None
+
+def check_bands(path, # the raster (for messages)
+                count:int, # its band count
+                bands=None, # 1-based band numbers asked for (`--bands`); None: all of them
+                need:int|None=None, # how many bands the model takes
+                names=None, # the model's band names (for messages)
+               ) -> list:
+    "The 1-based bands to read from `path`; `UsageError`/`RasterError`/`ModelError` naming the file and `--bands` when they do not fit."
+    from rsnb.core import ModelError, RasterError
+    nm = f" ({', '.join(names)})" if names else ''
+    if bands is not None:
+        try: bands = [int(b) for b in bands]
+        except (TypeError, ValueError): raise UsageError(f'--bands {bands!r}: expected 1-based band numbers (bands=[4, 3, 2] in Python)') from None
+        s = ','.join(map(str, bands))
+        if not bands or min(bands) < 1: raise UsageError(f'--bands {s}: band numbers are 1-based (bands= in Python)')
+        if max(bands) > count: raise RasterError(f'{path}: has {count} band(s); --bands {s} asks for band {max(bands)} (bands= in Python)')
+        if need is not None and len(bands) != need:
+            raise ModelError(f'{path}: --bands {s} selects {len(bands)} bands, but the model was trained on {need}{nm}')
+        return bands
+    if need is not None and count != need:
+        eg = f", e.g. --bands {','.join(map(str, range(1, need + 1)))}" if count > need else ''
+        raise ModelError(f'{path}: {count} bands, but the model was trained on {need}{nm}; select them with --bands{eg} (bands= in Python)')
+    return list(range(1, count + 1))
+
+def stretch_limits(samples, # per-band values (`raster_sample`), or a list of such for rasters that share one stretch
+                   stretch, # (lo, hi) percentiles
+                  ):
+    "(C, 2) array: per band, the values at percentiles `stretch` of the samples (pooled over rasters)."
+    import numpy as np
+    lo, hi = check_stretch(stretch)
+    if samples and isinstance(samples[0], (list, tuple)): samples = [np.concatenate(vs) for vs in zip(*samples)]
+    return np.array([np.percentile(v, [lo, hi]) for v in samples], np.float64)
+
+def apply_stretch(x, # C×H×W or B×C×H×W array or tensor in raster units
+                  limits, # (C, 2) from `stretch_limits`: the values that map onto `lo` and `hi`
+                  lo=0., hi=255., # target range (scalars or per band; `training_range`)
+                  clip:bool=True, # clip to `lo`–`hi`
+                 ):
+    "`x` mapped linearly, band by band, from `limits` onto `lo`–`hi` (float32, same kind as `x`)."
+    import numpy as np
+    C = x.shape[-3]
+    L = np.asarray(limits, np.float64).reshape(C, 2)
+    lo, hi = (np.array(np.broadcast_to(np.asarray(v, np.float64), (C,))) for v in (lo, hi))
+    s = (hi - lo)/np.maximum(L[:, 1] - L[:, 0], 1e-12); o = lo - L[:, 0]*s
+    if hasattr(x, 'detach'):   # a torch tensor
+        import torch
+        t = lambda v: torch.as_tensor(v, dtype=torch.float32, device=x.device).view(C, 1, 1)
+        y = x.float()*t(s) + t(o)
+        return torch.minimum(torch.maximum(y, t(lo)), t(hi)) if clip else y
+    y = np.asarray(x, np.float32)*s.astype(np.float32).reshape(C, 1, 1) + o.astype(np.float32).reshape(C, 1, 1)
+    return np.clip(y, lo.reshape(C, 1, 1), hi.reshape(C, 1, 1)).astype(np.float32) if clip else y
+
+def input_stretch(srcs, # a raster, or rasters that share one stretch (the two dates of a pair)
+                  rng, # (lo, hi) training range (`training_range`), or None when the card gives none
+                  bands=None, # 1-based bands used (checked with `check_bands` before)
+                  stretch=None, # (lo, hi) percentiles, or None: check the range instead
+                  force:bool=False, more_bands:bool=False, tol:float=0.25):
+    "Without `stretch`, `check_range` on each raster (None); with it, the (C, 2) limits for `apply_stretch`."
+    from rsnb.core import ModelError
+    srcs = [srcs] if isinstance(srcs, (str, Path)) else list(srcs)
+    stretch = check_stretch(stretch)
+    samples = [raster_sample(p, bands)[0] for p in srcs]
+    if stretch is None:
+        if rng is not None:
+            for p, s in zip(srcs, samples): check_range(p, s, *rng, force=force, bands=bands, more_bands=more_bands, tol=tol)
+        return None
+    if rng is None: raise ModelError(f"{srcs[0]}: --stretch maps onto the model's training range, and its card gives none")
+    return stretch_limits(samples, stretch)
 
 # %% ../nbs/08_cli.ipynb #30abb4f4
 TIFF_MAGIC = (b'II*\x00', b'MM\x00*', b'II+\x00', b'MM\x00+')

@@ -166,6 +166,7 @@ case('classify', _pos('classify', '{I}/rgb.tif', f'{O}/o.tif') + ['--bands', '1,
 case('classify', _pos('classify', '{I}/rgb4.tif', f'{O}/o.tif'), 1, '--bands', 'four-bands-no-selection')
 case('segment', _pos('segment', '{I}/rgb.tif', f'{O}/o.tif') + ['--bands', '1,2,9'], 1, 'rgb.tif: has 3 band', 'bands-out-of-range')
 case('segment', _pos('segment', '{I}/rgb.tif', f'{O}/o.tif') + ['--bands', '1,2'], 1, 'selects 2 bands', 'bands-too-few')
+case('segment', _pos('segment', '{I}/rgb4.tif', f'{O}/o.tif'), 1, 'select them with --bands', 'four-bands-no-selection')   # one convention: no silent first bands
 for v in ('5', '0', '1', '-0.2', 'nan', 'half'):
     case('change', _pos('change', '{I}/rgb.tif', f'{O}/o.tif') + ['--threshold', v], 2, 'threshold', f'threshold-{v}')
 case('change', CM['change'] + ['{I}/rgb.tif', '{I}/utm32.tif', f'{O}/o.tif'], 1, 'CRS', 'pair-crs')
@@ -201,7 +202,7 @@ case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--overlap', '-3'] + E, 2, '≥ 
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--overlap', '32'] + E, 2, 'must be smaller than --tile 32', 'overlap-ge-window')
 case('inpaint', ['{I}/nogap.tif', f'{O}/o.tif'] + E, 1, 'nogap.tif: no missing pixels', 'no-gaps')
 case('inpaint', ['{I}/nodata_all.tif', f'{O}/o.tif'] + E, 1, 'nodata_all.tif: no valid pixel', 'all-gaps')
-case('inpaint', ['{I}/rgb4.tif', f'{O}/o.tif'] + E, 1, 'has 4 bands but the model', 'four-bands')
+case('inpaint', ['{I}/rgb4.tif', f'{O}/o.tif'] + E, 1, 'rgb4.tif: 4 bands, but the model was trained on 3', 'four-bands')
 case('inpaint', ['{I}/gappy_big.tif', f'{O}/o.tif'] + E, 1, 'gappy_big.tif: values far outside', 'values-out-of-range')
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--mask', '{I}/mask_small.tif'] + E, 1, 'mask_small.tif: mask is 32×32', 'mask-size')
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--mask', '{I}/missing_mask.tif'] + E, 2, 'missing_mask.tif: mask raster not found', 'mask-missing')
@@ -225,7 +226,7 @@ def test_bad_input(env, tool, argv, code, text, capsys):
 
 # Inputs that are accepted on purpose: (tool, argv, what must hold)
 ACCEPTED = [
-    pytest.param('segment', ['{I}/seg.pth', '{I}/rgb4.tif', '{O}/acc1.tif', '--tile', '64', '--overlap', '0'], 'the first in_chans bands', id='segment-4band-first-3'),
+    pytest.param('segment', ['{I}/seg.pth', '{I}/rgb4.tif', '{O}/acc1.tif', '--tile', '64', '--overlap', '0', '--bands', '1,2,3'], 'bands selected', id='segment-4band-bands'),
     pytest.param('segment', ['{I}/seg.pth', '{I}/u16small.tif', '{O}/acc2.tif', '--tile', '64', '--overlap', '0'], '16-bit type, 8-bit values', id='segment-uint16-in-range'),
     pytest.param('segment', ['{I}/seg.pth', '{I}/u16.tif', '{O}/acc3.tif', '--tile', '64', '--overlap', '0', '--force'], 'forced', id='segment-force'),
     pytest.param('classify', ['{I}/cls.pth', '{I}/u16.tif', '{O}/acc4.tif', '--tile', '32', '--overlap', '0', '--stretch', '1', '99'], 'stretched', id='classify-stretch'),

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, fraction_open01,
                       check_input, check_output, check_tiling, check_device, find_model, raster_sample, check_range,
-                      staged_output, verify_geotiff, UsageError,
+                      staged_output, verify_geotiff, UsageError, band_list, percentile, check_stretch, training_range,
+                      check_bands, input_stretch, apply_stretch,
                       is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
@@ -60,6 +61,8 @@ def change_map(model,              # path of a saved change model, or (model, ca
                reproject:bool=False, # resample t2 onto t1's grid when they differ (else refuse)
                device=None, progress:bool=True,
                force:bool=False,   # run even when pixel types or values do not fit the training data, or t1's georeferencing cannot be carried (without it)
+               bands=None,         # 1-based bands of both dates (GDAL order), in the model's band order (default: all)
+               stretch=None,       # (lo, hi) percentiles mapped onto the training range, pooled over both dates (one stretch for the pair)
               ) -> Path:
     "Predict the change between `t1` and `t2` and write a georeferenced map to `dst`."
     import torch
@@ -72,24 +75,25 @@ def change_map(model,              # path of a saved change model, or (model, ca
     for p in (t1, t2):
         if not p.exists(): raise RasterError(f"{p}: input raster not found")
     check_not_input(dst, t1, t2)
-    check_tiling(tile, overlap)
+    check_tiling(tile, overlap); stretch = check_stretch(stretch)
     thr = threshold
     if thr is not None and not 0 < thr < 1: raise ModelError(f"threshold {thr}: must be strictly between 0 and 1")
     model, card = load_change_model(model) if not isinstance(model, tuple) else model
     m1, m2 = read_meta(t1), read_meta(t2)
-    names = ', '.join(card['stats'].get('names') or [])
-    for p, m in ((t1, m1), (t2, m2)):
-        if m.count != card['n_in']: raise ModelError(f"{p}: {m.count} bands, but the model was trained on {card['n_in']} ({names})")
+    names = card.get('bands') or card['stats'].get('names')
+    bands = [check_bands(p, m.count, bands, card['n_in'], names) for p, m in ((t1, m1), (t2, m2))][0]
     if m1.dtype != m2.dtype:
         msg = f"{t2}: pixel type {m2.dtype}, but {t1.name} is {m1.dtype}; the dates must be in the same units"
         if not force: raise ModelError(msg + ' (pass --force to run anyway)')
         print(f'warning: {msg}; running anyway (--force)', file=sys.stderr)
     stats = BandStats.from_dict(card['stats'])
-    mu, sd = np.asarray(stats.mean, np.float64), np.asarray(stats.std, np.float64)
-    for p in (t1, t2): check_range(p, raster_sample(p)[0], mu - 3*sd, mu + 3*sd, force=force)
+    rng = training_range(card)
+    lims = input_stretch((t1, t2), rng, bands, stretch, force, more_bands=m1.count > len(bands))
     thr = card.get('threshold', 0.5) if threshold is None else threshold
     device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu')); model = model.to(device)
-    def fn(a, b): return predict_change(model, stats.normalize(a), stats.normalize(b))
+    def fn(a, b):
+        if lims is not None: a, b = apply_stretch(a, lims, *rng), apply_stretch(b, lims, *rng)
+        return predict_change(model, stats.normalize(a), stats.normalize(b))
     from rsnb.core import staging_prefix
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=staging_prefix(dst)) as tmp:   # recognisably rsnb's if a kill leaves it
         if reproject:
@@ -98,7 +102,7 @@ def change_map(model,              # path of a saved change model, or (model, ca
                 arr, meta = got; t2 = write_raster(Path(tmp)/'t2_on_t1_grid.tif', arr, meta, force=force)
         else: _aligned(t1, t2, False)
         with staged_output(dst, lambda t: verify_geotiff(t, m1, 1, 'float32' if prob else 'uint8', dst)) as out:
-            predict_raster(fn, (t1, t2), out, tile=tile, overlap=overlap, batch_size=batch_size,
+            predict_raster(fn, (t1, t2), out, tile=tile, overlap=overlap, batch_size=batch_size, bands=bands,
                            finalize=None if prob else to_change(thr), dtype='float32' if prob else 'uint8',
                            band_names=['change_probability' if prob else 'change'], device=device, progress=progress, force=force,
                            colormap=None if prob else {0: (0, 0, 0, 0), 1: (255, 0, 0, 255)})
@@ -117,6 +121,9 @@ def _parser():
     ap.add_argument('--threshold', type=fraction_open01, default=None, help="probability threshold in (0, 1) (default: the model card's)")
     ap.add_argument('--prob', action='store_true', help='write the change probability (float32) instead of 0/1')
     ap.add_argument('--reproject', action='store_true', help="resample t2 onto t1's grid instead of refusing unaligned inputs")
+    ap.add_argument('--bands', type=band_list, default=None, help='1-based bands of both dates in GDAL order, e.g. 3,2,1 (default: all)')
+    ap.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
+                    help="map these percentiles of each band (pooled over both dates) onto the model's training range, e.g. 2 98")
     add_device_arg(ap); add_force_arg(ap); add_output_args(ap); add_many_args(ap)
     return ap
 
@@ -149,15 +156,15 @@ def _run(a):
         if a.t2 is None: raise UsageError(f'{a.t1}: the second date is missing: give MODEL T1 T2 OUT for one pair, or MODEL FOLDER|LIST OUT for many')
         t1, t2 = check_input(a.t1, 'raster of the first date'), check_input(a.t2, 'raster of the second date')
         out = check_output(a.out, a.overwrite, [t1, t2, *mfiles])
-    check_tiling(a.tile, a.overlap)
+    check_tiling(a.tile, a.overlap); check_stretch(a.stretch)
     dev = check_device(a.device)
     pth = find_model(a.model, 'change'); model = load_change_model(pth)
     opts = (a.tile, a.overlap, a.batch_size, a.threshold, a.prob, a.reproject, dev)
     from rsnb.cli import output_job
     if not many:
-        with output_job([t1, t2], pth, a): return str(change_map(model, t1, t2, out, *opts, not a.quiet, a.force))
+        with output_job([t1, t2], pth, a): return str(change_map(model, t1, t2, out, *opts, not a.quiet, a.force, a.bands, a.stretch))
     jobs = scene_jobs(scenes, a.out, '.tif', mfiles, RASTER_SUFFIXES, sdir)
-    return run_many(a, jobs, lambda ins, o: str(change_map(model, ins[0], ins[1], o, *opts, False, a.force)), model=pth)
+    return run_many(a, jobs, lambda ins, o: str(change_map(model, ins[0], ins[1], o, *opts, False, a.force, a.bands, a.stretch)), model=pth)
 
 def main(argv=None) -> int:
     "rsnb-change MODEL T1 T2 OUT: write the change map of a scene pair."

@@ -6,97 +6,143 @@ Docs: https://rsnb.github.io/rsnb/classification.cli.html.md"""
 
 # %% ../../nbs/15_classification.cli.ipynb #3be42f35
 from __future__ import annotations
+import csv, io, sys
 from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, percentile,
                       band_list, check_input, check_output, check_tiling, check_stretch, check_device, find_model, raster_sample,
-                      check_range, staged_output, verify_geotiff, UsageError, check_card,
-                      is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
+                      check_range, staged_output, verify_geotiff, UsageError, check_card, training_range, check_bands, array_sample,
+                      stretch_limits, apply_stretch, input_stretch, EXIT_OK, EXIT_ERROR, LIST_SUFFIXES,
+                      is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES)
 
 # %% auto #0
-__all__ = ['scene_percentiles', 'classify_raster', 'main']
+__all__ = ['TABLE_COLUMNS', 'scene_percentiles', 'classify_raster', 'classify_images', 'write_table', 'main']
 
 # %% ../../nbs/15_classification.cli.ipynb #371fb3b7
 def scene_percentiles(src, bands=None, lo:float=1, hi:float=99, max_px:int=1024) -> np.ndarray:
     "Per-band (lo, hi) percentiles of `src` from a decimated read (≤ `max_px` on a side), nodata excluded."
-    import rasterio
-    from rasterio.enums import Resampling
-    from rsnb.core import RasterError
-    with rasterio.open(src) as ds:
-        idx = list(bands) if bands else list(range(1, ds.count+1))
-        f = max(1, int(np.ceil(max(ds.height, ds.width)/max_px)))
-        a = ds.read(idx, out_shape=(len(idx), ds.height//f, ds.width//f), resampling=Resampling.nearest).astype(np.float64)
-        ok = ~(a == ds.nodata).any(0) if ds.nodata is not None else np.ones(a.shape[1:], bool)
-        ok &= np.isfinite(a).all(0)
-    if not ok.any(): raise RasterError(f'{src}: no valid pixels to compute a stretch from')
-    return np.array([np.percentile(b[ok], [lo, hi]) for b in a])
+    return stretch_limits(raster_sample(src, bands, max_px)[0], (lo, hi))
 
 # %% ../../nbs/15_classification.cli.ipynb #d7e3166b
-def _expected_range(card):
-    "Per-band (lo, hi) in raster units the card's normalisation implies (mean ± 3 std), or None."
-    st = card.get('normalization') or {}
-    if 'mean' not in st or 'std' not in st: return None
-    m, sd = np.asarray(st['mean'], np.float64), np.asarray(st['std'], np.float64)
-    return m - 3*sd, m + 3*sd
+def _input_bands(card, src, bands, count):
+    "The 1-based bands of `src` the classifier reads (`rsnb.cli.check_bands`)."
+    return check_bands(src, count, bands, card['in_chans'], card.get('bands'))
 
 def classify_raster(model, card:dict, # from `load_scene_model`
                     src, dst, # input raster, output GeoTIFF
                     tile:int|None=None, # window size (default: the card's input size, else 256)
                     overlap:int|None=None, # window overlap (default: half the tile)
-                    bands=None, # 1-based input bands, in the model's band order
-                    stretch=None, # (lo, hi) percentiles mapped to 0-255 (for 8-bit-trained models on other data)
+                    bands=None, # 1-based input bands (GDAL order), in the model's band order
+                    stretch=None, # (lo, hi) percentiles mapped onto the training range (for 8-bit-trained models on other data)
                     probabilities:bool=False, # write the blended class probabilities (float32) instead of classes
                     batch_size:int=16, device=None, progress:bool=True, cog:bool=False,
                     force:bool=False, # run even if the values are far outside the training range, or the georeferencing cannot be carried (without it)
                    ) -> Path:
     "Georeferenced land-use map of `src` by sliding-window scene classification."
     import torch
-    from rsnb.core import ModelError, check_not_input
+    from rsnb.core import check_not_input
     from rsnb.geo import read_meta
     from rsnb.tiles import predict_raster, to_classes
     from rsnb.data import class_colors
     from rsnb.classification.learner import predict_scenes
     check_not_input(dst, src)
     meta = read_meta(src)
-    n_in = len(bands) if bands else meta.count
-    if n_in != card['in_chans']:
-        raise ModelError(f"{src}: {n_in} bands, but the model was trained on {card['in_chans']} "
-                         f"({', '.join(card.get('bands') or [])}); select them with --bands (bands= in Python)")
-    if bands and max(bands) > meta.count: raise ModelError(f"{src}: has {meta.count} bands; --bands {','.join(map(str, bands))} asks for band {max(bands)}")
+    idx = _input_bands(card, src, bands, meta.count)
     tile = int(tile or card.get('input_size') or 256)
     overlap = tile//2 if overlap is None else int(overlap)
     check_tiling(tile, overlap)
-    rng = _expected_range(card)
-    if stretch is None and rng is not None: check_range(src, raster_sample(src, bands)[0], *rng, force=force)
-    pct = scene_percentiles(src, bands, *stretch) if stretch else None
+    rng = training_range(card)
+    lims = input_stretch(src, rng, idx, stretch, force, more_bands=meta.count > len(idx))
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu')); model = model.to(dev)
     def model_fn(x):
-        if pct is not None:
-            lo, hi = (torch.as_tensor(pct[:, i], dtype=x.dtype, device=x.device).view(1, -1, 1, 1) for i in (0, 1))
-            x = ((x - lo)/(hi - lo).clamp_min(1e-12)).clamp(0, 1)*255
+        if lims is not None: x = apply_stretch(x, lims, *rng)
         p = predict_scenes(model, card, x, bs=batch_size)
         return p[:, :, None, None].expand(-1, -1, x.shape[-2], x.shape[-1])
     k = card['n_classes']
     cols = {i: tuple(int(round(v*255)) for v in c) + (255,) for i, c in enumerate(class_colors(k))}
     dst = Path(dst)
     with staged_output(dst, lambda t: verify_geotiff(t, meta, k if probabilities else 1, 'float32' if probabilities else 'uint8', dst)) as tmp:
-        predict_raster(model_fn, src, tmp, tile=tile, overlap=overlap, batch_size=batch_size, bands=bands,
+        predict_raster(model_fn, src, tmp, tile=tile, overlap=overlap, batch_size=batch_size, bands=idx,
                        finalize=None if probabilities else to_classes, dtype='float32' if probabilities else 'uint8',
                        nodata=None if probabilities else 255,
                        band_names=list(card['classes']) if probabilities else ['land_use'],
                        colormap=None if probabilities else cols, cog=cog, device=dev, progress=progress, force=force)
     return dst
 
+# %% ../../nbs/15_classification.cli.ipynb #a4483b0c
+TABLE_COLUMNS = ('file', 'class', 'probability', 'top5')
+
+def _read_image(f, card, bands, stretch, force):
+    "One image as a float32 C×H×W array in the model's units."
+    from rsnb.data import read_array, raster_shape
+    idx = check_bands(f, raster_shape(f)[0], bands, card['in_chans'], card.get('bands'))
+    r = read_array(f, idx)
+    rng, n = training_range(card), raster_shape(f)[0]
+    smp = array_sample(r.arr, r.nodata, f)
+    if stretch is not None:
+        if rng is None: raise UsageError(f"{f}: --stretch maps onto the model's training range, and its card gives none")
+        return apply_stretch(r.arr, stretch_limits(smp, stretch), *rng)
+    if rng is not None: check_range(f, smp, *rng, force=force, bands=idx, more_bands=n > len(idx))
+    return r.arr.astype(np.float32)
+
+def classify_images(model, card:dict, # from `load_scene_model`
+                    files, # image paths (anything GDAL reads)
+                    bands=None, # 1-based bands (GDAL order), in the model's band order
+                    stretch=None, # (lo, hi) percentiles of each image mapped onto the training range
+                    batch_size:int=16, device=None,
+                    force:bool=False, # run even when an image's values are far outside the training range (warns)
+                    errors:list|None=None, # collect (file, message) of failing images here and go on; None: raise
+                    progress:bool=False) -> list:
+    "[(file, class probabilities (n_classes,) float32)] for each image that could be classified, in order."
+    import torch
+    from rsnb.cli import progress_bar
+    from rsnb.classification.learner import predict_scenes
+    stretch = check_stretch(stretch)
+    dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu')); model = model.to(dev)
+    out, batch = [], []
+    def flush():
+        if not batch: return
+        p = predict_scenes(model, card, torch.from_numpy(np.stack([a for _, a in batch])), bs=batch_size).numpy()
+        out.extend((f, q) for (f, _), q in zip(batch, p)); batch.clear()
+    for f in progress_bar(list(files), None, 'images', progress):
+        try: a = _read_image(f, card, bands, stretch, force)
+        except Exception as ex:
+            if errors is None or isinstance(ex, UsageError): raise
+            errors.append((f, ex)); continue
+        if batch and (a.shape != batch[0][1].shape or len(batch) >= batch_size): flush()
+        batch.append((f, a))
+    flush()
+    return out
+
+def write_table(rows, # from `classify_images`
+                classes, # class names (the card's `classes`)
+                dst, # output .csv (written atomically)
+                top:int=5) -> Path:
+    "One CSV row per image: file, class, probability, top-`top` as space-separated `class:probability` pairs."
+    dst = Path(dst)
+    def verify(t):
+        with open(t, newline='', encoding='utf-8') as fh: got = list(csv.reader(fh))
+        if got[0] != list(TABLE_COLUMNS) or len(got) != len(rows) + 1: raise OSError(f'{dst}: the written table does not read back')
+    with staged_output(dst, verify) as tmp:
+        with open(tmp, 'w', newline='', encoding='utf-8') as fh:
+            w = csv.writer(fh); w.writerow(TABLE_COLUMNS)
+            for f, p in rows:
+                o = np.argsort(-p, kind='stable')[:top]
+                w.writerow([str(f), classes[o[0]], f'{p[o[0]]:.6f}', ' '.join(f'{classes[i]}:{p[i]:.6f}' for i in o)])
+    return dst
+
 # %% ../../nbs/15_classification.cli.ipynb #b09e9ff6
 def _parser():
-    p = RsnbParser('rsnb-classify', description='Sliding-window scene classification of a GeoTIFF into a land-use map.')
+    p = RsnbParser('rsnb-classify', description='Scene classification: a land-use map of a GeoTIFF by sliding windows, or with --table a CSV of one label per image.')
     p.add_argument('model', help='saved scene classifier (.pth/.json written by save_scene_model, or a model name)')
-    p.add_argument('src', help='input raster, or a folder / list file of rasters'); p.add_argument('dst', help='output GeoTIFF, or an output folder for many scenes')
+    p.add_argument('src', help='input raster, or a folder / list file of rasters (with --table: an image, a folder searched recursively, or a list file)')
+    p.add_argument('dst', nargs='?', help='output GeoTIFF, or an output folder for many scenes (not with --table)')
+    p.add_argument('--table', metavar='CSV', default=None, help='classify whole images and write one row per image (file, class, probability, top5) to this CSV')
     p.add_argument('--tile', type=positive_int, default=None, help="window size (default: the model's input size or 256)")
     p.add_argument('--overlap', type=nonneg_int, default=None, help='window overlap (default: half a tile)')
-    p.add_argument('--bands', type=band_list, default=None, help='1-based input bands, e.g. 4,3,2')
+    p.add_argument('--bands', type=band_list, default=None, help='1-based input bands in GDAL order, e.g. 4,3,2')
     p.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
-                   help='map these percentiles of each band to 0-255 (for 8-bit-trained models on 16-bit data)')
+                   help="map these percentiles of each band onto the model's training range (e.g. 2 98 for 16-bit data into an 8-bit model)")
     p.add_argument('--probabilities', action='store_true', help='write class probabilities instead of classes')
     p.add_argument('--batch-size', type=positive_int, default=16)
     p.add_argument('--cog', action='store_true', help='write a Cloud-Optimized GeoTIFF')
@@ -107,7 +153,50 @@ def _model_inputs(m):
     p = Path(m)
     return [p, p.with_suffix('.pth'), p.with_suffix('.json')]
 
+def _table_files(src) -> list:
+    "The images `src` names: itself, a folder's images (recursively, hidden skipped), or a list file's lines (not checked)."
+    from rsnb.data import IMAGE_EXTS
+    p = Path(src).expanduser()
+    if p.is_dir():
+        fs = sorted(f for f in p.rglob('*') if f.is_file() and f.suffix.lower() in IMAGE_EXTS
+                    and not any(s.startswith('.') for s in f.relative_to(p).parts))
+        if not fs: raise UsageError(f"{p}: folder holds no images (looked for {', '.join(IMAGE_EXTS)})")
+        return fs
+    if p.suffix.lower() in LIST_SUFFIXES:
+        if not p.is_file(): raise UsageError(f'{p}: list file not found')
+        try: text = p.read_text(encoding='utf-8-sig')
+        except (OSError, UnicodeDecodeError) as ex: raise UsageError(f'{p}: list file cannot be read ({getattr(ex, "strerror", None) or ex}; it must be UTF-8 text)') from None
+        fs = [l.strip().strip('"\'') for l in text.splitlines() if l.strip() and not l.strip().startswith('#')]
+        if not fs: raise UsageError(f'{p}: list file names no image')
+        return [Path(f).expanduser() if Path(f).expanduser().is_absolute() else p.parent/f for f in fs]
+    return [check_input(p, 'input image')]
+
+def _run_table(a):
+    for opt, v in (('--tile', a.tile), ('--overlap', a.overlap), ('--probabilities', a.probabilities), ('--cog', a.cog), ('--shard', a.shard)):
+        if v not in (None, False): raise UsageError(f'{opt}: applies to maps, not to --table')
+    if a.dst is not None: raise UsageError(f'{a.dst}: --table writes a table, not a map; give either DST or --table')
+    files = _table_files(a.src)
+    dst = check_output(a.table, a.overwrite, [*files, *_model_inputs(a.model)])
+    stretch = check_stretch(a.stretch)
+    dev = check_device(a.device)
+    from rsnb.cli import _describe
+    from rsnb.classification.learner import load_scene_model
+    pth = find_model(a.model, 'scene_classification')
+    check_card(pth, 'scene_classification', ('n_classes', 'arch', 'in_chans', 'classes'), 'scene classifier')
+    model, card = load_scene_model(pth)
+    errs = []
+    rows = classify_images(model, card, files, a.bands, stretch, a.batch_size, dev, a.force, errs, not a.quiet)
+    for f, ex in errs:
+        if a.debug: raise ex
+        msg = _describe(ex, a.prog)[1]
+        print(f"{a.prog}: error: {msg if str(f) in msg else f'{f}: {msg}'}", file=sys.stderr)
+    if not rows: return [f'{dst}: not written, all {len(files)} images failed'], EXIT_ERROR
+    write_table(rows, card['classes'], dst)
+    return [f'{dst}: {len(rows)} images classified, {len(errs)} failed'], EXIT_ERROR if errs else EXIT_OK
+
 def _run(a):
+    if a.table is not None: return _run_table(a)
+    if a.dst is None: raise UsageError(f'{a.src}: the output is missing: give MODEL SRC DST for a map, or MODEL IMAGES --table OUT.csv')
     many = is_many(a.src)
     if many: scenes = list_scenes(a.src)
     else:
@@ -129,5 +218,5 @@ def _run(a):
     return run_many(a, jobs, lambda ins, out: one(ins[0], out, False), model=pth)
 
 def main(argv=None) -> int:
-    "rsnb-classify: sliding-window scene classification of a GeoTIFF into a land-use map."
+    "rsnb-classify: scene classification of a GeoTIFF into a land-use map, or of whole images into a table (--table)."
     return cli_main(_parser(), _run, argv)

@@ -11,7 +11,7 @@ __all__ = ['RATE_NAMES', 'DEFAULT_MODEL', 'compress_main', 'decompress_main']
 import argparse, time
 from pathlib import Path
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, positive_int, check_input, check_output,
-                      check_tiling, check_device, UsageError,
+                      check_tiling, check_device, UsageError, band_list,
                       is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% ../../nbs/45_compression.cli.ipynb #94be29c1
@@ -32,6 +32,7 @@ def _compress_parser():
     p.add_argument('--model', default=DEFAULT_MODEL, help='codec id, registry name or path to a saved codec (.pth)')
     p.add_argument('--rate', type=_rate, default=None, help='lo | me | hi, or a (fractional) rate index (default: me, or 0 for a single-rate codec such as a CompressAI zoo model)')
     p.add_argument('--tile', type=positive_int, default=512, help='tile side in pixels (multiple of 64)')
+    p.add_argument('--bands', type=band_list, default=None, help='1-based bands to compress in GDAL order, e.g. 4,3,2 (the file holds these; default: all)')
     p.add_argument('--force', action='store_true', help="write the .rsc even when the input's georeferencing cannot be carried "
                    "(a geolocation array, or both a transform and GCPs), without it")
     add_device_arg(p); add_output_args(p); add_many_args(p)
@@ -50,7 +51,7 @@ def _compress(a):
     if a.rate is None: a.rate = float(min(1, model.n_rates - 1))
     if a.rate > model.n_rates - 1: raise UsageError(f'--rate {a.rate:g}: the codec {a.model} has rates 0..{model.n_rates - 1}')
     def one(s, d, progress):
-        t = time.time(); info = compress_raster(s, d, a.model, a.rate, a.tile, progress=progress, force=a.force)
+        t = time.time(); info = compress_raster(s, d, a.model, a.rate, a.tile, progress=progress, force=a.force, bands=a.bands)
         return f"{d}: {info['bytes']} bytes, {info['bpp']:.4f} bpp ({info['bpp_per_band']:.4f} per band), {time.time() - t:.1f} s"
     if not many: return one(src, dst, not a.quiet)
     jobs = scene_jobs(scenes, a.dst, '.rsc', [a.model], RASTER_SUFFIXES, input_folder(a.src))

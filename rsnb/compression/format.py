@@ -238,15 +238,17 @@ class _ArraySource:
     def sample(self, f): return self.arr[:, ::f, ::f]
 
 class _RasterSource:
-    "Windows of an open rasterio dataset."
-    def __init__(self, ds): self.ds = ds; self.shape = (ds.count, ds.height, ds.width); self.dtype = np.dtype(ds.dtypes[0])
+    "Windows of an open rasterio dataset (its bands `bands`, 1-based; default all)."
+    def __init__(self, ds, bands=None):
+        self.ds, self.idx = ds, list(bands or ds.indexes)
+        self.shape = (len(self.idx), ds.height, ds.width); self.dtype = np.dtype(ds.dtypes[0])
     def read(self, r0, r1, c0, c1):
         from rasterio.windows import Window
-        return self.ds.read(window=Window(c0, r0, c1 - c0, r1 - r0))
+        return self.ds.read(self.idx, window=Window(c0, r0, c1 - c0, r1 - r0))
     def sample(self, f):
         from rasterio.enums import Resampling
         C, H, W = self.shape
-        return self.ds.read(out_shape=(C, -(-H // f), -(-W // f)), resampling=Resampling.nearest)
+        return self.ds.read(self.idx, out_shape=(C, -(-H // f), -(-W // f)), resampling=Resampling.nearest)
 
 def _mask_pass(src, nodata):
     "(spooled zlib stream of the packed validity bits, per-band sums of valid values, valid count)."
@@ -427,14 +429,20 @@ def compress_raster(src, # input raster (GeoTIFF, PNG, ...)
                     model_id:str=DEFAULT_MODEL, rate:float=1, tile:int=512, progress:bool=False,
                     cache_mb:int=64, # GDAL block cache (MB) while reading; bounds memory (GDAL's default is 5 % of the RAM)
                     force:bool=False, # write even if `src`'s georeferencing cannot be carried (`rsnb.geo.check_georef`), without it
+                    bands=None, # 1-based bands to compress, in GDAL order (`--bands`); default all
                    ) -> dict:
     "Compress `src` to `dst` tile by tile (memory independent of the raster size); the file is verified before it appears."
-    from rsnb.cli import staged_output
+    from dataclasses import replace
+    from rsnb.cli import staged_output, check_bands
     from rsnb.geo import open_raster, read_meta
     check_not_input(dst, src)
     meta = check_georef(read_meta(src), force); dst = Path(dst)
+    if bands is not None:
+        idx = check_bands(src, meta.count, bands)
+        meta = replace(meta, count=len(idx), band_names=tuple(meta.band_names[i - 1] for i in idx) if len(meta.band_names) == meta.count else ())
+    else: idx = None
     with rasterio.Env(GDAL_CACHEMAX=cache_mb), open_raster(src) as ds, staged_output(dst, lambda t: verify_rsc(t, dst)) as tmp:
-        with open(tmp, 'wb') as f: n = _encode(_RasterSource(ds), meta, model_id, rate, tile, progress, f)
+        with open(tmp, 'wb') as f: n = _encode(_RasterSource(ds, idx), meta, model_id, rate, tile, progress, f)
     return dict(src=str(src), dst=str(dst), bytes=n, bpp=8 * n / (meta.height * meta.width),
                 bpp_per_band=8 * n / (meta.height * meta.width * meta.count))
 

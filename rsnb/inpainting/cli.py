@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int,
                       check_input, check_output, check_device, check_tiling, find_model, raster_sample, check_range,
-                      staged_output, verify_geotiff, UsageError,
+                      staged_output, verify_geotiff, UsageError, band_list, percentile, check_stretch, check_bands, input_stretch,
                       is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
@@ -64,21 +64,25 @@ class _null:
     def __exit__(self, *a): return False
 
 # %% ../../nbs/56_inpainting.cli.ipynb #556de4a2
-def ecea_fn(G, scaler, nodata, device='cpu'):
+def ecea_fn(G, scaler, nodata, device='cpu',
+            affine=None, # per-band (scale, offset) arrays taking the raster's values to the model's units (a stretch), undone on the output
+           ):
     "A `predict_raster` model function filling windows with an ECEA generator."
     _imports()
+    s, o = (np.ones(1), np.zeros(1)) if affine is None else (np.asarray(affine[0], np.float64), np.asarray(affine[1], np.float64))
+    s, o = s.reshape(1, -1, 1, 1).astype(np.float32), o.reshape(1, -1, 1, 1).astype(np.float32)
     def f(xb, vb):
         x = xb.cpu().numpy()
         miss = vb[:, 0].cpu().numpy() < 0.5
         if nodata is not None: miss |= (x == nodata).any(1)
-        xs = np.stack([np.where(m[None], 0., scaler.encode(a)) for a, m in zip(x, miss)]).astype(np.float32)
+        xs = np.stack([np.where(m[None], 0., scaler.encode(a)) for a, m in zip(x*s + o, miss)]).astype(np.float32)
         if G.prefilled: xs = np.stack([fill_nodata(a, m) if m.any() and not m.all() else a for a, m in zip(xs, miss)])
         es = np.stack([cshe(a, m) for a, m in zip(xs, miss)])[:, None].astype(np.float32)
         mt = torch.from_numpy(miss[:, None].astype(np.float32)).to(device)
         xt = torch.from_numpy(xs).to(device)
         y, _ = G(xt, mt, torch.from_numpy(es).to(device))
         y = composite(xt, y, mt).float().cpu().numpy()
-        out = np.stack([scaler.decode(a, dtype='float32') for a in y])
+        out = (np.stack([scaler.decode(a, dtype='float32') for a in y]) - o)/s
         return torch.from_numpy(np.where(miss[:, None], out, x).astype(np.float32))
     return f
 
@@ -100,6 +104,15 @@ def _masked_copy(src, mask, mask_valid, dst, nodata, meta):
             a[:, _mask_block(mds, r, h, mask_valid)] = nodata
             w.write(a, r, 0)
 
+def _band_copy(src, idx, dst, meta):
+    "Write bands `idx` of `src` to `dst` (same grid); their `RasterMeta`."
+    from dataclasses import replace
+    names = tuple(meta.band_names[i - 1] for i in idx) if len(meta.band_names) == meta.count else ()
+    m = replace(meta, count=len(idx), band_names=names)
+    with open_raster(src) as ds, RasterWriter(dst, m, band_names=list(names) or None, inputs=(src,)) as w:
+        for r, h in _blocks(meta): w.write(ds.read(idx, window=((r, r + h), (0, meta.width))), r, 0)
+    return m
+
 def _pick_nodata(meta):
     if meta.nodata is not None: return meta.nodata
     dt = np.dtype(meta.dtype)
@@ -114,6 +127,8 @@ def inpaint_raster(src, dst, # input raster, output .tif
                    overlap:int=None, # window overlap (default: a quarter of the window)
                    batch_size:int=16, device=None, progress:bool=True,
                    force:bool=False, # run even when the values are far outside the model's range, or the georeferencing cannot be carried (without it)
+                   bands=None, # 1-based bands to fill, in GDAL order (the output holds these); default all
+                   stretch=None, # (lo, hi) percentiles mapped onto the generator's range before filling, and back after (method 'ecea')
                   )->dict: # stats
     "Fill the missing pixels of `src` into `dst`, keeping georeferencing and observed pixels."
     _imports()
@@ -122,39 +137,46 @@ def inpaint_raster(src, dst, # input raster, output .tif
     if loaded: model = loaded[2].get('name') or 'given'
     check_not_input(dst, *[p for p in (src, mask, None if loaded else model) if p is not None])
     meta = check_georef(read_meta(src), force)
+    stretch = check_stretch(stretch)
+    if stretch is not None and method != 'ecea':
+        raise UsageError(f"--stretch {stretch[0]:g} {stretch[1]:g}: FillNodata fills in the raster's own units; a stretch applies to --method ecea")
+    idx = check_bands(src, meta.count, bands) if method != 'ecea' else None
+    affine = None
     if method == 'ecea':
         if model is None: raise ModelError("rsnb-inpaint: --model is required for method 'ecea' (or use --method fillnodata)")
         G, scaler, card = loaded or load_ecea(model)
-        if G.in_c != meta.count:
-            raise ModelError(f"{src}: has {meta.count} bands but the model {model} was trained on {G.in_c} "
-                             f"({', '.join(card.get('band_names') or [])}); pick the bands with gdal_translate -b")
+        idx = check_bands(src, meta.count, bands, G.in_c, card.get('band_names'))
         tile = G.img_size
         if scaler.mode == 'reflectance': lo, hi = np.asarray(scaler.lo, np.float64), np.asarray(scaler.hi, np.float64)
-        else: lo, hi = np.zeros(meta.count), np.full(meta.count, 0.4)
+        else: lo, hi = np.zeros(len(idx)), np.full(len(idx), 0.4)
         lo, hi = (lo - scaler.offset)/scaler.scale, (hi - scaler.offset)/scaler.scale
-        smp, _ = raster_sample(src)
-        check_range(src, smp, lo, hi, force=force)
+        lims = input_stretch(src, (lo, hi), idx, stretch, force, more_bands=meta.count > len(idx), tol=0.5)
+        if lims is not None:
+            k = (hi - lo)/np.maximum(lims[:, 1] - lims[:, 0], 1e-12); affine = (k, lo - lims[:, 0]*k)
     elif method == 'fillnodata': tile = 256
     else: raise RsnbError(f"rsnb-inpaint: unknown method {method!r} (use 'ecea' or 'fillnodata')")
     if overlap is not None: check_tiling(tile, overlap)
-    n_miss, n = missing_stats(src, mask, mask_valid)
-    if n_miss == 0: raise DataError(f"{src}: no missing pixels (nodata={meta.nodata}{', mask ' + str(mask) if mask else ''}); nothing to fill")
-    if n_miss == n: raise DataError(f"{src}: every pixel is missing; there is nothing to fill from")
-    nodata = _pick_nodata(meta)
-    ov = tile//4 if overlap is None else overlap
     from rsnb.core import staging_prefix   # recognisably rsnb's names, if a kill leaves them
     tmp_in, tmp_pred = dst.with_name(staging_prefix(dst) + 'masked.tif'), dst.with_name(staging_prefix(dst) + 'pred.tif')
+    tmp_bands = dst.with_name(staging_prefix(dst) + 'bands.tif')
     try:
+        if idx != list(range(1, meta.count + 1)): meta = _band_copy(src, idx, tmp_bands, meta); src = tmp_bands
+        n_miss, n = missing_stats(src, mask, mask_valid)
+        name = meta.path or src
+        if n_miss == 0: raise DataError(f"{name}: no missing pixels (nodata={meta.nodata}{', mask ' + str(mask) if mask else ''}); nothing to fill")
+        if n_miss == n: raise DataError(f"{name}: every pixel is missing; there is nothing to fill from")
+        nodata = _pick_nodata(meta)
+        ov = tile//4 if overlap is None else overlap
         inp = src
         if mask is not None: _masked_copy(src, mask, mask_valid, tmp_in, nodata, meta); inp = tmp_in
         device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        fn = ecea_fn(G.to(device), scaler, nodata, device) if method == 'ecea' else fillnodata_fn(nodata)
+        fn = ecea_fn(G.to(device), scaler, nodata, device, affine) if method == 'ecea' else fillnodata_fn(nodata)
         predict_raster(fn, inp, tmp_pred, tile=tile, overlap=ov, batch_size=batch_size, dtype='float32', nodata=float('nan'),
                        mask_output=False, with_mask=True, device='cpu', progress=progress, force=force)
         with staged_output(dst, lambda t: verify_geotiff(t, meta, meta.count, meta.dtype, dst)) as out:
             _write_output(src, inp, tmp_pred, out, meta, nodata)
     finally:
-        for t in (tmp_in, tmp_pred):
+        for t in (tmp_in, tmp_pred, tmp_bands):
             if t.exists(): t.unlink()
     return dict(missing=n_miss, pixels=n, fraction=n_miss/n, tile=tile, overlap=ov, method=method)
 
@@ -187,6 +209,9 @@ def _parser():
     p.add_argument('--model', help='trained ECEA generator (.pth with its .json card, from rsnb.inpainting.train.save_ecea) or a model name')
     p.add_argument('--method', default='ecea', choices=['ecea', 'fillnodata'])
     p.add_argument('--overlap', type=nonneg_int, default=None, help='window overlap in pixels (default: a quarter of the window)')
+    p.add_argument('--bands', type=band_list, default=None, help='1-based bands to fill in GDAL order, e.g. 3,4,5 (the output holds these; default: all)')
+    p.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
+                   help="with ECEA: map these percentiles of each band onto the generator's range before filling, and back after")
     p.add_argument('--batch-size', type=positive_int, default=16)
     add_device_arg(p); add_force_arg(p); add_output_args(p); add_many_args(p)
     return p
@@ -200,10 +225,12 @@ def _run(a):
         src = check_input(a.input, 'input raster')
         mask = check_input(a.mask, 'mask raster') if a.mask else None
         dst = check_output(a.output, a.overwrite, [src, mask, *mp])
+    check_stretch(a.stretch)
+    if a.stretch and a.method != 'ecea': raise UsageError(f"--stretch {a.stretch[0]:g} {a.stretch[1]:g}: FillNodata fills in the raster's own units; a stretch applies to --method ecea")
     dev = check_device(a.device)
     model = find_model(a.model, 'inpainting') if a.method == 'ecea' else None
     def one(s, m, d, model, progress):
-        st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force)
+        st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force, a.bands, a.stretch)
         return f"{d}: filled {st['missing']:,} of {st['pixels']:,} pixels ({st['fraction']:.1%}) with {st['method']}"
     from rsnb.cli import output_job
     mid = model or a.method   # what the rsnb tag names: the generator's file, or the method

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, band_list,
                       check_input, check_output, check_tiling, check_device, find_model, raster_sample, check_range,
-                      staged_output, verify_geotiff, check_card,
+                      staged_output, verify_geotiff, check_card, percentile, check_stretch, training_range,
+                      check_bands, input_stretch, apply_stretch,
                       is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
@@ -28,17 +29,13 @@ def build_segmenter(card:dict) -> 'torch.nn.Module':
     if hasattr(models, 'segmenter_from_card'): return models.segmenter_from_card(card)
     return models.seg_model(card['arch'], card.get('backbone'), card['n_classes'], card.get('in_chans', 3), card.get('output_stride'), card.get('aux'))
 
-def _expected_range(norm:dict):
-    "(lo, hi) in raster units that the card's normalisation implies: (mean ± 3 std) × scale."
-    sc = float(norm.get('scale', 255.)); m = np.asarray(norm.get('mean', .5), np.float64); sd = np.asarray(norm.get('std', .5), np.float64)
-    return (m - 3*sd)*sc, (m + 3*sd)*sc
-
 def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`), or a loaded (model, card)
                    src, dst, # input raster, output class map (.tif)
                    tile:int=512, overlap:int=128, batch_size:int=4,
-                   bands=None, # 1-based input bands (default: the first `in_chans`)
+                   bands=None, # 1-based input bands in GDAL order (default: all, which must be the model's band count)
                    cog:bool=False, device=None, progress:bool=True,
                    force:bool=False, # run even when the values are far outside the training range, or the georeferencing cannot be carried (without it)
+                   stretch=None, # (lo, hi) percentiles of each band mapped onto the training range (e.g. (2, 98) for 16-bit data into an 8-bit model)
                   ) -> Path:
     "Class map of `src` by the saved segmenter, with the card's palette as colour table; georeferencing kept."
     import torch
@@ -47,21 +44,17 @@ def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`), or 
     from rsnb.weights import load_model
     from rsnb.tiles import predict_raster, to_classes
     from rsnb.segmentation.train import normalize
-    check_tiling(tile, overlap)
+    check_tiling(tile, overlap); stretch = check_stretch(stretch)
     check_not_input(dst, src)
     net, card = model if isinstance(model, tuple) else load_model(model, build=build_segmenter)
     meta = read_meta(src)
-    k = card.get('in_chans', 3)
-    bands = bands or list(range(1, k + 1))
-    if len(bands) != k: raise ModelError(f"{src}: --bands selects {len(bands)} bands, but the model was trained on {k}")
-    if max(bands) > meta.count:
-        raise ModelError(f"{src}: has {meta.count} band(s), but the model takes {k}" + (f" (bands {bands})" if bands != list(range(1, k + 1)) else '')
-                         + '; select them with --bands')
-    norm = card.get('norm', {})
-    check_range(src, raster_sample(src, bands)[0], *_expected_range(norm), force=force)
+    bands = check_bands(src, meta.count, bands, card.get('in_chans', 3), card.get('bands'))
+    rng = training_range(card)
+    lims = input_stretch(src, rng, bands, stretch, force, more_bands=meta.count > len(bands))
     dev = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
     net.to(dev).eval()
-    def fn(b): return net(normalize(b, **norm))
+    norm = card.get('norm', {})
+    def fn(b): return net(normalize(b if lims is None else apply_stretch(b, lims, *rng), **norm))
     cmap = {i: tuple(c) for i, c in enumerate(card.get('palette', []))} or None
     if cmap: cmap[255] = (0, 0, 0)
     dst = Path(dst)
@@ -78,7 +71,9 @@ def _parser():
     ap.add_argument('dst', help='output class map (.tif), or an output folder for many scenes')
     ap.add_argument('--tile', type=positive_int, default=512); ap.add_argument('--overlap', type=nonneg_int, default=128)
     ap.add_argument('--batch-size', type=positive_int, default=4)
-    ap.add_argument('--bands', type=band_list, default=None, help='1-based input bands, e.g. 1,2,3 (default: the first bands)')
+    ap.add_argument('--bands', type=band_list, default=None, help="1-based input bands in GDAL order, e.g. 4,3,2 (default: all; their number must be the model's)")
+    ap.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
+                    help="map these percentiles of each band onto the model's training range (e.g. 2 98 for 16-bit data into an 8-bit model)")
     ap.add_argument('--cog', action='store_true', help='write a Cloud-Optimized GeoTIFF')
     add_device_arg(ap); add_force_arg(ap); add_output_args(ap); add_many_args(ap)
     return ap
@@ -90,18 +85,18 @@ def _run(a):
     else:
         src = check_input(a.src, 'input raster')
         dst = check_output(a.dst, a.overwrite, [src, *mfiles])
-    check_tiling(a.tile, a.overlap)
+    check_tiling(a.tile, a.overlap); check_stretch(a.stretch)
     dev = check_device(a.device)
     pth = find_model(a.model, 'segmentation')
     check_card(pth, None, ('arch', 'n_classes'), 'segmentation model')
     opts = (a.tile, a.overlap, a.batch_size, a.bands, a.cog, dev)
     from rsnb.cli import output_job
     if not many:
-        with output_job([src], pth, a): return str(segment_raster(pth, src, dst, *opts, not a.quiet, a.force))
+        with output_job([src], pth, a): return str(segment_raster(pth, src, dst, *opts, not a.quiet, a.force, a.stretch))
     jobs = scene_jobs(scenes, a.dst, '.tif', mfiles, RASTER_SUFFIXES, input_folder(a.src))
     from rsnb.weights import load_model
     model = load_model(pth, build=build_segmenter)   # once for all scenes
-    return run_many(a, jobs, lambda ins, out: segment_raster(model, ins[0], out, *opts, False, a.force), model=pth)
+    return run_many(a, jobs, lambda ins, out: segment_raster(model, ins[0], out, *opts, False, a.force, a.stretch), model=pth)
 
 def main(argv=None) -> int:
     "Command line: `rsnb-segment MODEL IN.tif OUT.tif [--tile 512 --overlap 128 ...]`."
