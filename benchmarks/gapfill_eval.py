@@ -20,7 +20,8 @@ tile is a fair test for them).
 
 Methods: FillNodata (`rsnb.inpainting.baselines.fill_nodata`, GDAL, 100 px search); temporal fill with local linear
 histogram matching (`temporal_fill`, the USGS method: windows 19/31/63, at least 144 common pixels); `auto`: per tile,
-whichever of the two has the lower RMSE on a self-check that uses only what a user has (the tile's missing mask shifted
+whichever of the two has the lower RMSE on a self-check that uses only what a user has (`rsnb.inpainting.baselines.auto_fill`,
+the default of `rsnb-inpaint --second-date`) (the tile's missing mask shifted
 down the columns by the 8-36 px that hides the most observed pixels (about half the wedges' 40-44 px period), on the
 tile's observed pixels, filled by both methods and compared with the observed
 values); ECEA (`--ecea PATH`, a generator saved by `rsnb.inpainting.train.save_ecea`) when a file is given.
@@ -34,29 +35,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import save
 import numpy as np
 
-SHIFTS = range(8, 37)   # px down the columns: SLC-off wedges here are 10-14 rows wide, 40-44 rows apart
-
-
-def self_check(arr, miss, fills):
-    "RMSE of FillNodata and of the temporal fill on observed pixels hidden by the tile's own mask, shifted down the columns."
-    from rsnb.inpainting.baselines import fill_nodata, temporal_fill
-    dy = max(SHIFTS, key=lambda s: int((np.roll(miss, s, axis=0) & ~miss).sum()))   # the shift that hides the most observed pixels
-    chk = np.roll(miss, dy, axis=0) & ~miss
-    if chk.sum() < 200: return None
-    m2 = miss | chk
-    fn = fill_nodata(arr, m2); tf = temporal_fill(arr, m2, fills)[0]
-    ref = arr.astype(np.float64)
-    e = lambda p: float(np.sqrt(((p.astype(np.float64) - ref)[:, chk] ** 2).mean()))
-    return e(fn), e(tf)
-
-
 def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument('--ecea', default=None, help='a generator saved by save_ecea (.pth with its .json card)')
     p.add_argument('--heldout-cols', default='2,5')
     a = p.parse_args(argv)
     from rsnb.inpainting.slcoff import slcoff_items, read_tile, fit_scaler
-    from rsnb.inpainting.baselines import fill_nodata, temporal_fill
+    from rsnb.inpainting.baselines import fill_nodata, temporal_fill, auto_fill
     from rsnb.inpainting.train import eval_pairs, evaluate, gap_scores
     items = slcoff_items()
     tiles = {(i['date'], i['row'], i['col']): read_tile(i)[:2] for i in items}
@@ -72,12 +57,11 @@ def main(argv=None):
     def fillnodata(cs): return fill_nodata(cs['arr'], cs['real'] | cs['hide'])
     def temporal(cs): return temporal_fill(cs['arr'], cs['real'] | cs['hide'], [second_date(cs)])[0]
     choice = {}
-    def auto(cs):
+    def auto(cs):   # what `rsnb-inpaint --second-date` does by default: the library's own choice
         obs = cs['real'] | cs['hide']
-        r = self_check(cs['arr'], obs, [second_date(cs)])
-        pick = 'temporal' if r is not None and r[1] < r[0] else 'fillnodata'
+        out, pick, r = auto_fill(cs['arr'], obs, [second_date(cs)])
         choice[cs['key']] = dict(pick=pick, check_rmse_fillnodata=r and round(r[0] * 1e-4, 5), check_rmse_temporal=r and round(r[1] * 1e-4, 5))
-        return temporal(cs) if pick == 'temporal' else fillnodata(cs)
+        return out
     methods = dict(FillNodata=fillnodata, temporal_LLHM=temporal, auto_selfcheck=auto)
     ecea_note = None
     if a.ecea:

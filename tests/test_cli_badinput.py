@@ -193,7 +193,8 @@ case('decompress', ['{I}/good.rsc', f'{O}/o.tif', '--model', '{I}/chg.pth'], 1, 
 case('decompress', ['{I}/good.rsc', f'{O}/o.tif', '--model', '{I}/nomodel.pth'], 2, 'nomodel.pth', 'missing-codec-file')
 
 E = ['--model', '{I}/ecea.pth']
-case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif'], 2, '--model is required', 'no-model')
+case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--method', 'ecea'], 2, '--model is required', 'no-model')
+case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--method', 'temporal'], 2, '--second-date is required', 'temporal-no-second')
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--model', '{I}/cls.pth'], 1, 'cls', 'classifier-as-generator')
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--model', 'no_such_model_name'], 2, 'no_such_model_name', 'unknown-model-name')
 case('inpaint', ['{I}/gappy.tif', f'{O}/o.tif', '--method', 'magic'] + E, 2, "invalid choice: 'magic'", 'bad-method')

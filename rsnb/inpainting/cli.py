@@ -14,7 +14,7 @@ from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_fo
                       is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
-__all__ = ['missing_stats', 'ecea_fn', 'fillnodata_fn', 'inpaint_raster', 'main']
+__all__ = ['HALO', 'missing_stats', 'ecea_fn', 'fillnodata_fn', 'check_second', 'inpaint_raster', 'main']
 
 # %% ../../nbs/56_inpainting.cli.ipynb #92771e73
 def _imports():
@@ -118,28 +118,84 @@ def _pick_nodata(meta):
     dt = np.dtype(meta.dtype)
     return float('nan') if dt.kind == 'f' else (np.iinfo(dt).min if dt.kind == 'i' else np.iinfo(dt).max)
 
+# %% ../../nbs/56_inpainting.cli.ipynb #5799c19b
+HALO = 128   # rows read above and below each block: LLHM's largest window (63 px) and FillNodata's reach on SLC-off wedges
+
+def check_second(src, second, meta):
+    "The second date's `RasterMeta`, checked against `src`: same size, grid and band count."
+    _imports()
+    sm = read_meta(second)
+    fix = 'resample it onto the same grid (gdalwarp -te ... -tr ...)'
+    if (sm.height, sm.width) != (meta.height, meta.width):
+        raise RasterError(f"{second}: second date is {sm.height}×{sm.width} but {src} is {meta.height}×{meta.width}; {fix}")
+    if sm.crs is not None and meta.crs is not None and (sm.crs != meta.crs or not sm.transform.almost_equals(meta.transform)):
+        raise RasterError(f"{second}: second date's grid (CRS/transform) differs from {src}'s; {fix}")
+    if sm.count != meta.count: raise RasterError(f"{second}: second date has {sm.count} bands but {src} has {meta.count}")
+    return sm
+
+def _rows(ds, r0, r1): return ds.read(window=((r0, r1), (0, ds.width)))
+
+def _temporal_pred(inp, second, pred, meta, sm, nodata, progress=False):
+    "The temporal fill of `inp` from `second`, block by block with a halo, written as float32 to `pred` (NaN: not filled)."
+    from rsnb.inpainting.baselines import temporal_fill
+    from rsnb.cli import progress_bar
+    blocks = list(_blocks(meta))
+    with open_raster(inp) as ds, open_raster(second) as s2, \
+         RasterWriter(pred, meta, dtype='float32', nodata=float('nan'), inputs=(inp, second), compress=None) as w:
+        for r, h in progress_bar(blocks, len(blocks), 'temporal fill', progress):
+            r0, r1 = max(0, r - HALO), min(meta.height, r + h + HALO)
+            a, b = _rows(ds, r0, r1), _rows(s2, r0, r1)
+            miss = ~valid_mask(a, nodata)
+            if miss.all(): f = np.full(a.shape, np.nan, np.float32)
+            elif miss.any(): f = temporal_fill(a, miss, [(b, ~valid_mask(b, sm.nodata))])[0]
+            else: f = a.astype(np.float32)
+            w.write(f[:, r - r0:r - r0 + h], r, 0)
+
+def _self_checks(inp, second, meta, sm, nodata, n_blocks:int=4, rows:int=512):
+    "`self_check` on `n_blocks` blocks of `rows` rows spread down the scene (all of it when smaller)."
+    from rsnb.inpainting.baselines import self_check
+    starts = sorted({int(x) for x in np.linspace(0, max(0, meta.height - rows), n_blocks)})
+    out = []
+    with open_raster(inp) as ds, open_raster(second) as s2:
+        for r in starts:
+            r1 = min(meta.height, r + rows)
+            a, b = _rows(ds, r, r1), _rows(s2, r, r1)
+            miss = ~valid_mask(a, nodata)
+            if miss.all() or not miss.any(): continue
+            out.append(self_check(a, miss, [(b, ~valid_mask(b, sm.nodata))]))
+    return out
+
+
 # %% ../../nbs/56_inpainting.cli.ipynb #64c2b048
 def inpaint_raster(src, dst, # input raster, output .tif
                    mask=None, # optional gap mask raster on the same grid
                    mask_valid:bool=False, # mask convention: True = 1 means valid (USGS gap_mask)
                    model=None, # path of a generator saved by `save_ecea` (method 'ecea'), or a loaded (G, scaler, card)
-                   method:str='ecea', # 'ecea' or 'fillnodata'
+                   method:str='auto', # 'auto' (ECEA with a model; else the self-checked choice with a second date; else FillNodata), 'ecea', 'temporal' or 'fillnodata'
                    overlap:int=None, # window overlap (default: a quarter of the window)
                    batch_size:int=16, device=None, progress:bool=True,
                    force:bool=False, # run even when the values are far outside the model's range, or the georeferencing cannot be carried (without it)
                    bands=None, # 1-based bands to fill, in GDAL order (the output holds these); default all
                    stretch=None, # (lo, hi) percentiles mapped onto the generator's range before filling, and back after (method 'ecea')
+                   second=None, # a second date of the same place on the same grid (methods 'temporal' and 'auto')
                   )->dict: # stats
     "Fill the missing pixels of `src` into `dst`, keeping georeferencing and observed pixels."
     _imports()
     src, dst = Path(src), Path(dst)
     loaded = model if isinstance(model, tuple) else None
     if loaded: model = loaded[2].get('name') or 'given'
-    check_not_input(dst, *[p for p in (src, mask, None if loaded else model) if p is not None])
+    check_not_input(dst, *[p for p in (src, mask, second, None if loaded else model) if p is not None])
     meta = check_georef(read_meta(src), force)
+    if method not in ('auto', 'ecea', 'temporal', 'fillnodata'):
+        raise RsnbError(f"rsnb-inpaint: unknown method {method!r} (use 'auto', 'ecea', 'temporal' or 'fillnodata')")
+    if method == 'auto': method = 'ecea' if model is not None else 'selfcheck' if second is not None else 'fillnodata'
+    if method in ('temporal', 'selfcheck'):
+        if second is None: raise DataError("rsnb-inpaint: --method temporal needs a second date (--second-date)")
+        sm = check_second(src, second, meta)
+    elif second is not None: raise DataError(f"{second}: a second date is used by --method temporal or auto, not {method}")
     stretch = check_stretch(stretch)
     if stretch is not None and method != 'ecea':
-        raise UsageError(f"--stretch {stretch[0]:g} {stretch[1]:g}: FillNodata fills in the raster's own units; a stretch applies to --method ecea")
+        raise UsageError(f"--stretch {stretch[0]:g} {stretch[1]:g}: FillNodata and the temporal fill work in the raster's own units; a stretch applies to --method ecea")
     idx = check_bands(src, meta.count, bands) if method != 'ecea' else None
     affine = None
     if method == 'ecea':
@@ -153,14 +209,15 @@ def inpaint_raster(src, dst, # input raster, output .tif
         lims = input_stretch(src, (lo, hi), idx, stretch, force, more_bands=meta.count > len(idx), tol=0.5)
         if lims is not None:
             k = (hi - lo)/np.maximum(lims[:, 1] - lims[:, 0], 1e-12); affine = (k, lo - lims[:, 0]*k)
-    elif method == 'fillnodata': tile = 256
-    else: raise RsnbError(f"rsnb-inpaint: unknown method {method!r} (use 'ecea' or 'fillnodata')")
+    else: tile = 256
     if overlap is not None: check_tiling(tile, overlap)
     from rsnb.core import staging_prefix   # recognisably rsnb's names, if a kill leaves them
     tmp_in, tmp_pred = dst.with_name(staging_prefix(dst) + 'masked.tif'), dst.with_name(staging_prefix(dst) + 'pred.tif')
-    tmp_bands = dst.with_name(staging_prefix(dst) + 'bands.tif')
+    tmp_bands, tmp_sec = dst.with_name(staging_prefix(dst) + 'bands.tif'), dst.with_name(staging_prefix(dst) + 'second.tif')
     try:
-        if idx != list(range(1, meta.count + 1)): meta = _band_copy(src, idx, tmp_bands, meta); src = tmp_bands
+        if idx != list(range(1, meta.count + 1)):
+            meta = _band_copy(src, idx, tmp_bands, meta); src = tmp_bands
+            if second is not None: sm = _band_copy(second, idx, tmp_sec, sm); second = tmp_sec   # the same bands of the second date
         n_miss, n = missing_stats(src, mask, mask_valid)
         name = meta.path or src
         if n_miss == 0: raise DataError(f"{name}: no missing pixels (nodata={meta.nodata}{', mask ' + str(mask) if mask else ''}); nothing to fill")
@@ -169,16 +226,28 @@ def inpaint_raster(src, dst, # input raster, output .tif
         ov = tile//4 if overlap is None else overlap
         inp = src
         if mask is not None: _masked_copy(src, mask, mask_valid, tmp_in, nodata, meta); inp = tmp_in
-        device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
-        fn = ecea_fn(G.to(device), scaler, nodata, device, affine) if method == 'ecea' else fillnodata_fn(nodata)
-        predict_raster(fn, inp, tmp_pred, tile=tile, overlap=ov, batch_size=batch_size, dtype='float32', nodata=float('nan'),
-                       mask_output=False, with_mask=True, device='cpu', progress=progress, force=force)
+        how = method
+        if method == 'selfcheck':
+            from rsnb.inpainting.baselines import pick_fill
+            checks = _self_checks(inp, second, meta, sm, nodata)
+            method = pick_fill(checks)
+            ok = [c for c in checks if c is not None]
+            n_chk = sum(c[2] for c in ok)
+            rm = lambda i: float(np.sqrt(sum(c[2]*c[i]**2 for c in ok)/n_chk)) if n_chk else float('nan')
+            how = (f"{method} (self-check on {n_chk:,} observed pixels: RMSE FillNodata {rm(0):.4g}, temporal {rm(1):.4g})" if n_chk
+                   else f"{method} (self-check impossible: too few observed pixels under the shifted gaps)")
+        if method == 'temporal': _temporal_pred(inp, second, tmp_pred, meta, sm, nodata, progress)
+        else:
+            device = torch.device(device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+            fn = ecea_fn(G.to(device), scaler, nodata, device, affine) if method == 'ecea' else fillnodata_fn(nodata)
+            predict_raster(fn, inp, tmp_pred, tile=tile, overlap=ov, batch_size=batch_size, dtype='float32', nodata=float('nan'),
+                           mask_output=False, with_mask=True, device='cpu', progress=progress, force=force)
         with staged_output(dst, lambda t: verify_geotiff(t, meta, meta.count, meta.dtype, dst)) as out:
             _write_output(src, inp, tmp_pred, out, meta, nodata)
     finally:
-        for t in (tmp_in, tmp_pred, tmp_bands):
+        for t in (tmp_in, tmp_pred, tmp_bands, tmp_sec):
             if t.exists(): t.unlink()
-    return dict(missing=n_miss, pixels=n, fraction=n_miss/n, tile=tile, overlap=ov, method=method)
+    return dict(missing=n_miss, pixels=n, fraction=n_miss/n, tile=tile, overlap=ov, method=method, how=how)
 
 # %% ../../nbs/56_inpainting.cli.ipynb #acce1839
 def _write_output(src, inp, pred, dst, meta, nodata):
@@ -200,14 +269,18 @@ def _write_output(src, inp, pred, dst, meta, nodata):
 
 # %% ../../nbs/56_inpainting.cli.ipynb #d1a4661d
 def _parser():
-    p = RsnbParser('rsnb-inpaint', description='Fill the gaps (nodata and/or a mask) of a GeoTIFF with ECEA or GDAL FillNodata, '
+    p = RsnbParser('rsnb-inpaint', description='Fill the gaps (nodata and/or a mask) of a GeoTIFF with ECEA, a second date (temporal fill) or GDAL FillNodata, '
                    'keeping georeferencing, dtype, nodata and every observed pixel.')
     p.add_argument('input', help='gappy raster, or a folder / list file of them (a list line may add its mask: INPUT MASK)')
     p.add_argument('output', help='output GeoTIFF, or an output folder for many scenes')
     p.add_argument('--mask', help='gap mask raster on the same grid (non-zero = gap); with many scenes, a folder of masks matched by file name')
     p.add_argument('--mask-valid', action='store_true', help='the mask marks valid pixels with 1 (USGS gap_mask files)')
     p.add_argument('--model', help='trained ECEA generator (.pth with its .json card, from rsnb.inpainting.train.save_ecea) or a model name')
-    p.add_argument('--method', default='ecea', choices=['ecea', 'fillnodata'])
+    p.add_argument('--method', default='auto', choices=['auto', 'ecea', 'temporal', 'fillnodata'],
+                   help='auto (default): ECEA with --model; else, with --second-date, the temporal fill or FillNodata, whichever '
+                        "recovers the scene's own observed pixels better (a self-check); else FillNodata")
+    p.add_argument('--second-date', metavar='RASTER', help='another date of the same place on the same grid, for the temporal fill '
+                   '(local linear histogram matching, the USGS method); with many scenes, a folder of them matched by file name')
     p.add_argument('--overlap', type=nonneg_int, default=None, help='window overlap in pixels (default: a quarter of the window)')
     p.add_argument('--bands', type=band_list, default=None, help='1-based bands to fill in GDAL order, e.g. 3,4,5 (the output holds these; default: all)')
     p.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
@@ -218,37 +291,48 @@ def _parser():
 
 def _run(a):
     if a.method == 'ecea' and not a.model: raise UsageError("--model is required for method 'ecea' (or use --method fillnodata)")
+    if a.method == 'temporal' and not a.second_date: raise UsageError("--second-date is required for method 'temporal'")
+    if a.second_date and a.method in ('ecea', 'fillnodata'): raise UsageError(f"--second-date: used by --method temporal or auto, not {a.method}")
+    if a.model and a.method in ('temporal', 'fillnodata'): raise UsageError(f"--model: used by --method ecea or auto, not {a.method}")
     mp = [Path(a.model), Path(a.model).with_suffix('.pth'), Path(a.model).with_suffix('.json')] if a.model else []
     many = is_many(a.input)
     if many: scenes = _scenes(a)
     else:
         src = check_input(a.input, 'input raster')
         mask = check_input(a.mask, 'mask raster') if a.mask else None
-        dst = check_output(a.output, a.overwrite, [src, mask, *mp])
+        sec = check_input(a.second_date, 'second date raster') if a.second_date else None
+        dst = check_output(a.output, a.overwrite, [src, mask, sec, *mp])
     check_stretch(a.stretch)
-    if a.stretch and a.method != 'ecea': raise UsageError(f"--stretch {a.stretch[0]:g} {a.stretch[1]:g}: FillNodata fills in the raster's own units; a stretch applies to --method ecea")
+    ecea = a.method == 'ecea' or (a.method == 'auto' and a.model)
+    if a.stretch and not ecea: raise UsageError(f"--stretch {a.stretch[0]:g} {a.stretch[1]:g}: FillNodata and the temporal fill work in the raster's own units; a stretch applies to --method ecea")
     dev = check_device(a.device)
-    model = find_model(a.model, 'inpainting') if a.method == 'ecea' else None
-    def one(s, m, d, model, progress):
-        st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force, a.bands, a.stretch)
-        return f"{d}: filled {st['missing']:,} of {st['pixels']:,} pixels ({st['fraction']:.1%}) with {st['method']}"
+    model = find_model(a.model, 'inpainting') if a.model and a.method in ('ecea', 'auto') else None
+    def one(s, m, s2, d, model, progress):
+        st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force, a.bands, a.stretch, second=s2)
+        return f"{d}: filled {st['missing']:,} of {st['pixels']:,} pixels ({st['fraction']:.1%}) with {st['how']}"
     from rsnb.cli import output_job
     mid = model or a.method   # what the rsnb tag names: the generator's file, or the method
     if not many:
-        with output_job([src, mask], mid, a): return one(src, mask, dst, model, not a.quiet)
+        with output_job([src, mask, sec], mid, a): return one(src, mask, sec, dst, model, not a.quiet)
     jobs = scene_jobs(scenes, a.output, '.tif', mp, RASTER_SUFFIXES, input_folder(a.input))
     if model is not None:
         _imports(); model = load_ecea(model)   # once for all scenes
-    return run_many(a, jobs, lambda ins, out: one(ins[0], ins[1], out, model, False), model=mid)
+    return run_many(a, jobs, lambda ins, out: one(ins[0], ins[1], ins[2], out, model, False), model=mid)
 
 def _scenes(a):
-    "[(input, mask or None)] of a folder or list file, with `--mask` a folder of masks matched by name."
+    "[(input, mask or None, second date or None)] of a folder or list file; `--mask` and `--second-date` folders matched by name."
     scenes = list_scenes(a.input, columns=(1, 2))
-    if not a.mask: return scenes
-    if not Path(a.mask).is_dir(): raise UsageError(f'{a.mask}: with many input scenes --mask must be a folder of masks (matched by file name)')
-    if any(m is not None for _, m in scenes): raise UsageError(f'{a.input}: the list file names masks, and --mask is given too; use one of them')
-    fs = [s for s, _ in scenes]
-    return list(zip(fs, match_by_name(fs, a.mask, 'mask')))
+    fs, masks = [s for s, _ in scenes], [m for _, m in scenes]
+    if a.mask:
+        if not Path(a.mask).is_dir(): raise UsageError(f'{a.mask}: with many input scenes --mask must be a folder of masks (matched by file name)')
+        if any(m is not None for m in masks): raise UsageError(f'{a.input}: the list file names masks, and --mask is given too; use one of them')
+        masks = match_by_name(fs, a.mask, 'mask')
+    seconds = [None] * len(fs)
+    if a.second_date:
+        if not Path(a.second_date).is_dir():
+            raise UsageError(f'{a.second_date}: with many input scenes --second-date must be a folder of second dates (matched by file name)')
+        seconds = match_by_name(fs, a.second_date, 'second date')
+    return list(zip(fs, masks, seconds))
 
 def main(argv=None) -> int:
     "rsnb-inpaint in.tif out.tif [--mask mask.tif] [--model ecea] — fill SLC-off gaps."
