@@ -25,6 +25,8 @@ GPU = torch.cuda.is_available()
 def _meta(c=3, h=64, w=64, dtype='uint8', nodata=None, crs=32633, x0=500000):
     return RasterMeta(CRS.from_epsg(crs), Affine(10, 0, x0, 0, -10, 5000000), nodata, dtype, c, h, w)
 
+FULL = {}   # SHA-256 of every input when made (`test_inputs_unchanged`)
+
 @pytest.fixture(scope='module')
 def env(tmp_path_factory):
     "Inputs in `inp/` (hashed before/after every case), outputs go to `out/`."
@@ -85,10 +87,22 @@ def env(tmp_path_factory):
     b = bytearray((i/'good.rsc').read_bytes()); b[-3] ^= 0xFF; (i/'flip.rsc').write_bytes(bytes(b))
     (o/'exists.tif').write_bytes(b'old output'); (o/'exists.rsc').write_bytes(b'old output')
     (o/'adir').mkdir()
+    FULL.update(_full_hashes(i))
     return d
 
-def _hashes(d):
+def _full_hashes(d):
     return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(d).rglob('*')) if p.is_file()}
+
+def _hashes(d):
+    """Per case: every input's size, modification time (ns) and inode (any write changes them) and the SHA-256 of the small
+    ones; hashing every model file twice a case took 90 % of this module's time. `test_inputs_unchanged` compares the full
+    SHA-256 of every input at the end with the one taken when the inputs were made."""
+    out = {}
+    for p in sorted(Path(d).rglob('*')):
+        if not p.is_file(): continue
+        st = p.stat()
+        out[p] = (st.st_size, st.st_mtime_ns, st.st_ino, hashlib.sha256(p.read_bytes()).hexdigest() if st.st_size <= 1 << 16 else None)
+    return out
 
 I, O = '{I}', '{O}'
 def _fmt(args, d): return [a.replace(I, str(d/'inp')).replace(O, str(d/'out')) for a in args]
@@ -304,3 +318,7 @@ def test_console_help(prog):
 
 def test_case_count():
     assert len(CASES) >= 100, len(CASES)
+
+def test_inputs_unchanged(env):
+    "Last: every input byte for byte as it was made, after all the cases above (each case checks sizes, times and small files)."
+    assert FULL and _full_hashes(env/'inp') == FULL
