@@ -215,6 +215,48 @@ class ResultsTable:
         more = f'<p class="rsnb-results-more"><small>{escape(self._more())}</small></p>' if self.hidden else ''
         return f'<table class="rsnb-results table table-sm">{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>{more}'
 
+# %% ../nbs/09_repro.ipynb #dd5d3398
+def _bahri_status(ds, model, metric):
+    m = re.fullmatch(r'(UCM|AID|NWPU) (\d+)/(\d+)', ds)
+    if not m: return None
+    key, split, loss = m[1].lower(), f'{m[2]}/{m[3]}', 'ce' if model.endswith('CE') and not model.endswith('ICE') else 'ice'
+    name = f'bahri2019-{key}-{m[2]}-{m[3]}'
+    if loss == 'ice' and name in _registry_names():
+        return (f'needs {m[1]} in $RSNB_DATA/classification/{key} (released model, CPU)',
+                f'rsnb-weights get {name} --download; rsnb-repro bahri2019 --params released --set weights={name} (parity: 98_parity.html)')
+    if key == 'aid' and split == '50/50':   # the sample is AID: a CPU run measures it
+        return ('not in this run (CPU-scale on the AID sample)', f'rsnb-repro bahri2019 --set loss={loss}')
+    return (f'needs {m[1]} + GPU', f'rsnb-repro bahri2019 --params full --set dataset={key} --set split={split} --set loss={loss}')
+
+def _sgsln_status(ds, model, metric):
+    from rsnb.change.datasets import CHANGE_DATASETS
+    if ds not in CHANGE_DATASETS: return None
+    title = CHANGE_DATASETS[ds]['title'].split(' (')[0]
+    return f'needs {title} + GPU', f'rsnb-repro sgsln --params full --set dataset={ds}'
+
+def _egan_status(ds, model, metric):
+    if metric == 'ssim': return 'rsnb reports MS-SSIM (ms_ssim row below)', ''
+    if metric == 'fits': return 'FITS: not computed by rsnb', ''
+    return 'needs ISPRS Vaihingen + GPU', 'rsnb-repro egan --params full'
+
+LAYOUTS['bahri2019']['status'] = _bahri_status
+LAYOUTS['sgsln']['status'] = _sgsln_status
+LAYOUTS['egan'].update(status=_egan_status, proxy=[   # (paper row's dataset, model) regexes -> the measured row on other data
+    (('Vaihingen', r'EGA-Net (lo|me|hi)'), ('Landsat-8 held-out', r'EGA-Net GAN decoder \1'), "rsnb's EGA-Net (CPU-trained), Landsat-8 crops, not Vaihingen"),
+    (('Vaihingen', r'JPEG2000 @0\.40'), ('Landsat-8 held-out', 'JPEG2000 @0.40'), 'JPEG 2000 at 0.40 bpp on Landsat-8 crops, not Vaihingen'),
+    (('Vaihingen', r'BPG @0\.40'), ('Landsat-8 held-out', 'BPG (HEVC intra) @0.40'), 'HEVC intra (BPG) at 0.40 bpp on Landsat-8 crops, not Vaihingen')])
+
+def _answer(lay:dict, got:dict, ds:str, model:str, metric:str):
+    "(value or status, configuration, how) for a paper row this run did not measure: a proxy row, else a status, else nothing."
+    for (pds, pmod), (mds, mmod), note in lay.get('proxy', ()):
+        if ds == pds and re.fullmatch(pmod, model):
+            hit = got.get((mds, re.sub(pmod, mmod, model), metric))
+            if hit is not None: return hit[0], f'baseline: {note}', 'proxy'
+    st = lay.get('status') and lay['status'](ds, model, metric)
+    if st: return st[0], st[1], 'status'
+    return None, '', 'open'
+
+
 # %% ../nbs/09_repro.ipynb #fb512a7f
 def results_table(res:dict, # a results dict (`load_json` of a results.json)
                   metrics='paper', # 'paper': the metrics a reader compares (the paper's, or `LAYOUTS`'); 'all'; or a list of names
@@ -234,6 +276,7 @@ def results_table(res:dict, # a results dict (`load_json` of a results.json)
         ds, model = row_keys(res, name)
         for m, v in vals.items(): got.setdefault((ds, model, m), (v, name))
     rows, used, n_all = [], set(), 0
+    answered = dict(measured=0, proxy=0, status=0, open=0)
     def add(ds, model, m, p, v, conf):
         d = v - p if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (p, v)) else None
         rows.append(dict(zip(COLUMNS, (ds, model, m, p, v, d, conf))))
@@ -244,8 +287,10 @@ def results_table(res:dict, # a results dict (`load_json` of a results.json)
                 n_all += 1
                 if keep is not None and m not in keep: continue
                 v, src = got.get((ds, model, m), (None, None))
-                if src is not None: used.add((ds, model, m))
-                add(ds, model, m, p, v, cfg if src is not None else '')
+                if src is not None: used.add((ds, model, m)); add(ds, model, m, p, v, cfg); answered['measured'] += 1; continue
+                v, conf, how = _answer(lay, got, ds, model, m)
+                answered[how] += 1
+                add(ds, model, m, p, v, conf); rows[-1]['difference'] = None   # other data, or a status: no difference
     else:
         for name, vals in ref.items():
             ds, model = row_keys(res, name, paper_row=True)
@@ -264,7 +309,9 @@ def results_table(res:dict, # a results dict (`load_json` of a results.json)
         for r in rest:
             if r[0] == ds: add(*r[:3], None, r[3], cfg)
     shown = len(rows)
-    return ResultsTable(rows, hidden=n_all - shown)
+    t = ResultsTable(rows, hidden=n_all - shown)
+    t.answered = answered   # paper rows: measured here, measured on other data (proxy), a status, open
+    return t
 
 # %% ../nbs/09_repro.ipynb #yp000002
 PARAM_VALUES = 'numbers, strings, booleans, null, lists and mappings'
