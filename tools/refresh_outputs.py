@@ -1,0 +1,31 @@
+#!/usr/bin/env python
+"""Re-execute notebooks in place, as `nbdev-test` runs them (cells of the skipped test flags are left as they are, with
+their earlier outputs), and save the new outputs: `python tools/refresh_outputs.py nbs/papers/egan.ipynb ...`.
+Then run `nbdev-clean`. What a reader sees on a page is a saved output: refresh a page after changing what it shows."""
+import os, sys, time
+from pathlib import Path
+
+def refresh(fn:Path):
+    os.environ.setdefault('OMP_NUM_THREADS', '1'); os.environ['IN_TEST'] = '1'
+    from fastcore.nbio import read_nb, write_nb
+    from execnb.shell import CaptureShell
+    from fastcore.xtras import working_directory
+    from nbdev.config import get_config
+    from nbdev.test import _skip_cell
+    import torch; torch.set_num_threads(1)
+    nb = read_nb(fn)
+    cfg = get_config(fn.parent)
+    flags = cfg.tst_flags if not isinstance(cfg.tst_flags, str) else cfg.tst_flags.split()
+    skip = _skip_cell(nb, flags, [])
+    start = time.time()
+    with working_directory(fn.parent):
+        k = CaptureShell(fn)
+        for c in nb.cells:
+            if c.cell_type != 'code' or skip(c): continue
+            k.cell(c)                      # runs the cell and stores its outputs in it
+            if k.exc: raise RuntimeError(f'{fn}: cell failed: {k.exc!r}')
+    write_nb(nb, fn)
+    return time.time() - start
+
+if __name__ == '__main__':
+    for f in sys.argv[1:]: print(f'{f}: {refresh(Path(f).resolve()):.0f} s', flush=True)
