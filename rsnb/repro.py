@@ -223,7 +223,7 @@ def _bahri_status(ds, model, metric):
     name = f'bahri2019-{key}-{m[2]}-{m[3]}'
     if loss == 'ice' and name in _registry_names():
         return (f'needs {m[1]} in $RSNB_DATA/classification/{key} (released model, CPU)',
-                f'rsnb-weights get {name} --download; rsnb-repro bahri2019 --params released --set weights={name} (parity: 98_parity.html)')
+                f'rsnb-repro bahri2019 --params released --set weights={name}')
     if key == 'aid' and split == '50/50':   # the sample is AID: a CPU run measures it
         return ('not in this run (CPU-scale on the AID sample)', f'rsnb-repro bahri2019 --set loss={loss}')
     return (f'needs {m[1]} + GPU', f'rsnb-repro bahri2019 --params full --set dataset={key} --set split={split} --set loss={loss}')
@@ -239,6 +239,13 @@ def _egan_status(ds, model, metric):
     if metric == 'fits': return 'FITS: not computed by rsnb', ''
     return 'needs ISPRS Vaihingen + GPU', 'rsnb-repro egan --params full'
 
+def _rsseg_status(ds, model, metric):
+    if model not in _registry_names(): return None
+    key = ds.lower()
+    return (f'needs {ds} (prepare_{"isaid" if key == "isaid" else "isprs"}); released, CPU; parity: 98_parity.html',
+            f'rsnb-repro rsseg_benchmark --params released --set weights={model}')
+
+LAYOUTS['rsseg_benchmark']['status'] = _rsseg_status
 LAYOUTS['bahri2019']['status'] = _bahri_status
 LAYOUTS['sgsln']['status'] = _sgsln_status
 LAYOUTS['egan'].update(status=_egan_status, proxy=[   # (paper row's dataset, model) regexes -> the measured row on other data
