@@ -79,7 +79,8 @@ def test_tile_train_covers_1024(tmp_path):
     seen = sum(b[0].shape[0] for b in dls.train)                          # one epoch of the loader: every tile once
     assert seen == 48
     assert len(change_dls(root, crop=256, tile_train=True, crops_per_image=2, bs=16).train_ds) == 96
-    assert len(change_dls(root, crop=256, bs=16).train_ds) == 3          # random crops: 1/16 of the pixels per epoch
+    assert len(change_dls(root, crop=256, bs=2).train_ds) == 3           # random crops: 1/16 of the pixels per epoch
+    with pytest.raises(DataError, match=r"3 training samples, fewer than one batch of 16"): change_dls(root, crop=256, bs=16)
 
 def test_sgsln_full_params_tile():
     from rsnb.repro import load_params

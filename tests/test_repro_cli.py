@@ -136,7 +136,11 @@ def check_layout(t):
 def test_table_bahri():
     t = results_table(BAHRI); check_layout(t); k = keyed(t)
     assert k[('AID 50/50', 'SE+ICE', 'oa')] == (97.08, 10.67) and k[('AID 50/50', 'SE+ICE', 'oa_hi')] == (97.5, 16.0)
-    assert k[('AID 50/50', 'SE+CE', 'oa')] == (96.64, None) and k[('UCM 80/20', 'SE+ICE', 'oa')] == (99.52, None)
+    # paper rows rsnb did not measure in this run say why, and the configuration names the command that would
+    assert k[('AID 50/50', 'SE+CE', 'oa')] == (96.64, 'not in this run (CPU-scale on the AID sample)')
+    assert next(r for r in t.rows if r['model'] == 'SE+CE')['rsnb configuration'] == 'rsnb-repro bahri2019 --set loss=ce'
+    assert k[('UCM 80/20', 'SE+ICE', 'oa')][0] == 99.52 and k[('UCM 80/20', 'SE+ICE', 'oa')][1].startswith('needs UCM in $RSNB_DATA')
+    assert t.answered == {'measured': 3, 'proxy': 0, 'status': 2, 'open': 0}
     assert k[('AID 50/50', 'SE+ICE, frozen backbone', 'oa')] == (None, 80.78)
     assert ('AID 50/50', 'SE+ICE', 'kappa') not in k and t.hidden == 7       # kappa, n_test, train_s, oa_std x2, seeds x2
     row = next(r for r in t.rows if r['metric'] == 'oa' and r['rsnb'] == 10.67)
@@ -152,13 +156,19 @@ def test_table_rsseg_dubai_is_not_potsdam():
 
 def test_table_sgsln():
     t = results_table(SGSLN); check_layout(t); k = keyed(t)
-    assert k[('levir_cd', 'DPCD', 'f1')] == (92.33, None) and k[('oscd_rgb128', 'DPCD', 'f1')] == (None, 0.0)
+    assert k[('levir_cd', 'DPCD', 'f1')] == (92.33, 'needs LEVIR-CD + GPU') and k[('oscd_rgb128', 'DPCD', 'f1')] == (None, 0.0)
+    assert t.answered['open'] == 0 and t.answered['measured'] == 0
     assert k[('oscd_rgb128', 'U-Net, mean of 3 seeds', 'f1')] == (None, 12.5)
     assert all(r['dataset'] != 'oscd_rgb128' for r in t.compared)
 
 def test_table_egan():
     t = results_table(EGAN); check_layout(t); k = keyed(t)
-    assert k[('Vaihingen', 'EGA-Net lo', 'psnr')] == (29.1, None)
+    # a proxy: rsnb's own EGA-Net on Landsat-8 beside the paper's Vaihingen number, with no difference computed
+    assert k[('Vaihingen', 'EGA-Net lo', 'psnr')] == (29.1, 28.16)
+    r = next(r for r in t.rows if r['model'] == 'EGA-Net lo' and r['metric'] == 'psnr')
+    assert r['difference'] is None and r['rsnb configuration'].startswith('baseline:') and 'not Vaihingen' in r['rsnb configuration']
+    assert k[('Vaihingen', 'EGA-Net lo', 'fits')] == (0.668, 'FITS: not computed by rsnb')
+    assert t.answered == {'measured': 0, 'proxy': 2, 'status': 8, 'open': 0}
     assert k[('Landsat-8 held-out', 'learned msh lo', 'psnr')] == (None, 29.93)
     assert k[('Landsat-8 held-out', 'avif (BD vs anchors)', 'bd_rate_vs_jpeg2000_%')] == (None, -17.9)
     assert k[('SZTAKI AirChange (change F1 after decoding)', 'jpeg @0.3', 'f1')] == (None, 0.2)
