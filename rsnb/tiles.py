@@ -6,8 +6,8 @@ Docs: https://rsnb.github.io/rsnb/tiles.html.md"""
 
 # %% ../nbs/04_tiles.ipynb #4d349a03
 from __future__ import annotations
-import math, queue, threading
-from contextlib import ExitStack
+import contextvars, heapq, math, queue, threading
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 import numpy as np
 import torch
@@ -17,7 +17,8 @@ from .core import RsnbError, RasterError, ModelError, check_not_input, default_d
 from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, check_georef, valid_mask, _band_indexes
 
 # %% auto #0
-__all__ = ['TileError', 'DeviceError', 'pick_device', 'tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'predict_raster']
+__all__ = ['TileError', 'DeviceError', 'pick_device', 'tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'Cancelled',
+           'SceneGate', 'device_turn', 'predict_raster']
 
 # %% ../nbs/04_tiles.ipynb #tileerr1
 class TileError(RsnbError, ValueError):
@@ -211,8 +212,8 @@ def _batches(wins, batch_size, n_src, tile, with_mask, pin=False):
     if batch: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin)
 
 def _forward(model_fn, batch, xs, tile, device, path, finite=False):
-    "Forward one batch on `device`; the B×K×t×t float32 outputs as numpy, shape checked (and finite at valid pixels if `finite`)."
-    y = _to_np(model_fn(*[x.to(device, non_blocking=True) for x in xs]))
+    "Forward one batch on `device` (in its scene's turn, `device_turn`); the B×K×t×t float32 outputs as numpy, shape checked (and finite at valid pixels if `finite`)."
+    with device_turn(): y = _to_np(model_fn(*[x.to(device, non_blocking=True) for x in xs]))
     if y.ndim != 4 or y.shape[0] != len(batch) or y.shape[-2:] != (tile, tile):
         raise ModelError(f"{path}: model_fn returned shape {tuple(y.shape)} for a batch of {len(batch)} windows "
                          f"of {tile}×{tile}; expected (B, K, {tile}, {tile})")
@@ -240,7 +241,8 @@ _END = object()
 class _Stage(threading.Thread):
     "A daemon thread running `fn(put)` under a GDAL environment; keeps the first error for the caller."
     def __init__(self, fn, out:queue.Queue, stop:threading.Event, env:dict):
-        super().__init__(daemon=True); self.fn, self.out, self.stop, self.env, self.error = fn, out, stop, env, None
+        super().__init__(daemon=True, name=f'{threading.current_thread().name}/stage')   # named after its scene's thread (GDAL messages)
+        self.fn, self.out, self.stop, self.env, self.error = fn, out, stop, env, None
     def put(self, item):
         "Put into the bounded queue, giving up when the pipeline is stopping."
         while not self.stop.is_set():
@@ -304,6 +306,49 @@ def _pipelined(batches, forward, consume, finish, queue_size, env, on_batch):
         stop.set(); raise
     finally:
         stop.set(); reader.join(); writer.join()
+
+# %% ../nbs/04_tiles.ipynb #gate1
+class Cancelled(RsnbError):
+    "A many-scene run is stopping (interrupt, or an error under `--debug`) before this scene was finished."
+
+_TURN = contextvars.ContextVar('rsnb_device_turn', default=None)   # (SceneGate, scene index) in a scene's thread
+
+class SceneGate:
+    "One model call at a time among the scenes of a many-scene run; the oldest scene waiting goes first."
+    def __init__(self): self._cv, self._busy, self._waiting, self.cancelled = threading.Condition(), False, [], False
+    def acquire(self, prio:int):
+        "Wait until no call runs and no older scene waits; `Cancelled` once `cancel` was called."
+        with self._cv:
+            heapq.heappush(self._waiting, prio)
+            try:
+                while self._busy or self._waiting[0] != prio:
+                    if self.cancelled: raise Cancelled('stopped before this scene was finished')
+                    self._cv.wait(0.1)
+                if self.cancelled: raise Cancelled('stopped before this scene was finished')
+            except BaseException:
+                self._waiting.remove(prio); heapq.heapify(self._waiting); self._cv.notify_all(); raise
+            heapq.heappop(self._waiting); self._busy = True
+    def release(self):
+        with self._cv: self._busy = False; self._cv.notify_all()
+    def cancel(self):
+        "Make every later `acquire` raise `Cancelled`."
+        with self._cv: self.cancelled = True; self._cv.notify_all()
+    @contextmanager
+    def scene(self, index:int):
+        "In the block (a scene's thread), model calls (`device_turn`) take turns with priority `index` (lower first)."
+        tok = _TURN.set((self, index))
+        try: yield
+        finally: _TURN.reset(tok)
+
+@contextmanager
+def device_turn():
+    "Hold the model for one call when scenes run concurrently (`SceneGate.scene`); does nothing otherwise."
+    t = _TURN.get()
+    if t is None: yield; return
+    gate, prio = t
+    gate.acquire(prio)
+    try: yield
+    finally: gate.release()
 
 # %% ../nbs/04_tiles.ipynb #bba9c2ab
 def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) -> B×K×t×t
