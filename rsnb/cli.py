@@ -222,9 +222,10 @@ class _GdalLog(logging.Handler):
         self.msgs += [(None, one_line(re.sub(r'^(ERROR|Warning) \d+: ', '', l))) for l in b.decode('utf-8', 'replace').splitlines() if l.strip()]
     def take(self, thread:str|None=None) -> list:
         "The messages since the last call (in order, repeats dropped); with `thread`, only those of that thread, its `thread/...` stages and GDAL's own log."
-        self.read_log()
         mine = (lambda t: True) if thread is None else (lambda t: t is None or t == thread or t.startswith(thread + '/'))
-        out, self.msgs = [m for t, m in self.msgs if mine(t)], [(t, m) for t, m in self.msgs if not mine(t)]
+        with self.lock:                  # `emit` runs under it, in whichever thread logged
+            self.read_log()
+            out, self.msgs = [m for t, m in self.msgs if mine(t)], [(t, m) for t, m in self.msgs if not mine(t)]
         return list(dict.fromkeys(out))
 
 _GDAL = contextvars.ContextVar('rsnb_gdal_log', default=None)
@@ -766,10 +767,10 @@ def run_many(a, # parsed arguments: `.overwrite`, `.shard`, `.quiet`, `.debug`, 
             what, note = _check_existing(a, out, ins, model, opts, complete, prog)
             s = _Scene(k, ins, out, [note] if note else [], failed=what == 'refuse')
             if what == 'run':
-                while sum(t.thread is not None for t in todo) >= in_flight: report(todo.popleft())
+                while sum(t.thread is not None for t in todo) >= in_flight: report(todo[0]); todo.popleft()   # popped once reported: an interrupt still waits for it
                 s.start(one, gate, model, opts)
             todo.append(s)
-        while todo: report(todo.popleft())
+        while todo: report(todo[0]); todo.popleft()
     except BaseException:
         gate.cancel()                 # scenes waiting for the model stop; their staged outputs are removed
         for s in todo: s.wait()

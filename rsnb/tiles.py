@@ -197,7 +197,7 @@ def _to_np(y):
 # %% ../nbs/04_tiles.ipynb #25c22a63
 def _stack(batch, n_src, tile, with_mask, pin=False):
     "CPU float32 tensors (one per source, then the mask) of a batch of windows."
-    xs = [torch.from_numpy(np.stack([b[4][i] for b in batch]).astype(np.float32)) for i in range(n_src)]
+    xs = [torch.from_numpy(np.stack([b[4][i] for b in batch]).astype(np.float32, copy=False)) for i in range(n_src)]   # windows are float32 already: no second copy
     if with_mask: xs.append(torch.from_numpy(np.stack([_pad(b[5][None], tile, tile) for b in batch]).astype(np.float32)))
     return [x.pin_memory() for x in xs] if pin else xs
 
@@ -211,19 +211,23 @@ def _batches(wins, batch_size, n_src, tile, with_mask, pin=False):
         if len(batch) == batch_size: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin); batch = []
     if batch: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin)
 
-def _forward(model_fn, batch, xs, tile, device, path, finite=False):
-    "Forward one batch on `device` (in its scene's turn, `device_turn`); the B×K×t×t float32 outputs as numpy, shape checked (and finite at valid pixels if `finite`)."
+def _forward(model_fn, batch, xs, tile, device, path):
+    "Forward one batch on `device` (in its scene's turn, `device_turn`); the B×K×t×t float32 outputs as numpy, shape checked."
     with device_turn(): y = _to_np(model_fn(*[x.to(device, non_blocking=True) for x in xs]))
     if y.ndim != 4 or y.shape[0] != len(batch) or y.shape[-2:] != (tile, tile):
         raise ModelError(f"{path}: model_fn returned shape {tuple(y.shape)} for a batch of {len(batch)} windows "
                          f"of {tile}×{tile}; expected (B, K, {tile}, {tile})")
-    if finite:
-        for (r, c, h, w, _, v), out in zip(batch, y):
-            if not (np.isfinite(out[:, :h, :w]).all(0) | ~v).all():
-                raise ModelError(f"{path}: the model returned NaN or Inf for valid pixels of the window at row {r}, col {c}")
     return y
 
-def _accumulate(strip, batch, y, wts):
+def _check_finite(batch, y, path):
+    "`ModelError` if an output `y` is NaN or ±Inf at a valid pixel of its window (in the writer: off the model's thread)."
+    for (r, c, h, w, _, v), out in zip(batch, y):
+        if not (np.isfinite(out[:, :h, :w]).all(0) | ~v).all():
+            raise ModelError(f"{path}: the model returned NaN or Inf for valid pixels of the window at row {r}, col {c}")
+
+def _accumulate(strip, batch, y, wts, finite=False, path=None):
+    "Blend a batch's outputs into `strip` (checking first, if `finite`, that they are finite at valid pixels)."
+    if finite: _check_finite(batch, y, path)
     for b, out in zip(batch, y): strip.add(b[0], b[1], out[:, :b[2], :b[3]], b[5], wts)
 
 def _finish(strip, meta, srcs):
@@ -403,8 +407,8 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
         nonlocal n_run
         n_run += n
         if pb is not None: pb.update(seen)
-    forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0], finite=mask_output)
-    consume = lambda batch, y: _accumulate(strip, batch, y, wts)
+    forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0])
+    consume = lambda batch, y: _accumulate(strip, batch, y, wts, finite=mask_output, path=srcs[0])
     finish = lambda: _finish(strip, meta, srcs)
     env = dict(GDAL_CACHEMAX=cache_mb)
     with rasterio.Env(**env), torch.inference_mode(), ExitStack() as stack:

@@ -1,7 +1,8 @@
 """One pipeline across scenes (issue 27): a many-scene command works on up to three scenes at a time (`rsnb.cli.run_many`)
 sharing the model through `rsnb.tiles.SceneGate`. Its outputs are byte-identical to single-scene runs (segment, compress,
 change), scenes really overlap while model calls never do, a scene failing in the middle of its pipeline leaves no file
-and stops no other scene, and a rerun still skips what is written and writes again what is damaged."""
+and stops no other scene, a rerun still skips what is written and writes again what another job made, and SIGTERM with
+scenes in flight leaves only complete outputs."""
 import argparse, contextlib, io, threading, time
 from pathlib import Path
 import numpy as np
@@ -140,3 +141,30 @@ def test_resume_skips_and_redoes(env, tmp_path, capsys):
     assert e == [f'rsnb-segment: {b}: made with other options; writing it again'], e
     assert {p.name: p.read_bytes() for p in out.iterdir()} == ref
     assert all(out.joinpath(k).stat().st_mtime_ns == v for k, v in t.items() if k not in ('scene1.tif', 'scene3.tif'))
+
+# a write slowed down (the final outputs only) so that SIGTERM lands while scenes are in flight with staged files
+SLOW = ("import sys, time\nimport rsnb.geo as g\nw = g.RasterWriter.write\n"
+        "def slow(self, *a, **k):\n    if '.part.' in self.dest.name: time.sleep(1)\n    return w(self, *a, **k)\n"
+        "g.RasterWriter.write = slow\nfrom rsnb.segmentation.cli import main\nsys.exit(main(sys.argv[1:]))\n")
+
+def test_sigterm_many_scenes_in_flight(env, tmp_path, capsys):
+    "SIGTERM while three scenes are in flight: exit 143 and one line; no staged file left; what is there is complete, and a rerun completes the rest, same bytes."
+    import os, signal, subprocess, sys
+    main, pre, src, post, ext, _ = _tools(env)['segment']
+    out = tmp_path/'out'
+    p = subprocess.Popen([sys.executable, '-c', SLOW, *map(str, [*pre, src, out, *post, '-q'])], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    t = time.time()
+    while not (out.is_dir() and sum('.part.' in q.name for q in out.iterdir()) >= 2):   # two scenes writing at once
+        assert p.poll() is None and time.time() - t < 120, p.communicate()
+        time.sleep(0.02)
+    p.send_signal(signal.SIGTERM); o, e = p.communicate(timeout=120)
+    assert (p.returncode, o, e.splitlines()) == (143, '', ['rsnb-segment: interrupted (SIGTERM)'])
+    left = sorted(q.name for q in out.iterdir())
+    assert all(n in [f'{k}{ext}' for k in NAMES] for n in left) and len(left) < 5, left      # no staged file
+    assert _run(main, [*pre, src, tmp_path/'ref', *post, '-q'], capsys)[0] == 0
+    kept = {n: (out/n).read_bytes() for n in left}
+    code, o, e = _run(main, [*pre, src, out, *post, '-q'], capsys)
+    assert (code, o[-1], e) == (0, f'5 scenes: {5 - len(left)} written, {len(left)} skipped (already written), 0 failed', []), (o, e)
+    assert all((out/n).read_bytes() == b for n, b in kept.items())
+    for n in NAMES: assert (out/f'{n}{ext}').read_bytes() == (tmp_path/'ref'/f'{n}{ext}').read_bytes(), n
