@@ -712,19 +712,20 @@ def output_state(out, # an existing output
 SCENES_IN_FLIGHT = 3   # scenes a many-scene command works on at a time: reading one, the model on one, writing one
 
 class _Scene:
-    "One scene of `run_many`: its stderr notes, and the thread that runs it (None when it is skipped or refused)."
+    "One scene of `run_many`: its stderr notes, and the worker thread that runs it (`done` is None when it is skipped or refused)."
     def __init__(self, k, ins, out, notes, failed=False):
         self.k, self.ins, self.out, self.notes, self.failed = k, ins, out, notes, failed
-        self.thread, self.line, self.error = None, None, None
+        self.name, self.done, self.line, self.error = f'rsnb-scene-{k}', None, None, None
     def start(self, one, gate, model, opts):
+        from rsnb.tiles import _in_worker
+        ctx = contextvars.copy_context()         # the command's arguments, GDAL log...: seen by the scene's thread
         def work():
             try:
                 with gate.scene(self.k), output_job(self.ins, model, options=opts): self.line = str(one(self.ins, self.out))
             except BaseException as e: self.error = e
-        self.thread = threading.Thread(target=contextvars.copy_context().run, args=(work,), name=f'rsnb-scene-{self.k}', daemon=True)
-        self.thread.start()
+        self.done = _in_worker(lambda: ctx.run(work), self.name)   # a reused thread: GDAL's per-thread set-up is paid once
     def wait(self):
-        while self.thread is not None and self.thread.is_alive(): self.thread.join(0.1)   # timeouts: signals reach the main thread
+        while self.done is not None and not self.done.wait(0.1): pass   # timeouts: signals reach the main thread
 
 def _check_existing(a, out, ins, model, opts, complete, prog) -> tuple:
     "('run' | 'keep' | 'refuse', stderr note) for a scene whose output may already be there."
@@ -754,12 +755,12 @@ def run_many(a, # parsed arguments: `.overwrite`, `.shard`, `.quiet`, `.debug`, 
         "In job order: the scene's notes, then its result line or its one-line error."
         s.wait()
         for m in s.notes: print(m, file=sys.stderr)
-        if s.thread is None: count['failed' if s.failed else 'skipped'] += 1
+        if s.done is None: count['failed' if s.failed else 'skipped'] += 1
         elif s.error is None: lines.append(s.line)
         else:
             if debug or not isinstance(s.error, Exception): raise s.error
-            print(f'{prog}: error: {_describe(s.error, prog, gdal.take(s.thread.name))[1]}', file=sys.stderr); count['failed'] += 1
-        if s.thread is not None: gdal.take(s.thread.name)   # what a scene that worked left
+            print(f'{prog}: error: {_describe(s.error, prog, gdal.take(s.name))[1]}', file=sys.stderr); count['failed'] += 1
+        if s.done is not None: gdal.take(s.name)   # what a scene that worked left
         if bar is not None: bar.update(1)
     try:
         for k, (ins, out) in enumerate(mine):
@@ -767,7 +768,7 @@ def run_many(a, # parsed arguments: `.overwrite`, `.shard`, `.quiet`, `.debug`, 
             what, note = _check_existing(a, out, ins, model, opts, complete, prog)
             s = _Scene(k, ins, out, [note] if note else [], failed=what == 'refuse')
             if what == 'run':
-                while sum(t.thread is not None for t in todo) >= in_flight: report(todo[0]); todo.popleft()   # popped once reported: an interrupt still waits for it
+                while sum(t.done is not None for t in todo) >= in_flight: report(todo[0]); todo.popleft()   # popped once reported: an interrupt still waits for it
                 s.start(one, gate, model, opts)
             todo.append(s)
         while todo: report(todo[0]); todo.popleft()

@@ -242,11 +242,42 @@ def _finish(strip, meta, srcs):
 # %% ../nbs/04_tiles.ipynb #pipe1
 _END = object()
 
-class _Stage(threading.Thread):
-    "A daemon thread running `fn(put)` under a GDAL environment; keeps the first error for the caller."
+class _Worker(threading.Thread):
+    "A daemon thread running tasks one after another: GDAL's set-up of a new thread (PROJ's context, ~10 ms holding the GIL) is paid once, not per scene and stage."
+    def __init__(self): super().__init__(daemon=True, name='rsnb-worker'); self.tasks = queue.SimpleQueue(); self.start()
+    def run(self):
+        while (task := self.tasks.get()) is not None:
+            try: task()
+            except BaseException: pass      # tasks keep their own errors; the worker must live on
+
+_IDLE, _IDLE_LOCK, _IDLE_MAX = [], threading.Lock(), 16
+
+def _in_worker(fn, name:str) -> threading.Event:
+    "Run `fn()` in an idle worker thread renamed `name` (a new one if none is idle); the event is set once `fn` has returned."
+    with _IDLE_LOCK: w = _IDLE.pop() if _IDLE else None
+    if w is None: w = _Worker()
+    done = threading.Event()
+    def task():
+        w.name = name
+        try: fn()
+        finally:
+            w.name = 'rsnb-worker'
+            with _IDLE_LOCK:
+                keep = len(_IDLE) < _IDLE_MAX
+                if keep: _IDLE.append(w)
+            if not keep: w.tasks.put(None)
+            done.set()
+    w.tasks.put(task)
+    return done
+
+class _Stage:
+    "A pipeline stage: `fn(put)` under a GDAL environment in a worker thread (`_in_worker`); keeps the first error for the caller."
     def __init__(self, fn, out:queue.Queue, stop:threading.Event, env:dict):
-        super().__init__(daemon=True, name=f'{threading.current_thread().name}/stage')   # named after its scene's thread (GDAL messages)
-        self.fn, self.out, self.stop, self.env, self.error = fn, out, stop, env, None
+        self.fn, self.out, self.stop, self.env, self.error, self.done = fn, out, stop, env, None, None
+    def start(self): self.done = _in_worker(self.run, f'{threading.current_thread().name}/stage')   # named after its scene (GDAL messages)
+    def is_alive(self) -> bool: return self.done is not None and not self.done.is_set()
+    def join(self, timeout=None):
+        if self.done is not None: self.done.wait(timeout)
     def put(self, item):
         "Put into the bounded queue, giving up when the pipeline is stopping."
         while not self.stop.is_set():
