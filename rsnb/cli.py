@@ -599,7 +599,7 @@ def scene_jobs(scenes, # tuples of input paths (None for an absent optional one)
         seen[out.name] = s[0]; jobs.append((tuple(s), out))
     if not d.exists():
         if not d.parent.is_dir(): raise UsageError(f'{d.parent}: output folder does not exist')
-        try: d.mkdir()
+        try: d.mkdir(exist_ok=True)   # another shard may create it at the same moment
         except OSError as e: raise UsageError(f'{d}: output folder cannot be created ({e.strerror})') from None
     _probe_writable(d); _clean_folder(d)
     return jobs
