@@ -16,7 +16,7 @@ other benchmarks, CPU time is the figure to trust there); goal: command time / b
 Peak RSS: a fresh process runs the simulated many-scene command over 5, 10 and 20 scenes; its RSS is sampled every
 5 ms (peak, and growth over the RSS before the run; flat = memory bounded by the queues and the scenes in flight).
 Usage: python benchmarks/many_scene_throughput.py [--repeats 3] [--skip-real] [--skip-rss]
-       python benchmarks/many_scene_throughput.py --child-rss N FOLDER     (internal)
+       python benchmarks/many_scene_throughput.py --child-rss N FOLDER     (internal; RSNB_BENCH_IN_FLIGHT=1: one scene at a time)
 """
 import argparse, contextlib, io, json, os, resource, shutil, subprocess, sys, tempfile, time
 from dataclasses import replace
@@ -151,7 +151,7 @@ def child_rss(n:int, folder:Path):
     def sample():
         while not stop.is_set(): peak[0] = max(peak[0], _rss_kb()); time.sleep(0.005)
     th = threading.Thread(target=sample, daemon=True); th.start()
-    t = run_folder(lambda x: probs[:x.shape[0]], src, out, 3)
+    t = run_folder(lambda x: probs[:x.shape[0]], src, out, int(os.environ.get("RSNB_BENCH_IN_FLIGHT", 3)))
     stop.set(); th.join()
     shutil.rmtree(src); shutil.rmtree(out)
     print(json.dumps(dict(scenes=n, base_kb=base, peak_kb=max(peak[0], _rss_kb()), seconds=t)))
