@@ -6,20 +6,20 @@ Docs: https://rsnb.github.io/rsnb/cli.html.md"""
 
 # %% ../nbs/08_cli.ipynb #c9d0accb
 from __future__ import annotations
-import argparse, contextlib, contextvars, itertools, json, logging, os, re, shlex, signal, sys, tempfile, threading, warnings
+import argparse, collections, contextlib, contextvars, itertools, json, logging, os, re, shlex, signal, sys, tempfile, threading, warnings
 from pathlib import Path
 
 
 # %% auto #0
 __all__ = ['EXIT_OK', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'EXIT_TERMINATED', 'TIFF_MAGIC', 'NOT_OPTIONS',
-           'LIST_SUFFIXES', 'RASTER_SUFFIXES', 'UsageError', 'RsnbParser', 'add_output_args', 'add_device_arg',
-           'add_force_arg', 'positive_int', 'nonneg_int', 'fraction_open01', 'percentile', 'band_list', 'check_tiling',
-           'check_stretch', 'check_input', 'check_output', 'device_name', 'check_device', 'quiet_known_warnings',
-           'one_line', 'Interrupted', 'signals_interrupt', 'gdal_messages', 'cli_main', 'find_model', 'check_card',
-           'array_sample', 'raster_sample', 'check_range', 'training_range', 'check_bands', 'stretch_limits',
-           'apply_stretch', 'input_stretch', 'job_options', 'job_tags', 'output_job', 'tag_output', 'staged_output',
-           'verify_geotiff', 'progress_bar', 'is_many', 'folder_files', 'list_scenes', 'match_by_name', 'parse_shard',
-           'default_shard', 'add_many_args', 'scene_jobs', 'input_folder', 'output_state', 'run_many']
+           'LIST_SUFFIXES', 'RASTER_SUFFIXES', 'SCENES_IN_FLIGHT', 'UsageError', 'RsnbParser', 'add_output_args',
+           'add_device_arg', 'add_force_arg', 'positive_int', 'nonneg_int', 'fraction_open01', 'percentile',
+           'band_list', 'check_tiling', 'check_stretch', 'check_input', 'check_output', 'device_name', 'check_device',
+           'quiet_known_warnings', 'one_line', 'Interrupted', 'signals_interrupt', 'gdal_messages', 'cli_main',
+           'find_model', 'check_card', 'array_sample', 'raster_sample', 'check_range', 'training_range', 'check_bands',
+           'stretch_limits', 'apply_stretch', 'input_stretch', 'job_options', 'job_tags', 'output_job', 'tag_output',
+           'staged_output', 'verify_geotiff', 'progress_bar', 'is_many', 'folder_files', 'list_scenes', 'match_by_name',
+           'parse_shard', 'default_shard', 'add_many_args', 'scene_jobs', 'input_folder', 'output_state', 'run_many']
 
 # %% ../nbs/08_cli.ipynb #fde7b75c
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -214,20 +214,22 @@ class _GdalLog(logging.Handler):
         if r.name not in ('rasterio._env', 'rasterio._err'): return
         m = r.getMessage()
         g = re.fullmatch(r"GDAL signalled an error: err_no=\d+, msg=(['\"])(.*)\1", m, re.S) or re.fullmatch(r'CPLE_\w+ in ()(.*)', m, re.S)
-        if g: self.msgs.append(one_line(g[2]))
-        elif r.levelno >= logging.WARNING: self.msgs.append(one_line(m))
+        if g: self.msgs.append((r.threadName, one_line(g[2])))
+        elif r.levelno >= logging.WARNING: self.msgs.append((r.threadName, one_line(m)))
     def read_log(self):
         "Add what GDAL's own handler wrote since the last look."
         if self.path is None: return
         try:
             with open(self.path, 'rb') as f: f.seek(self.pos); b = f.read(); self.pos += len(b)
         except OSError: return
-        self.msgs += [one_line(re.sub(r'^(ERROR|Warning) \d+: ', '', l)) for l in b.decode('utf-8', 'replace').splitlines() if l.strip()]
-    def take(self) -> list:
-        "The messages since the last call (in order, repeats dropped)."
-        self.read_log()
-        out, self.msgs = list(dict.fromkeys(self.msgs)), []
-        return out
+        self.msgs += [(None, one_line(re.sub(r'^(ERROR|Warning) \d+: ', '', l))) for l in b.decode('utf-8', 'replace').splitlines() if l.strip()]
+    def take(self, thread:str|None=None) -> list:
+        "The messages since the last call (in order, repeats dropped); with `thread`, only those of that thread, its `thread/...` stages and GDAL's own log."
+        mine = (lambda t: True) if thread is None else (lambda t: t is None or t == thread or t.startswith(thread + '/'))
+        with self.lock:                  # `emit` runs under it, in whichever thread logged
+            self.read_log()
+            out, self.msgs = [m for t, m in self.msgs if mine(t)], [(t, m) for t, m in self.msgs if not mine(t)]
+        return list(dict.fromkeys(out))
 
 _GDAL = contextvars.ContextVar('rsnb_gdal_log', default=None)
 
@@ -701,7 +703,7 @@ def scene_jobs(scenes, # tuples of input paths (None for an absent optional one)
         seen[out.name] = s[0]; jobs.append((tuple(s), out))
     if not d.exists():
         if not d.parent.is_dir(): raise UsageError(f'{d.parent}: output folder does not exist')
-        try: d.mkdir()
+        try: d.mkdir(exist_ok=True)   # another shard may create it at the same moment
         except OSError as e: raise UsageError(f'{d}: output folder cannot be created ({e.strerror})') from None
     _probe_writable(d); _clean_folder(d)
     return jobs
@@ -811,33 +813,76 @@ def output_state(out, # an existing output
     if head not in TIFF_MAGIC: return 'foreign', 'not a GeoTIFF'
     return _tif_state(out, inputs, model, options or {})
 
+SCENES_IN_FLIGHT = 3   # scenes a many-scene command works on at a time: reading one, the model on one, writing one
+
+class _Scene:
+    "One scene of `run_many`: its stderr notes, and the worker thread that runs it (`done` is None when it is skipped or refused)."
+    def __init__(self, k, ins, out, notes, failed=False):
+        self.k, self.ins, self.out, self.notes, self.failed = k, ins, out, notes, failed
+        self.name, self.done, self.line, self.error = f'rsnb-scene-{k}', None, None, None
+    def start(self, one, gate, model, opts):
+        from rsnb.tiles import _in_worker
+        ctx = contextvars.copy_context()         # the command's arguments, GDAL log...: seen by the scene's thread
+        def work():
+            try:
+                with gate.scene(self.k), output_job(self.ins, model, options=opts): self.line = str(one(self.ins, self.out))
+            except BaseException as e: self.error = e
+        self.done = _in_worker(lambda: ctx.run(work), self.name)   # a reused thread: GDAL's per-thread set-up is paid once
+    def wait(self):
+        while self.done is not None and not self.done.wait(0.1): pass   # timeouts: signals reach the main thread
+
+def _check_existing(a, out, ins, model, opts, complete, prog) -> tuple:
+    "('run' | 'keep' | 'refuse', stderr note) for a scene whose output may already be there."
+    if not out.exists() or getattr(a, 'overwrite', False): return 'run', None
+    if complete is None: state, why = output_state(out, ins, model, opts)
+    else: r = complete(out, ins); state, why = ('keep', '') if r is True else ('foreign', 'not an output of this command') if r is False else ('redo', str(r))
+    if state == 'keep': return 'keep', None
+    if state == 'foreign': return 'refuse', f'{prog}: error: {out}: exists and was not written by rsnb ({why}); remove it or pass --overwrite to replace it'
+    return 'run', f'{prog}: {out}: {why}; writing it again'
+
 def run_many(a, # parsed arguments: `.overwrite`, `.shard`, `.quiet`, `.debug`, `.prog` (set by `cli_main`)
              jobs, # from `scene_jobs`
-             one, # callable(inputs, output) -> result line, for one scene (without its own progress bar)
+             one, # callable(inputs, output) -> result line, for one scene (without its own progress bar); runs in a thread of its own
              model=None, # the model the outputs are made with (weights file, codec id, or method name), for the rsnb tag
              complete=None, # callable(output, inputs) -> True (keep) | False (not rsnb's) | str (why to redo); default `output_state`
+             in_flight:int|None=None, # scenes worked on at a time (default `SCENES_IN_FLIGHT`; 1: one after the other)
             ) -> tuple:
-    "Run `one` on this process's share of `jobs`, keeping the outputs of this job already there; (result lines, exit status)."
-    prog = getattr(a, 'prog', 'rsnb')
+    "Run `one` on this process's share of `jobs`, several scenes at a time sharing the model, keeping the outputs of this job already there; (result lines, exit status)."
+    from rsnb.tiles import SceneGate
+    prog, debug = getattr(a, 'prog', 'rsnb'), getattr(a, 'debug', False)
     i, n = getattr(a, 'shard', None) or default_shard()
     mine, opts, gdal = jobs[i::n], job_options(a), _GDAL.get() or _GdalLog()
-    lines, skipped, failed = [], 0, 0
-    for ins, out in progress_bar(mine, len(mine), 'scenes', not getattr(a, 'quiet', False)):
-        gdal.take()
-        if out.exists() and not getattr(a, 'overwrite', False):
-            if complete is None: state, why = output_state(out, ins, model, opts)
-            else: r = complete(out, ins); state, why = ('keep', '') if r is True else ('foreign', 'not an output of this command') if r is False else ('redo', str(r))
-            if state == 'keep': skipped += 1; continue
-            if state == 'foreign':
-                print(f'{prog}: error: {out}: exists and was not written by rsnb ({why}); remove it or pass --overwrite to replace it', file=sys.stderr)
-                failed += 1; continue
-            print(f'{prog}: {out}: {why}; writing it again', file=sys.stderr)
-        try:
-            with output_job(ins, model, options=opts): lines.append(str(one(ins, out)))
-        except Exception as e:
-            if getattr(a, 'debug', False): raise
-            print(f'{prog}: error: {_describe(e, prog, gdal.take())[1]}', file=sys.stderr); failed += 1
+    in_flight = max(1, int(in_flight or SCENES_IN_FLIGHT))
+    gate, todo, lines, count = SceneGate(), collections.deque(), [], collections.Counter()
+    bar = progress_bar(None, len(mine), 'scenes', not getattr(a, 'quiet', False)) if not getattr(a, 'quiet', False) else None
+    def report(s:_Scene):
+        "In job order: the scene's notes, then its result line or its one-line error."
+        s.wait()
+        for m in s.notes: print(m, file=sys.stderr)
+        if s.done is None: count['failed' if s.failed else 'skipped'] += 1
+        elif s.error is None: lines.append(s.line)
+        else:
+            if debug or not isinstance(s.error, Exception): raise s.error
+            print(f'{prog}: error: {_describe(s.error, prog, gdal.take(s.name))[1]}', file=sys.stderr); count['failed'] += 1
+        if s.done is not None: gdal.take(s.name)   # what a scene that worked left
+        if bar is not None: bar.update(1)
+    try:
+        for k, (ins, out) in enumerate(mine):
+            gdal.take(threading.current_thread().name)
+            what, note = _check_existing(a, out, ins, model, opts, complete, prog)
+            s = _Scene(k, ins, out, [note] if note else [], failed=what == 'refuse')
+            if what == 'run':
+                while sum(t.done is not None for t in todo) >= in_flight: report(todo[0]); todo.popleft()   # popped once reported: an interrupt still waits for it
+                s.start(one, gate, model, opts)
+            todo.append(s)
+        while todo: report(todo[0]); todo.popleft()
+    except BaseException:
+        gate.cancel()                 # scenes waiting for the model stop; their staged outputs are removed
+        for s in todo: s.wait()
+        raise
+    finally:
+        if bar is not None: bar.close()
     share = f', shard {i}/{n} takes {len(mine)}' if n > 1 else ''
-    lines.append(f'{len(jobs)} scenes{share}: {len(lines)} written, {skipped} skipped (already written), {failed} failed')
-    return lines, EXIT_ERROR if failed else EXIT_OK
+    lines.append(f'{len(jobs)} scenes{share}: {len(lines)} written, {count["skipped"]} skipped (already written), {count["failed"]} failed')
+    return lines, EXIT_ERROR if count['failed'] else EXIT_OK
 

@@ -6,8 +6,8 @@ Docs: https://rsnb.github.io/rsnb/tiles.html.md"""
 
 # %% ../nbs/04_tiles.ipynb #4d349a03
 from __future__ import annotations
-import math, queue, threading
-from contextlib import ExitStack
+import contextvars, heapq, math, queue, threading
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 import numpy as np
 import torch
@@ -17,7 +17,8 @@ from .core import RsnbError, RasterError, ModelError, check_not_input, default_d
 from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, check_georef, valid_mask, _band_indexes
 
 # %% auto #0
-__all__ = ['TileError', 'DeviceError', 'pick_device', 'tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'predict_raster']
+__all__ = ['TileError', 'DeviceError', 'pick_device', 'tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'Cancelled',
+           'SceneGate', 'device_turn', 'predict_raster']
 
 # %% ../nbs/04_tiles.ipynb #tileerr1
 class TileError(RsnbError, ValueError):
@@ -196,7 +197,7 @@ def _to_np(y):
 # %% ../nbs/04_tiles.ipynb #25c22a63
 def _stack(batch, n_src, tile, with_mask, pin=False):
     "CPU float32 tensors (one per source, then the mask) of a batch of windows."
-    xs = [torch.from_numpy(np.stack([b[4][i] for b in batch]).astype(np.float32)) for i in range(n_src)]
+    xs = [torch.from_numpy(np.stack([b[4][i] for b in batch]).astype(np.float32, copy=False)) for i in range(n_src)]   # windows are float32 already: no second copy
     if with_mask: xs.append(torch.from_numpy(np.stack([_pad(b[5][None], tile, tile) for b in batch]).astype(np.float32)))
     return [x.pin_memory() for x in xs] if pin else xs
 
@@ -210,19 +211,23 @@ def _batches(wins, batch_size, n_src, tile, with_mask, pin=False):
         if len(batch) == batch_size: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin); batch = []
     if batch: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin)
 
-def _forward(model_fn, batch, xs, tile, device, path, finite=False):
-    "Forward one batch on `device`; the B×K×t×t float32 outputs as numpy, shape checked (and finite at valid pixels if `finite`)."
-    y = _to_np(model_fn(*[x.to(device, non_blocking=True) for x in xs]))
+def _forward(model_fn, batch, xs, tile, device, path):
+    "Forward one batch on `device` (in its scene's turn, `device_turn`); the B×K×t×t float32 outputs as numpy, shape checked."
+    with device_turn(): y = _to_np(model_fn(*[x.to(device, non_blocking=True) for x in xs]))
     if y.ndim != 4 or y.shape[0] != len(batch) or y.shape[-2:] != (tile, tile):
         raise ModelError(f"{path}: model_fn returned shape {tuple(y.shape)} for a batch of {len(batch)} windows "
                          f"of {tile}×{tile}; expected (B, K, {tile}, {tile})")
-    if finite:
-        for (r, c, h, w, _, v), out in zip(batch, y):
-            if not (np.isfinite(out[:, :h, :w]).all(0) | ~v).all():
-                raise ModelError(f"{path}: the model returned NaN or Inf for valid pixels of the window at row {r}, col {c}")
     return y
 
-def _accumulate(strip, batch, y, wts):
+def _check_finite(batch, y, path):
+    "`ModelError` if an output `y` is NaN or ±Inf at a valid pixel of its window (in the writer: off the model's thread)."
+    for (r, c, h, w, _, v), out in zip(batch, y):
+        if not (np.isfinite(out[:, :h, :w]).all(0) | ~v).all():
+            raise ModelError(f"{path}: the model returned NaN or Inf for valid pixels of the window at row {r}, col {c}")
+
+def _accumulate(strip, batch, y, wts, finite=False, path=None):
+    "Blend a batch's outputs into `strip` (checking first, if `finite`, that they are finite at valid pixels)."
+    if finite: _check_finite(batch, y, path)
     for b, out in zip(batch, y): strip.add(b[0], b[1], out[:, :b[2], :b[3]], b[5], wts)
 
 def _finish(strip, meta, srcs):
@@ -237,10 +242,42 @@ def _finish(strip, meta, srcs):
 # %% ../nbs/04_tiles.ipynb #pipe1
 _END = object()
 
-class _Stage(threading.Thread):
-    "A daemon thread running `fn(put)` under a GDAL environment; keeps the first error for the caller."
+class _Worker(threading.Thread):
+    "A daemon thread running tasks one after another: GDAL's set-up of a new thread (PROJ's context, ~10 ms holding the GIL) is paid once, not per scene and stage."
+    def __init__(self): super().__init__(daemon=True, name='rsnb-worker'); self.tasks = queue.SimpleQueue(); self.start()
+    def run(self):
+        while (task := self.tasks.get()) is not None:
+            try: task()
+            except BaseException: pass      # tasks keep their own errors; the worker must live on
+
+_IDLE, _IDLE_LOCK, _IDLE_MAX = [], threading.Lock(), 16
+
+def _in_worker(fn, name:str) -> threading.Event:
+    "Run `fn()` in an idle worker thread renamed `name` (a new one if none is idle); the event is set once `fn` has returned."
+    with _IDLE_LOCK: w = _IDLE.pop() if _IDLE else None
+    if w is None: w = _Worker()
+    done = threading.Event()
+    def task():
+        w.name = name
+        try: fn()
+        finally:
+            w.name = 'rsnb-worker'
+            with _IDLE_LOCK:
+                keep = len(_IDLE) < _IDLE_MAX
+                if keep: _IDLE.append(w)
+            if not keep: w.tasks.put(None)
+            done.set()
+    w.tasks.put(task)
+    return done
+
+class _Stage:
+    "A pipeline stage: `fn(put)` under a GDAL environment in a worker thread (`_in_worker`); keeps the first error for the caller."
     def __init__(self, fn, out:queue.Queue, stop:threading.Event, env:dict):
-        super().__init__(daemon=True); self.fn, self.out, self.stop, self.env, self.error = fn, out, stop, env, None
+        self.fn, self.out, self.stop, self.env, self.error, self.done = fn, out, stop, env, None, None
+    def start(self): self.done = _in_worker(self.run, f'{threading.current_thread().name}/stage')   # named after its scene (GDAL messages)
+    def is_alive(self) -> bool: return self.done is not None and not self.done.is_set()
+    def join(self, timeout=None):
+        if self.done is not None: self.done.wait(timeout)
     def put(self, item):
         "Put into the bounded queue, giving up when the pipeline is stopping."
         while not self.stop.is_set():
@@ -305,6 +342,49 @@ def _pipelined(batches, forward, consume, finish, queue_size, env, on_batch):
     finally:
         stop.set(); reader.join(); writer.join()
 
+# %% ../nbs/04_tiles.ipynb #gate1
+class Cancelled(RsnbError):
+    "A many-scene run is stopping (interrupt, or an error under `--debug`) before this scene was finished."
+
+_TURN = contextvars.ContextVar('rsnb_device_turn', default=None)   # (SceneGate, scene index) in a scene's thread
+
+class SceneGate:
+    "One model call at a time among the scenes of a many-scene run; the oldest scene waiting goes first."
+    def __init__(self): self._cv, self._busy, self._waiting, self.cancelled = threading.Condition(), False, [], False
+    def acquire(self, prio:int):
+        "Wait until no call runs and no older scene waits; `Cancelled` once `cancel` was called."
+        with self._cv:
+            heapq.heappush(self._waiting, prio)
+            try:
+                while self._busy or self._waiting[0] != prio:
+                    if self.cancelled: raise Cancelled('stopped before this scene was finished')
+                    self._cv.wait(0.1)
+                if self.cancelled: raise Cancelled('stopped before this scene was finished')
+            except BaseException:
+                self._waiting.remove(prio); heapq.heapify(self._waiting); self._cv.notify_all(); raise
+            heapq.heappop(self._waiting); self._busy = True
+    def release(self):
+        with self._cv: self._busy = False; self._cv.notify_all()
+    def cancel(self):
+        "Make every later `acquire` raise `Cancelled`."
+        with self._cv: self.cancelled = True; self._cv.notify_all()
+    @contextmanager
+    def scene(self, index:int):
+        "In the block (a scene's thread), model calls (`device_turn`) take turns with priority `index` (lower first)."
+        tok = _TURN.set((self, index))
+        try: yield
+        finally: _TURN.reset(tok)
+
+@contextmanager
+def device_turn():
+    "Hold the model for one call when scenes run concurrently (`SceneGate.scene`); does nothing otherwise."
+    t = _TURN.get()
+    if t is None: yield; return
+    gate, prio = t
+    gate.acquire(prio)
+    try: yield
+    finally: gate.release()
+
 # %% ../nbs/04_tiles.ipynb #bba9c2ab
 def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) -> B×K×t×t
                    src, # input raster path, or (t1, t2) paths for a bi-temporal model
@@ -358,8 +438,8 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
         nonlocal n_run
         n_run += n
         if pb is not None: pb.update(seen)
-    forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0], finite=mask_output)
-    consume = lambda batch, y: _accumulate(strip, batch, y, wts)
+    forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0])
+    consume = lambda batch, y: _accumulate(strip, batch, y, wts, finite=mask_output, path=srcs[0])
     finish = lambda: _finish(strip, meta, srcs)
     env = dict(GDAL_CACHEMAX=cache_mb)
     with rasterio.Env(**env), torch.inference_mode(), ExitStack() as stack:

@@ -23,6 +23,7 @@ from rasterio.rpc import RPC
 from ..geo import RasterMeta, read_raster, write_raster, valid_mask, check_georef, _crs
 from ..weights import package_weights, load_model
 from .models import MeanScaleHyperprior, fit_scaling, to_unit, from_unit, snap_unit
+from ..tiles import device_turn
 
 # %% ../../nbs/42_compression.format.ipynb #090b447e
 RATE_NAMES = ('lo', 'me', 'hi')
@@ -314,7 +315,7 @@ def _encode(src, meta, model_id, rate, tile, progress, out) -> int:
             key = (u.shape, crop, ug[:, 0, 0].tobytes()) if (ug == v).all() else None
             if key in const: (yb, zb), zs = const[key]
             else:
-                (yb, zb), zs = model.compress(torch.from_numpy(np.ascontiguousarray(ug))[None], rate, crop=crop)
+                with device_turn(): (yb, zb), zs = model.compress(torch.from_numpy(np.ascontiguousarray(ug))[None], rate, crop=crop)   # one model call at a time across scenes
                 if key is not None and len(const) < CONST_CACHE: const[key] = (yb, zb), zs
             secs.append(dict(kind='tile', group=gi, y0=y0, x0=x0, h=th, w=tw, zshape=list(zs), len_y=put(yb), len_z=put(zb)))
     m = meta
@@ -374,7 +375,7 @@ def _decode(h, payload, model, name, progress):
             valid = np.unpackbits(bits)[:H * W].reshape(H, W).astype(bool); pos += s['len']; continue
         yb, zb = payload[pos:pos + s['len_y']], payload[pos + s['len_y']:pos + s['len_y'] + s['len_z']]
         pos += s['len_y'] + s['len_z']
-        yh = model.decompress_latent([yb, zb], tuple(s['zshape']), h['rate'])
+        with device_turn(): yh = model.decompress_latent([yb, zb], tuple(s['zshape']), h['rate'])
         lat[s['group']][..., s['y0'] // 16:(s['y0'] + s['h']) // 16, s['x0'] // 16:(s['x0'] + s['w']) // 16] = yh
         tiles.append((s['group'], s['y0'], s['x0'], s['h'], s['w']))
     u = np.zeros((C, Hp, Wp), np.float32); m = 4
@@ -386,7 +387,7 @@ def _decode(h, payload, model, name, progress):
         for gi, y0, x0, th, tw in it:
             ly0, lx0 = max(0, y0 // 16 - m), max(0, x0 // 16 - m)
             ly1, lx1 = min(Hp // 16, (y0 + th) // 16 + m), min(Wp // 16, (x0 + tw) // 16 + m)
-            out = snap_unit(g64(lat[gi][..., ly0:ly1, lx0:lx1].double()))[0].numpy()
+            with device_turn(): out = snap_unit(g64(lat[gi][..., ly0:ly1, lx0:lx1].double()))[0].numpy()
             oy, ox = y0 - ly0 * 16, x0 - lx0 * 16
             for j, b in enumerate(groups[gi]):
                 u[b, y0:y0 + th, x0:x0 + tw] = out[j, oy:oy + th, ox:ox + tw]
@@ -419,7 +420,7 @@ def verify_rsc(path, name=None):
             if s['kind'] == 'tile': break
             pos += s['len']
         f.seek(pos); yb = f.read(s['len_y']); zb = f.read(s['len_z'])
-    with torch.no_grad(): px = snap_unit(model.synthesis64()(model.decompress_latent([yb, zb], tuple(s['zshape']), h['rate']).double()))
+    with torch.no_grad(), device_turn(): px = snap_unit(model.synthesis64()(model.decompress_latent([yb, zb], tuple(s['zshape']), h['rate']).double()))
     if tuple(px.shape[-2:]) != (s['h'], s['w']) or not torch.isfinite(px).all():
         raise CodecError(f'{name}: verification failed: the first tile does not decode to finite pixels')
     return h

@@ -1,0 +1,190 @@
+"""Many-scene throughput (issue 27): one pipeline across scenes (`rsnb.cli.run_many`, scenes in flight sharing the model).
+
+Simulated accelerator, as `tiled_predict_overhead.py --simulate`: each scene goes through what a command does with it
+(`staged_output`: tagging, verification and rename; `predict_raster` with tile 256, overlap 32, batches of 8, `to_classes`,
+a uint8 deflate GeoTIFF), driven by `run_many`. io-only = that run with a model that returns at once (the minimum of
+the many-scene run and of one scene after the other); model-only = a model_fn sleeping (GIL released, like a CUDA
+forward waiting for the GPU) io-only / calls per call, so model-only = io-only; the measure is
+wall / max(io-only, model-only) with that model (minima over the repeats; and the median over back-to-back pairs of an
+io-only run and a model run, less sensitive to the load of a shared machine). Goals: 20 scenes of 1024 px (crops of the Landsat-8 test scene)
+<= 1.15; the 2006x1515 scene alone <= 1.20 (8 calls of 8 windows; also with batches of 4: 16 calls). `in_flight=1` (one scene after the other: the pipeline fills and drains
+once per scene, as before issue 27) is measured too.
+Real model: `rsnb-segment` with the shipped segmentation_lite0_fpn_dubai over a folder of Dubai tiles (four of
+about 1058x1126 px, as GeoTIFFs), against the bare forward pass (normalisation + model) over the same windows
+already in memory, in megapixels (of windows) per second, wall clock and process CPU time (the machine is shared: as the
+other benchmarks, CPU time is the figure to trust there); goal: command time / bare time <= 1.10.
+Peak RSS: a fresh process runs the simulated many-scene command over 5, 10 and 20 scenes; its RSS is sampled every
+5 ms (peak, and growth over the RSS before the run; flat = memory bounded by the queues and the scenes in flight).
+Usage: python benchmarks/many_scene_throughput.py [--repeats 3] [--skip-real] [--skip-rss]
+       python benchmarks/many_scene_throughput.py --child-rss N FOLDER     (internal; RSNB_BENCH_IN_FLIGHT=1: one scene at a time)
+"""
+import argparse, contextlib, io, json, os, resource, shutil, subprocess, sys, tempfile, time
+from dataclasses import replace
+from pathlib import Path
+import numpy as np, torch
+from _common import scene_path, save
+
+TILE, OVERLAP, BATCH = 256, 32, 8
+
+def _args(): return argparse.Namespace(prog='bench', overwrite=True, shard=None, quiet=True, debug=False)
+
+def make_scenes(folder:Path, n:int, size:int=1024, seed:int=0):
+    "`n` crops of `size` px of the Landsat-8 scene (uint16, 3 bands) at seeded offsets, as tiled deflate GeoTIFFs."
+    from rsnb.geo import read_raster, write_raster
+    img, meta = read_raster(scene_path())
+    rng = np.random.default_rng(seed); folder.mkdir(parents=True, exist_ok=True)
+    for k in range(n):
+        r, c = int(rng.integers(0, meta.height - size + 1)), int(rng.integers(0, meta.width - size + 1))
+        m = replace(meta, height=size, width=size, transform=meta.transform * meta.transform.translation(c, r), path=None)
+        write_raster(folder/f'crop{k:02d}.tif', img[:, r:r + size, c:c + size], m)
+    return folder
+
+def simulated_one(model_fn, batch=BATCH):
+    "What a command does with a scene: staged, tagged and verified output of `predict_raster`."
+    from rsnb.cli import staged_output, verify_geotiff
+    from rsnb.tiles import predict_raster, to_classes
+    def one(ins, out):
+        with staged_output(out, lambda t: verify_geotiff(t, ins[0], 1, 'uint8', out)) as tmp:
+            predict_raster(model_fn, ins[0], tmp, tile=TILE, overlap=OVERLAP, batch_size=batch, finalize=to_classes,
+                           dtype='uint8', nodata=255, progress=False)
+        return out.name
+    return one
+
+def run_folder(model_fn, src:Path, out:Path, in_flight:int, batch:int=BATCH) -> float:
+    from rsnb.cli import run_many, scene_jobs, list_scenes
+    t = time.perf_counter()
+    lines, code = run_many(_args(), scene_jobs(list_scenes(src), out, '.tif'), simulated_one(model_fn, batch), model='simulated', in_flight=in_flight)
+    assert code == 0, lines
+    return time.perf_counter() - t
+
+def simulated(src:Path, out:Path, repeats:int, batch:int=BATCH) -> dict:
+    "wall / max(io-only, model-only) for the scenes of `src`, three scenes in flight and one at a time."
+    probs = torch.rand(batch, 4, TILE, TILE, generator=torch.Generator().manual_seed(0))
+    calls = [0]
+    run = lambda fn, k: run_folder(fn, src, out, k, batch)
+    def instant(x): calls[0] += 1; return probs[:x.shape[0]]
+    run(instant, 3); run(instant, 1)                                                # warm-up (page cache, GDAL, allocators)
+    calls[0] = 0; run(instant, 3); n_calls = calls[0]
+    io_many, io_seq = [], []
+    for _ in range(repeats): io_many.append(run(instant, 3)); io_seq.append(run(instant, 1))
+    io = min(io_many + io_seq); cost = io / n_calls
+    def model(x): time.sleep(cost); return probs[:x.shape[0]]
+    many, seq, pairs = [], [], []
+    for _ in range(repeats):
+        i = run(instant, 3); many.append(run(model, 3)); seq.append(run(model, 1))
+        pairs.append(many[-1] / max(i, cost * n_calls))           # an io-only run and a model run back to back: the same machine load
+    r = dict(ratio_median_of_pairs=float(np.median(pairs)), scenes=len(list(src.iterdir())), batch=batch, model_calls=n_calls, load_average=os.getloadavg(), io_only_s=io, io_only_in_flight3_s=min(io_many), io_only_in_flight1_s=min(io_seq),
+             model_only_s=cost * n_calls, model=f'time.sleep({cost*1e3:.2f} ms) per call', wall_in_flight3_s=many, wall_in_flight1_s=seq,
+             ratio=min(many) / io, ratio_in_flight1=min(seq) / io)
+    print(f"{r['scenes']} scenes, batch {batch}, {n_calls} calls: io-only {io:.2f} s; in flight 3: {min(many):.2f} s -> {r['ratio']:.3f}; one at a time: {min(seq):.2f} s -> {r['ratio_in_flight1']:.3f}; median of back-to-back pairs {r['ratio_median_of_pairs']:.3f}", flush=True)
+    return r
+
+def dubai_scenes(folder:Path, n:int=4):
+    "`n` Dubai tiles of about 1058x1126 px as GeoTIFFs (RGB uint8, no georeferencing)."
+    import rasterio
+    from rsnb.core import data_path
+    from rsnb.geo import read_raster, write_raster
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in sorted(data_path('segmentation', 'dubai', 'images').glob('*.jpg')):
+        with rasterio.open(f) as ds: shape = (ds.height, ds.width)
+        if shape[0] > 1000 and len(list(folder.iterdir())) < n:
+            img, meta = read_raster(f); write_raster(folder/f'{f.stem}.tif', img, replace(meta, path=None))
+    return folder
+
+def real(src:Path, out:Path, repeats:int) -> dict:
+    "rsnb-segment over a folder against the bare forward of the same windows (tile 512, overlap 128, batches of 4: the command's defaults)."
+    from rsnb.segmentation.cli import main as segment, build_segmenter
+    from rsnb.segmentation.train import normalize
+    from rsnb.weights import load_model
+    from rsnb.geo import read_raster
+    from rsnb.tiles import tile_starts, _pad
+    name, tile, overlap, bs = 'segmentation_lite0_fpn_dubai', 512, 128, 4
+    from rsnb.cli import find_model
+    net, card = load_model(find_model(name, 'segmentation'), build=build_segmenter); net.eval()
+    norm = card.get('norm', {})
+    wins = []
+    for f in sorted(src.iterdir()):
+        img, meta = read_raster(f)
+        for r in tile_starts(meta.height, tile, overlap):
+            for c in tile_starts(meta.width, tile, overlap):
+                wins.append(torch.from_numpy(_pad(img[:, r:r + tile, c:c + tile], tile, tile).astype(np.float32)))
+    batches = [torch.stack(wins[i:i + bs]) for i in range(0, len(wins), bs)]
+    def bare():
+        t, c = time.perf_counter(), time.process_time()
+        with torch.inference_mode():
+            for b in batches: net(normalize(b, **norm))
+        return time.perf_counter() - t, time.process_time() - c
+    def command():
+        t, c = time.perf_counter(), time.process_time()
+        with contextlib.redirect_stdout(io.StringIO()): code = segment([name, str(src), str(out), '--overwrite', '-q', '--device', 'cpu'])
+        assert code == 0
+        return time.perf_counter() - t, time.process_time() - c
+    bare(); command()                                                            # warm-up
+    tb, tc = [], []
+    for _ in range(repeats): tb.append(bare()); tc.append(command())
+    mp = len(wins) * tile * tile / 1e6
+    pw, pc = [c[0] / b[0] for b, c in zip(tb, tc)], [c[1] / b[1] for b, c in zip(tb, tc)]   # back-to-back pairs: the same machine load
+    wb, wc = min(t[0] for t in tb), min(t[0] for t in tc)
+    cb, cc = min(t[1] for t in tb), min(t[1] for t in tc)
+    r = dict(model=name, scenes=len(list(src.iterdir())), windows=len(wins), tile=tile, overlap=overlap, batch=bs, window_megapixels=mp,
+             bare_wall_cpu_s=tb, command_wall_cpu_s=tc, bare_mpix_per_s=mp / wb, command_mpix_per_s=mp / wc, ratio_wall=wc / wb,
+             bare_mpix_per_cpu_s=mp / cb, command_mpix_per_cpu_s=mp / cc, ratio_cpu=cc / cb,
+             ratio_wall_median_of_pairs=float(np.median(pw)), ratio_cpu_median_of_pairs=float(np.median(pc)),
+             threads=torch.get_num_threads(), load_average=os.getloadavg())
+    print(f"real: {r['windows']} windows of {tile} px in {r['scenes']} scenes: bare {r['bare_mpix_per_s']:.3f} MP/s, "
+          f"rsnb-segment {r['command_mpix_per_s']:.3f} MP/s -> wall ratio {r['ratio_wall']:.3f}; per CPU second {r['bare_mpix_per_cpu_s']:.3f} "
+          f"vs {r['command_mpix_per_cpu_s']:.3f} MP -> CPU ratio {r['ratio_cpu']:.3f}; medians of back-to-back pairs {r['ratio_wall_median_of_pairs']:.3f} (wall), {r['ratio_cpu_median_of_pairs']:.3f} (CPU)", flush=True)
+    return r
+
+def _rss_kb() -> int:
+    with open('/proc/self/status') as f: return next(int(l.split()[1]) for l in f if l.startswith('VmRSS:'))
+
+def child_rss(n:int, folder:Path):
+    "Peak RSS while a fresh process runs the simulated command (instant model) over the first `n` scenes of `folder`, sampled every 5 ms, less the RSS before."
+    import threading
+    torch.set_num_threads(1)
+    src = Path(tempfile.mkdtemp(prefix='rsnb_rss_in_')); out = Path(tempfile.mkdtemp(prefix='rsnb_rss_out_'))
+    for f in sorted(folder.iterdir())[:n]: (src/f.name).symlink_to(f)
+    probs = torch.rand(BATCH, 4, TILE, TILE)
+    from rsnb.cli import run_many; from rsnb.tiles import predict_raster     # imports before the baseline
+    base, peak, stop = _rss_kb(), [0], threading.Event()
+    def sample():
+        while not stop.is_set(): peak[0] = max(peak[0], _rss_kb()); time.sleep(0.005)
+    th = threading.Thread(target=sample, daemon=True); th.start()
+    t = run_folder(lambda x: probs[:x.shape[0]], src, out, int(os.environ.get("RSNB_BENCH_IN_FLIGHT", 3)))
+    stop.set(); th.join()
+    shutil.rmtree(src); shutil.rmtree(out)
+    print(json.dumps(dict(scenes=n, base_kb=base, peak_kb=max(peak[0], _rss_kb()), seconds=t)))
+
+def rss(folder:Path, counts=(5, 10, 20), repeats:int=2) -> list:
+    res = []
+    for _ in range(repeats):
+        for n in counts:
+            p = subprocess.run([sys.executable, __file__, '--child-rss', str(n), str(folder)], capture_output=True, text=True, check=True)
+            res.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    out = [dict(scenes=n, peak_mb=min(r['peak_kb'] for r in res if r['scenes'] == n) / 1024,
+                growth_mb=min(r['peak_kb'] - r['base_kb'] for r in res if r['scenes'] == n) / 1024) for n in counts]
+    print('peak RSS: ' + ', '.join(f"{r['scenes']} scenes {r['peak_mb']:.0f} MB (+{r['growth_mb']:.0f} MB over the process before the run)" for r in out), flush=True)
+    return out
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(); ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--threads', type=int, default=1)
+    ap.add_argument('--skip-real', action='store_true'); ap.add_argument('--skip-rss', action='store_true')
+    ap.add_argument('--child-rss', nargs=2, default=None)
+    a = ap.parse_args(argv)
+    if a.child_rss: return child_rss(int(a.child_rss[0]), Path(a.child_rss[1]))
+    torch.set_num_threads(a.threads)
+    tmp = Path(tempfile.mkdtemp(prefix='rsnb_many_'))
+    try:
+        crops = make_scenes(tmp/'crops', 20)
+        one = tmp/'one'; one.mkdir(); (one/'scene.tif').symlink_to(scene_path())
+        res = dict(tile=TILE, overlap=OVERLAP, batch=BATCH, output='classes (uint8, deflate)', timer='wall clock, minimum over repeats',
+                   scenes_1024=simulated(crops, tmp/'out20', a.repeats), goal_scenes_1024=1.15,
+                   one_scene=simulated(one, tmp/'out1', a.repeats + 2), one_scene_batch4=simulated(one, tmp/'out1', a.repeats + 2, 4), goal_one_scene=1.20)
+        res['one_scene']['scene'] = res['one_scene_batch4']['scene'] = scene_path().name
+        if not a.skip_real: res['real_cpu'] = real(dubai_scenes(tmp/'dubai'), tmp/'outd', a.repeats); res['goal_real_cpu'] = 1.10
+        if not a.skip_rss: res['peak_rss'] = rss(crops)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
+    return save(f"many_scene_throughput_{time.strftime('%Y-%m-%d', time.gmtime())}", res)
+
+if __name__ == '__main__': main()
