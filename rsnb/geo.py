@@ -6,7 +6,7 @@ Docs: https://rsnb.github.io/rsnb/geo.html.md"""
 
 # %% ../nbs/01_geo.ipynb #8c4015b2
 from __future__ import annotations
-import re, sys, math, warnings, os, tempfile
+import re, sys, math, warnings, os, tempfile, json
 from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,9 +24,9 @@ from .core import RasterError, atomic_write, check_not_input, data_path
 
 # %% auto #0
 __all__ = ['SCALE_FACTORS', 'RasterMeta', 'open_raster', 'read_meta', 'read_raster', 'read_tensor', 'georef_diff', 'check_georef',
-           'valid_mask', 'require_valid', 'RasterWriter', 'write_raster', 'check_aligned', 'percentile_stretch',
-           'to_reflectance', 'from_reflectance', 'landsat_display', 'landsat_display_inv', 'rgb_composite',
-           'gap_mask_files', 'read_gap_mask']
+           'valid_mask', 'require_valid', 'RasterWriter', 'class_tags', 'category_names_xml', 'write_category_names',
+           'write_raster', 'check_aligned', 'percentile_stretch', 'to_reflectance', 'from_reflectance',
+           'landsat_display', 'landsat_display_inv', 'rgb_composite', 'gap_mask_files', 'read_gap_mask']
 
 # %% ../nbs/01_geo.ipynb #81ad667a
 @dataclass(repr=False)
@@ -265,17 +265,42 @@ class RasterWriter:
                  compress='deflate', blocksize:int=256,
                  level:int=None, # compression level (deflate 1–9, GDAL default 6); 1 is ~2× faster, files barely larger
                  inputs=(), # files that must not be overwritten (meta.path is always included)
-                 resampling=None, # COG overview resampling (default nearest for ints, average for floats)
+                 resampling=None, # COG overview resampling (default mode for class maps, nearest for other ints, average for floats)
+                 class_names=None, # names of classes 0..k-1 of a class map: band metadata CLASSES and GDAL category names (`.aux.xml`)
                  force:bool=False): # write even if `meta` has georeferencing rsnb cannot carry (`check_georef`), without it
         meta = check_georef(meta, force)
         self.dest, self.meta, self.cog, self.colormap = Path(dest), meta, cog, colormap
         self.count, self.dtype = count or meta.count, np.dtype(dtype or meta.dtype)
         self.nodata = meta.nodata if nodata is _UNSET else nodata
         self.band_names = band_names
-        self.resampling = resampling or ('nearest' if self.dtype.kind in 'iub' else 'average')
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
+        classes = colormap is not None or class_names is not None
+        self.resampling = resampling or ('mode' if classes else 'nearest' if self.dtype.kind in 'iub' else 'average')
         check_not_input(self.dest, *[p for p in (meta.path, *inputs) if p is not None])
         self.profile = _profile(meta, self.count, self.dtype, self.nodata, compress, blocksize, level)
         self.ds = None
+
+# %% ../nbs/01_geo.ipynb #9dd29d36
+def class_tags(names) -> dict:
+    "GDAL metadata naming the classes of a class map: `CLASSES`, a JSON list whose index is the pixel value."
+    return {'CLASSES': json.dumps([str(n) for n in names])}
+
+def category_names_xml(names) -> str:
+    "A GDAL PAM document (`.aux.xml`) giving band 1 the category names `names` (value i is `names[i]`)."
+    from xml.sax.saxutils import escape
+    cats = ''.join(f'      <Category>{escape(str(n))}</Category>\n' for n in names)
+    return f'<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n{cats}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n'
+
+def write_category_names(path, # a written GeoTIFF
+                         names=None): # class names (value i is names[i]); None removes a stale sidecar
+    "Write `path`.aux.xml with the category names GDAL (and QGIS's legend) reads for band 1, atomically."
+    aux = Path(str(path) + '.aux.xml')
+    if names is None:
+        if aux.exists(): aux.unlink()   # as GDAL does when it re-creates a file: a sidecar of the old file must not name the new one's values
+        return None
+    with atomic_write(aux) as t: Path(t).write_text(category_names_xml(names))
+    return aux
+
 
 # %% ../nbs/01_geo.ipynb #f361fd60
 @patch
@@ -290,6 +315,7 @@ def __enter__(self:RasterWriter):
     if self.band_names:
         for i, n in enumerate(self.band_names): self.ds.set_band_description(i+1, n)
     if self.colormap: self.ds.write_colormap(1, self.colormap)
+    if self.class_names is not None: self.ds.update_tags(**class_tags(self.class_names)); self.ds.update_tags(1, **class_tags(self.class_names))
     return self
 
 @patch
@@ -327,6 +353,7 @@ def __exit__(self:RasterWriter, typ, val, tb):
     finally:
         if self.cog and self._gtiff.exists(): self._gtiff.unlink()
         self._stack.__exit__(*exc)   # renames the temporary file to dest only when there was no error
+    if typ is None: write_category_names(self.dest, self.class_names)
     return False
 
 # %% ../nbs/01_geo.ipynb #190ea676

@@ -6,7 +6,7 @@ Docs: https://rsnb.github.io/rsnb/change.cli.html.md"""
 
 # %% ../../nbs/34_change.cli.ipynb #4f370bab
 from __future__ import annotations
-import sys, tempfile
+import argparse, sys, tempfile
 from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, fraction_open01,
@@ -63,6 +63,7 @@ def change_map(model,              # path of a saved change model, or (model, ca
                force:bool=False,   # run even when pixel types or values do not fit the training data, or t1's georeferencing cannot be carried (without it)
                bands=None,         # 1-based bands of both dates (GDAL order), in the model's band order (default: all)
                stretch=None,       # (lo, hi) percentiles mapped onto the training range, pooled over both dates (one stretch for the pair)
+               cog:bool=False,     # write a Cloud-Optimized GeoTIFF with overviews (mode for the 0/1 map, average for probabilities)
               ) -> Path:
     "Predict the change between `t1` and `t2` and write a georeferenced map to `dst`."
     import torch
@@ -101,10 +102,11 @@ def change_map(model,              # path of a saved change model, or (model, ca
             if isinstance(got, tuple):
                 arr, meta = got; t2 = write_raster(Path(tmp)/'t2_on_t1_grid.tif', arr, meta, force=force)
         else: _aligned(t1, t2, False)
-        with staged_output(dst, lambda t: verify_geotiff(t, m1, 1, 'float32' if prob else 'uint8', dst)) as out:
+        names = None if prob else [str(n) for n in card.get('classes', ('no change', 'change'))]
+        with staged_output(dst, lambda t: verify_geotiff(t, m1, 1, 'float32' if prob else 'uint8', dst), class_names=names) as out:
             predict_raster(fn, (t1, t2), out, tile=tile, overlap=overlap, batch_size=batch_size, bands=bands,
                            finalize=None if prob else to_change(thr), dtype='float32' if prob else 'uint8',
-                           band_names=['change_probability' if prob else 'change'], device=device, progress=progress, force=force,
+                           band_names=['change_probability' if prob else 'change'], device=device, progress=progress, force=force, cog=cog,
                            colormap=None if prob else {0: (0, 0, 0, 0), 1: (255, 0, 0, 255)})
     return dst
 
@@ -122,6 +124,8 @@ def _parser():
     ap.add_argument('--prob', action='store_true', help='write the change probability (float32) instead of 0/1')
     ap.add_argument('--reproject', action='store_true', help="resample t2 onto t1's grid instead of refusing unaligned inputs")
     ap.add_argument('--bands', type=band_list, default=None, help='1-based bands of both dates in GDAL order, e.g. 3,2,1 (default: all)')
+    ap.add_argument('--cog', action=argparse.BooleanOptionalAction, default=True,
+                    help='write a Cloud-Optimized GeoTIFF with overviews (default; --no-cog: a plain tiled GeoTIFF)')
     ap.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
                     help="map these percentiles of each band (pooled over both dates) onto the model's training range, e.g. 2 98")
     add_device_arg(ap); add_force_arg(ap); add_output_args(ap); add_many_args(ap)
@@ -162,9 +166,9 @@ def _run(a):
     opts = (a.tile, a.overlap, a.batch_size, a.threshold, a.prob, a.reproject, dev)
     from rsnb.cli import output_job
     if not many:
-        with output_job([t1, t2], pth, a): return str(change_map(model, t1, t2, out, *opts, not a.quiet, a.force, a.bands, a.stretch))
+        with output_job([t1, t2], pth, a): return str(change_map(model, t1, t2, out, *opts, not a.quiet, a.force, a.bands, a.stretch, a.cog))
     jobs = scene_jobs(scenes, a.out, '.tif', mfiles, RASTER_SUFFIXES, sdir)
-    return run_many(a, jobs, lambda ins, o: str(change_map(model, ins[0], ins[1], o, *opts, False, a.force, a.bands, a.stretch)), model=pth)
+    return run_many(a, jobs, lambda ins, o: str(change_map(model, ins[0], ins[1], o, *opts, False, a.force, a.bands, a.stretch, a.cog)), model=pth)
 
 def main(argv=None) -> int:
     "rsnb-change MODEL T1 T2 OUT: write the change map of a scene pair."

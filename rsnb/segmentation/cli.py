@@ -6,6 +6,7 @@ Docs: https://rsnb.github.io/rsnb/segmentation.cli.html.md"""
 
 # %% ../../nbs/25_segmentation.cli.ipynb #2b2e2f0b
 from __future__ import annotations
+import argparse
 from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, band_list,
@@ -58,7 +59,8 @@ def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`), or 
     cmap = {i: tuple(c) for i, c in enumerate(card.get('palette', []))} or None
     if cmap: cmap[255] = (0, 0, 0)
     dst = Path(dst)
-    with staged_output(dst, lambda t: verify_geotiff(t, meta, 1, 'uint8', dst)) as tmp:
+    names = list(card['classes']) if card.get('classes') else None
+    with staged_output(dst, lambda t: verify_geotiff(t, meta, 1, 'uint8', dst), class_names=names) as tmp:
         predict_raster(fn, src, tmp, tile=tile, overlap=overlap, batch_size=batch_size, bands=bands, finalize=to_classes,
                        dtype='uint8', nodata=255, band_names=['class'], colormap=cmap, cog=cog, device=dev, progress=progress, force=force)
     return dst
@@ -74,7 +76,8 @@ def _parser():
     ap.add_argument('--bands', type=band_list, default=None, help="1-based input bands in GDAL order, e.g. 4,3,2 (default: all; their number must be the model's)")
     ap.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
                     help="map these percentiles of each band onto the model's training range (e.g. 2 98 for 16-bit data into an 8-bit model)")
-    ap.add_argument('--cog', action='store_true', help='write a Cloud-Optimized GeoTIFF')
+    ap.add_argument('--cog', action=argparse.BooleanOptionalAction, default=True,
+                    help='write a Cloud-Optimized GeoTIFF with overviews (default; --no-cog: a plain tiled GeoTIFF)')
     add_device_arg(ap); add_force_arg(ap); add_output_args(ap); add_many_args(ap)
     return ap
 

@@ -1,0 +1,93 @@
+"""Outputs a GIS reads without help (issue 25 item 4): class maps carry the card's colour table, the class list
+(`CLASSES` metadata) and GDAL category names; they are COGs whose overviews use mode resampling (only valid class ids);
+probability maps are float32 with a nodata value. Checked by re-opening the files with rasterio, and the category
+names through GDAL itself (the libgdal rasterio ships, `GDALGetRasterCategoryNames`)."""
+import ctypes, glob, json, os
+import numpy as np, pytest, rasterio
+from rasterio.transform import from_origin
+from rsnb.weights import package_weights
+
+N = 520   # > 2 blocks of 256: the COG gets an overview
+
+def _gdal_category_names(path):
+    libs = glob.glob(os.path.join(os.path.dirname(rasterio.__file__), '..', 'rasterio.libs', 'libgdal*'))
+    if not libs: pytest.skip("rasterio's libgdal not found")
+    lib = ctypes.CDLL(libs[0]); lib.GDALAllRegister()
+    lib.GDALOpen.restype = ctypes.c_void_p; lib.GDALOpen.argtypes = [ctypes.c_char_p, ctypes.c_int]
+    lib.GDALGetRasterBand.restype = ctypes.c_void_p; lib.GDALGetRasterBand.argtypes = [ctypes.c_void_p, ctypes.c_int]
+    lib.GDALGetRasterCategoryNames.restype = ctypes.POINTER(ctypes.c_char_p); lib.GDALGetRasterCategoryNames.argtypes = [ctypes.c_void_p]
+    lib.GDALClose.argtypes = [ctypes.c_void_p]
+    lib.GDALGetGeoTransform.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_double)]
+    h = lib.GDALOpen(str(path).encode(), 0); assert h
+    try:   # as gdalinfo and QGIS do, read the georeferencing first: GDAL 3.10's GeoTIFF band loads its .aux.xml only then
+        lib.GDALGetGeoTransform(h, (ctypes.c_double * 6)())
+        p = lib.GDALGetRasterCategoryNames(lib.GDALGetRasterBand(h, 1)); out = []
+        while p and p[len(out)] is not None: out.append(p[len(out)].decode())
+        return out
+    finally: lib.GDALClose(h)
+
+def _card(name): return json.loads(package_weights(name + '.json').read_text())
+
+@pytest.fixture(scope='module')
+def rgb(tmp_path_factory):
+    d = tmp_path_factory.mktemp('gis'); rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:N, :N]
+    a = np.stack([(xx * 255 // N), (yy * 255 // N), ((xx + yy) % 97) * 2]).astype('uint8') + rng.integers(0, 20, (3, N, N), dtype='uint8')
+    prof = dict(driver='GTiff', width=N, height=N, count=3, dtype='uint8', crs='EPSG:32640', transform=from_origin(500000, 2800000, 2, 2))
+    with rasterio.open(d/'rgb.tif', 'w', **prof) as ds: ds.write(a)
+    b = a.copy(); b[:, 100:300, 200:400] = 255 - b[:, 100:300, 200:400]
+    with rasterio.open(d/'rgb2.tif', 'w', **prof) as ds: ds.write(b)
+    return d
+
+def _check_class_map(path, names, palette):
+    with rasterio.open(path) as ds:
+        assert ds.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG' and ds.profile['tiled']
+        cm = ds.colormap(1)
+        assert [cm[i][:3] for i in range(len(palette))] == [tuple(c[:3]) for c in palette]
+        assert json.loads(ds.tags()['CLASSES']) == names and json.loads(ds.tags(1)['CLASSES']) == names
+        assert ds.overviews(1), 'no overviews'
+        full = ds.read(1); ov = ds.read(1, out_shape=(ds.height // ds.overviews(1)[0], ds.width // ds.overviews(1)[0]))
+    valid = set(range(len(names))) | {255}
+    assert set(np.unique(full).tolist()) <= valid and set(np.unique(ov).tolist()) <= valid   # mode never invents a value
+    assert _gdal_category_names(path) == names
+
+def test_segment_class_map(rgb, tmp_path):
+    from rsnb.segmentation.cli import main
+    out = tmp_path/'seg.tif'
+    assert main(['segmentation_lite0_fpn_dubai', str(rgb/'rgb.tif'), str(out), '--tile', '256', '--overlap', '0', '-q']) == 0
+    card = _card('segmentation_lite0_fpn_dubai')
+    _check_class_map(out, card['classes'], card['palette'])
+
+def test_classify_class_map_and_probabilities(rgb, tmp_path):
+    from rsnb.classification.cli import main
+    card = _card('scene_lite0_aid30')
+    out, prob = tmp_path/'cls.tif', tmp_path/'prob.tif'
+    assert main(['scene_lite0_aid30', str(rgb/'rgb.tif'), str(out), '--tile', '260', '--overlap', '0', '-q']) == 0
+    from rsnb.data import class_colors
+    pal = card.get('palette') or [[int(round(v*255)) for v in c] for c in class_colors(card['n_classes'])]
+    _check_class_map(out, list(card['classes']), pal)
+    assert main(['scene_lite0_aid30', str(rgb/'rgb.tif'), str(prob), '--tile', '260', '--overlap', '0', '--probabilities', '-q']) == 0
+    with rasterio.open(prob) as ds:
+        assert ds.dtypes[0] == 'float32' and ds.nodata is not None and np.isnan(ds.nodata)
+        assert ds.overviews(1) and ds.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+        assert 'CLASSES' not in ds.tags()
+    assert not os.path.exists(str(prob) + '.aux.xml')
+
+def test_change_maps(rgb, tmp_path):
+    from rsnb.change.cli import main
+    card = _card('change_siam_lite0_sztaki')
+    out, prob = tmp_path/'chg.tif', tmp_path/'chgp.tif'
+    assert main(['change_siam_lite0_sztaki', str(rgb/'rgb.tif'), str(rgb/'rgb2.tif'), str(out), '-q', '--force']) == 0
+    with rasterio.open(out) as ds:
+        assert ds.overviews(1) and json.loads(ds.tags()['CLASSES']) == card['classes']
+    assert _gdal_category_names(out) == card['classes']
+    assert main(['change_siam_lite0_sztaki', str(rgb/'rgb.tif'), str(rgb/'rgb2.tif'), str(prob), '--prob', '-q', '--force']) == 0
+    with rasterio.open(prob) as ds:
+        assert ds.dtypes[0] == 'float32' and np.isnan(ds.nodata) and ds.overviews(1)
+
+def test_no_cog(rgb, tmp_path):
+    from rsnb.segmentation.cli import main
+    out = tmp_path/'plain.tif'
+    assert main(['segmentation_lite0_fpn_dubai', str(rgb/'rgb.tif'), str(out), '--tile', '256', '--overlap', '0', '--no-cog', '-q']) == 0
+    with rasterio.open(out) as ds: assert ds.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') != 'COG' and ds.colormap(1)
+    assert _gdal_category_names(out) == _card('segmentation_lite0_fpn_dubai')['classes']
