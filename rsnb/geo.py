@@ -280,7 +280,7 @@ class RasterWriter:
         self.profile = _profile(meta, self.count, self.dtype, self.nodata, compress, blocksize, level)
         self.ds = None
 
-# %% ../nbs/01_geo.ipynb #9dd29d36
+# %% ../nbs/01_geo.ipynb #7e6ba79f
 def class_tags(names) -> dict:
     "GDAL metadata naming the classes of a class map: `CLASSES`, a JSON list whose index is the pixel value."
     return {'CLASSES': json.dumps([str(n) for n in names])}

@@ -6,6 +6,7 @@ Docs: https://rsnb.github.io/rsnb/inpainting.cli.html.md"""
 
 # %% ../../nbs/56_inpainting.cli.ipynb #abb42663
 from __future__ import annotations
+from dataclasses import replace
 from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int,
@@ -14,7 +15,8 @@ from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_fo
                       is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
-__all__ = ['HALO', 'missing_stats', 'ecea_fn', 'fillnodata_fn', 'check_second', 'inpaint_raster', 'main']
+__all__ = ['HALO', 'FILLED_CLASSES', 'missing_stats', 'ecea_fn', 'fillnodata_fn', 'check_second', 'inpaint_raster',
+           'filled_mask_path', 'main']
 
 # %% ../../nbs/56_inpainting.cli.ipynb #92771e73
 def _imports():
@@ -242,18 +244,29 @@ def inpaint_raster(src, dst, # input raster, output .tif
             fn = ecea_fn(G.to(device), scaler, nodata, device, affine) if method == 'ecea' else fillnodata_fn(nodata)
             predict_raster(fn, inp, tmp_pred, tile=tile, overlap=ov, batch_size=batch_size, dtype='float32', nodata=float('nan'),
                            mask_output=False, with_mask=True, device='cpu', progress=progress, force=force)
-        with staged_output(dst, lambda t: verify_geotiff(t, meta, meta.count, meta.dtype, dst)) as out:
-            _write_output(src, inp, tmp_pred, out, meta, nodata)
+        fdst = filled_mask_path(dst)
+        check_not_input(fdst, *[p for p in (src, mask, second) if p is not None])
+        with staged_output(dst, lambda t: verify_geotiff(t, meta, meta.count, meta.dtype, dst)) as out, \
+             staged_output(fdst, lambda t: verify_geotiff(t, meta, 1, 'uint8', fdst), class_names=FILLED_CLASSES) as fout:
+            _write_output(src, inp, tmp_pred, out, meta, nodata, fout)   # the mask is renamed into place first, then the output
     finally:
         for t in (tmp_in, tmp_pred, tmp_bands, tmp_sec):
             if t.exists(): t.unlink()
     return dict(missing=n_miss, pixels=n, fraction=n_miss/n, tile=tile, overlap=ov, method=method, how=how)
 
 # %% ../../nbs/56_inpainting.cli.ipynb #acce1839
-def _write_output(src, inp, pred, dst, meta, nodata):
+FILLED_CLASSES = ('observed', 'filled')
+
+def filled_mask_path(dst) -> Path:
+    "Where `inpaint_raster` writes which pixels it filled: `OUT.filled.tif` beside `OUT.tif`."
+    dst = Path(dst); return dst.with_name(dst.stem + '.filled' + dst.suffix)
+
+def _write_output(src, inp, pred, dst, meta, nodata, filled):
     dt = np.dtype(meta.dtype)
+    fmeta = replace(meta, count=1, dtype='uint8', nodata=None, band_names=('filled',))
     with open_raster(src) as ds, open_raster(inp) as ids, open_raster(pred) as pds, \
-         RasterWriter(dst, meta, nodata=meta.nodata if meta.nodata is not None else nodata, band_names=meta.band_names, inputs=(src,)) as w:
+         RasterWriter(dst, meta, nodata=meta.nodata if meta.nodata is not None else nodata, band_names=meta.band_names, inputs=(src,)) as w, \
+         RasterWriter(filled, fmeta, nodata=None, band_names=['filled'], colormap={0: (0, 0, 0, 0), 1: (255, 0, 255, 255)}, inputs=(src,)) as fw:
         for r, h in _blocks(meta):
             win = ((r, r + h), (0, meta.width))
             a, ai, p = ds.read(window=win), ids.read(window=win), pds.read(window=win)
@@ -265,7 +278,7 @@ def _write_output(src, inp, pred, dst, meta, nodata):
             out = a.copy()
             out[:, ok] = p[:, ok].astype(dt)
             out[:, miss & ~ok] = nodata
-            w.write(out, r, 0)
+            w.write(out, r, 0); fw.write(ok.astype('uint8'), r, 0)
 
 # %% ../../nbs/56_inpainting.cli.ipynb #d1a4661d
 def _parser():
