@@ -25,8 +25,9 @@ from .core import RasterError, atomic_write, check_not_input, data_path
 # %% auto #0
 __all__ = ['SCALE_FACTORS', 'RasterMeta', 'open_raster', 'read_meta', 'read_raster', 'read_tensor', 'georef_diff', 'check_georef',
            'valid_mask', 'require_valid', 'RasterWriter', 'class_tags', 'category_names_xml', 'write_category_names',
-           'write_raster', 'check_aligned', 'percentile_stretch', 'to_reflectance', 'from_reflectance',
-           'landsat_display', 'landsat_display_inv', 'rgb_composite', 'gap_mask_files', 'read_gap_mask']
+           'write_raster', 'write_polygons', 'check_aligned', 'percentile_stretch', 'to_reflectance',
+           'from_reflectance', 'landsat_display', 'landsat_display_inv', 'rgb_composite', 'gap_mask_files',
+           'read_gap_mask']
 
 # %% ../nbs/01_geo.ipynb #81ad667a
 @dataclass(repr=False)
@@ -374,6 +375,46 @@ def write_raster(dest, # output path (.tif)
     with RasterWriter(dest, meta, count=a.shape[0], dtype=a.dtype, nodata=nodata, band_names=band_names,
                       cog=cog, colormap=colormap, **kwargs) as w: w.write(a)
     return Path(dest)
+
+# %% ../nbs/01_geo.ipynb #0b2dceba
+def _wkb_polygon(rings) -> bytes:
+    import struct
+    b = [struct.pack('<BII', 1, 3, len(rings))]
+    for r in rings: a = np.asarray(r, '<f8'); b.append(struct.pack('<I', len(a))); b.append(a.tobytes())
+    return b''.join(b)
+
+def write_polygons(dst, # output .gpkg (written atomically)
+                   classes, # H×W class map
+                   prob, # H×W probability of each pixel's class (mean per polygon), or None
+                   meta:RasterMeta, # grid of the map: polygons are in its CRS
+                   names, # class names (value i is names[i])
+                   keep=None, # class values to write (default: all named classes)
+                   nodata=255, # class value left out
+                   layer:str='classes')->Path:
+    "Write the regions of `classes` as polygons with fields class, class_id, area (map units²) and mean_prob."
+    import pyogrio.raw
+    from scipy import ndimage
+    from rasterio.features import shapes
+    classes = np.asarray(classes); keep = range(len(names)) if keep is None else keep
+    labels = np.zeros(classes.shape, np.int32); cls = [0]
+    for c in keep:
+        lab, n = ndimage.label(classes == c)   # 4-connected, as `shapes` traces
+        if n: labels[lab > 0] = lab[lab > 0] + len(cls) - 1; cls += [c]*n
+    ids = np.arange(1, len(cls)); cls = np.asarray(cls)
+    px = abs(meta.transform.a*meta.transform.e - meta.transform.b*meta.transform.d)
+    count = ndimage.sum(np.ones_like(labels), labels, ids) if len(ids) else np.zeros(0)
+    mean = ndimage.mean(np.asarray(prob, np.float64), labels, ids) if prob is not None and len(ids) else np.full(len(ids), np.nan)
+    geoms, lid = [], []
+    for g, v in shapes(labels, mask=labels > 0, connectivity=4, transform=meta.transform):
+        geoms.append(_wkb_polygon(g['coordinates'])); lid.append(int(v))
+    lid = np.asarray(lid, np.int64) - 1
+    fields = dict(class_id=cls[lid + 1].astype(np.int32), area=(count[lid]*px).astype(np.float64), mean_prob=mean[lid].astype(np.float64))
+    fields = {'class': np.asarray([str(names[c]) for c in fields['class_id']], dtype=object), **fields}
+    dst = Path(dst)
+    with atomic_write(dst, '.tmp.gpkg', create=False) as t:
+        pyogrio.raw.write(t, np.asarray(geoms, dtype=object), list(fields.values()), list(fields), driver='GPKG', layer=layer,
+                          geometry_type='Polygon', crs=meta.crs.to_wkt() if meta.crs else None, promote_to_multi=False)
+    return dst
 
 # %% ../nbs/01_geo.ipynb #699282b3
 def _meta_of(x): return x if isinstance(x, RasterMeta) else read_meta(x)

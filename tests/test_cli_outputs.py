@@ -214,7 +214,7 @@ def test_sigkill_leftovers_cleaned_by_next_run(env, tmp_path):
     left = _staged(d)
     assert p.returncode == -signal.SIGKILL and left and all(f'-{p.pid}-' in n for n in left), left
     r = subprocess.run([str(BIN/'rsnb-inpaint'), *map(str, _argv('inpaint', env, dst))], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
-    assert (r.returncode, r.stderr) == (0, '') and sorted(q.name for q in d.iterdir()) == ['o.tif']
+    assert (r.returncode, r.stderr) == (0, '') and sorted(q.name for q in d.iterdir()) == ['o.filled.tif', 'o.filled.tif.aux.xml', 'o.tif']   # the output and its filled-pixel mask (issue 25)
 
 def test_stale_staged_cleaned(env, tmp_path, capsys):
     "Before writing, a command deletes rsnb's staged files that no live process can own; it keeps a live one's and anything else."

@@ -111,3 +111,28 @@ def test_inpaint_filled_mask(tmp_path):
     np.testing.assert_array_equal(f == 1, miss & filled_ok)
     assert (miss & filled_ok).sum() == miss.sum()   # FillNodata closes gaps this narrow: every missing pixel is filled
     assert _gdal_category_names(fm) == ['observed', 'filled']
+
+def test_segment_vector(rgb, tmp_path):
+    import pyogrio.raw
+    from rsnb.segmentation.cli import main
+    out, vec = tmp_path/'seg.tif', tmp_path/'seg.gpkg'
+    assert main(['segmentation_lite0_fpn_dubai', str(rgb/'rgb.tif'), str(out), '--tile', '256', '--overlap', '0', '--vector', str(vec), '-q']) == 0
+    meta, _, geom, fields = pyogrio.raw.read(vec)
+    assert list(meta['fields']) == ['class', 'class_id', 'area', 'mean_prob'] and meta['crs'] == 'EPSG:32640'
+    names = _card('segmentation_lite0_fpn_dubai')['classes']
+    with rasterio.open(out) as ds: cls = ds.read(1); px = abs(ds.transform.a * ds.transform.e)
+    for c in np.unique(cls[cls != 255]):
+        assert fields[2][fields[1] == c].sum() == pytest.approx((cls == c).sum() * px)
+        assert set(fields[0][fields[1] == c]) == {names[c]}
+    assert ((fields[3] > 0) & (fields[3] <= 1)).all()
+
+@pytest.mark.parametrize('case', ['missing-folder', 'exists'])
+def test_segment_vector_bad_path(rgb, tmp_path, capsys, case):
+    from rsnb.segmentation.cli import main
+    vec = tmp_path/'no'/'v.gpkg' if case == 'missing-folder' else tmp_path/'v.gpkg'
+    if case == 'exists': vec.write_text('x')
+    out = tmp_path/'seg.tif'
+    assert main(['segmentation_lite0_fpn_dubai', str(rgb/'rgb.tif'), str(out), '--vector', str(vec), '-q']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and 'v.gpkg' in err[0] and '--vector' in err[0], err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == (['v.gpkg'] if case == 'exists' else [])
