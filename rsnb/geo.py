@@ -376,7 +376,7 @@ def write_raster(dest, # output path (.tif)
                       cog=cog, colormap=colormap, **kwargs) as w: w.write(a)
     return Path(dest)
 
-# %% ../nbs/01_geo.ipynb #0b2dceba
+# %% ../nbs/01_geo.ipynb #13d0cced
 def _wkb_polygon(rings) -> bytes:
     import struct
     b = [struct.pack('<BII', 1, 3, len(rings))]

@@ -136,3 +136,32 @@ def test_segment_vector_bad_path(rgb, tmp_path, capsys, case):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and 'v.gpkg' in err[0] and '--vector' in err[0], err
     assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == (['v.gpkg'] if case == 'exists' else [])
+
+@pytest.mark.parametrize('prob', [False, True])
+def test_change_vector(rgb, tmp_path, prob):
+    import pyogrio.raw
+    from rsnb.change.cli import main
+    out, vec = tmp_path/'chg.tif', tmp_path/'chg.gpkg'
+    ref = tmp_path/'ref.tif'   # the same pair without --vector: the maps must be identical
+    common = ['change_siam_lite0_sztaki', str(rgb/'rgb.tif'), str(rgb/'rgb2.tif')]
+    extra = ['-q', '--force'] + (['--prob'] if prob else [])
+    assert main(common + [str(out), '--vector', str(vec)] + extra) == 0
+    assert main(common + [str(ref)] + extra) == 0
+    with rasterio.open(out) as ds, rasterio.open(ref) as rs:
+        a, b = ds.read(1), rs.read(1); px = abs(ds.transform.a * ds.transform.e)
+        assert ds.overviews(1) and ds.dtypes[0] == ('float32' if prob else 'uint8')
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    if prob: a = (a > _card('change_siam_lite0_sztaki').get('threshold', 0.5)).astype('uint8')
+    meta, _, geom, fields = pyogrio.raw.read(vec)
+    assert list(meta['fields']) == ['class', 'class_id', 'area', 'mean_prob'] and meta['crs'] == 'EPSG:32640'
+    assert set(fields[0]) <= {'change'} and len(fields[0]) > 0
+    assert fields[2].sum() == pytest.approx((a == 1).sum() * px)
+    assert (fields[3] > _card('change_siam_lite0_sztaki').get('threshold', 0.5)).all()   # every changed pixel is above the threshold
+
+def test_change_vector_bad_path(rgb, tmp_path, capsys):
+    from rsnb.change.cli import main
+    out = tmp_path/'chg.tif'
+    assert main(['change_siam_lite0_sztaki', str(rgb/'rgb.tif'), str(rgb/'rgb2.tif'), str(out), '--vector', str(tmp_path/'no'/'c.gpkg'), '-q']) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and '--vector' in err[0] and 'c.gpkg' in err[0], err
+    assert list(tmp_path.iterdir()) == []

@@ -67,7 +67,7 @@ def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`), or 
                        dtype='uint8', nodata=255, band_names=['class'], colormap=cmap, cog=cog, device=dev, progress=progress, force=force)
     return dst
 
-# %% ../../nbs/25_segmentation.cli.ipynb #96a53ad9
+# %% ../../nbs/25_segmentation.cli.ipynb #d4d986aa
 def _segment_with_polygons(fn, src, dst, vector, meta, names, cmap, tile, overlap, batch_size, bands, cog, dev, progress, force):
     "The class map and its polygons from one pass: the blended scores are kept (in memory) for each region's mean probability."
     import tempfile, rasterio, torch
