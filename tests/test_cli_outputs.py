@@ -62,7 +62,7 @@ def test_rerun_geotiff(env, tmp_path, capsys):
     assert seg('segA') == (0, [f'{out/n}.tif' for n in NAMES] + ['2 scenes: 2 written, 0 skipped (already written), 0 failed'], [])
     t = _tags(out/'scene0.tif')
     assert (json.loads(t['RSNB_INPUT']), t['RSNB_MODEL'], json.loads(t['RSNB_OPTIONS'])) == \
-           ([str((env/'rgb'/'scene0.tif').resolve())], str((m/'segA.pth').resolve()), dict(bands=None, cog=True, overlap=0, stretch=None, tile=64))
+           ([str((env/'rgb'/'scene0.tif').resolve())], str((m/'segA.pth').resolve()), dict(bands=None, cog=True, overlap=0, stretch=None, tile=64, vector=None))
     ref = {n: (out/f'{n}.tif').read_bytes() for n in NAMES}
     assert seg('segA') == (0, ['2 scenes: 0 written, 2 skipped (already written), 0 failed'], [])      # the same job: kept
     # made by another model: written again

@@ -93,23 +93,27 @@ def test_no_cog(rgb, tmp_path):
     assert _gdal_category_names(out) == _card('segmentation_lite0_fpn_dubai')['classes']
 
 def test_inpaint_filled_mask(tmp_path):
+    "The filled mask is 1 exactly where the input was missing and the output has a value; both files are COGs with overviews."
     from rsnb.inpainting.cli import main, filled_mask_path
     rng = np.random.default_rng(1)
-    a = (rng.random((2, 64, 80)) * 1000 + 500).astype('uint16')
-    miss = np.zeros((64, 80), bool); miss[:, 30:34] = True; miss[10:14, :] = True
+    a = (rng.random((2, 300, 320)) * 1000 + 500).astype('uint16')
+    miss = np.zeros((300, 320), bool); miss[:, 30:34] = True; miss[100:103, :] = True; miss[200:, 250:] = True
     a[:, miss] = 0
     src, out = tmp_path/'slc.tif', tmp_path/'filled.tif'
-    with rasterio.open(src, 'w', driver='GTiff', width=80, height=64, count=2, dtype='uint16', nodata=0,
+    with rasterio.open(src, 'w', driver='GTiff', width=320, height=300, count=2, dtype='uint16', nodata=0,
                        crs='EPSG:32640', transform=from_origin(500000, 2800000, 30, 30)) as ds: ds.write(a)
     assert main([str(src), str(out), '--method', 'fillnodata', '-q']) == 0
     fm = filled_mask_path(out)
     assert fm == tmp_path/'filled.filled.tif'
     with rasterio.open(fm) as ds, rasterio.open(out) as o:
-        f = ds.read(1); filled_ok = (o.read() != 0).all(0)
+        f = ds.read(1); has_value = (o.read() != 0).all(0)
         assert ds.dtypes[0] == 'uint8' and ds.crs == o.crs and ds.transform == o.transform
         assert json.loads(ds.tags()['CLASSES']) == ['observed', 'filled'] and ds.colormap(1)[1][:3] == (255, 0, 255)
-    np.testing.assert_array_equal(f == 1, miss & filled_ok)
-    assert (miss & filled_ok).sum() == miss.sum()   # FillNodata closes gaps this narrow: every missing pixel is filled
+        for d in (ds, o): assert d.overviews(1) and d.tags(ns='IMAGE_STRUCTURE').get('LAYOUT') == 'COG'
+        assert set(np.unique(ds.read(1, out_shape=(150, 160))).tolist()) <= {0, 1}
+    np.testing.assert_array_equal(f == 1, miss & has_value)
+    assert (f == 1).sum() == miss.sum()   # FillNodata reaches every gap here: the mask is the input's missing pixels
+    np.testing.assert_array_equal(f[~miss], 0)
     assert _gdal_category_names(fm) == ['observed', 'filled']
 
 def test_segment_vector(rgb, tmp_path):

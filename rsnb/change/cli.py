@@ -115,7 +115,7 @@ def change_map(model,              # path of a saved change model, or (model, ca
                            colormap=None if prob else {0: (0, 0, 0, 0), 1: (255, 0, 0, 255)})
     return dst
 
-# %% ../../nbs/34_change.cli.ipynb #df75a2f2
+# %% ../../nbs/34_change.cli.ipynb #27a3e1eb
 _CHANGE_COLORS = {0: (0, 0, 0, 0), 1: (255, 0, 0, 255)}
 
 def _change_with_polygons(fn, srcs, dst, vector, m1, names, thr, prob, tile, overlap, batch_size, bands, cog, device, progress, force, tmp):

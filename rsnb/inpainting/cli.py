@@ -6,6 +6,7 @@ Docs: https://rsnb.github.io/rsnb/inpainting.cli.html.md"""
 
 # %% ../../nbs/56_inpainting.cli.ipynb #abb42663
 from __future__ import annotations
+import argparse
 from dataclasses import replace
 from pathlib import Path
 import numpy as np
@@ -180,6 +181,7 @@ def inpaint_raster(src, dst, # input raster, output .tif
                    bands=None, # 1-based bands to fill, in GDAL order (the output holds these); default all
                    stretch=None, # (lo, hi) percentiles mapped onto the generator's range before filling, and back after (method 'ecea')
                    second=None, # a second date of the same place on the same grid (methods 'temporal' and 'auto')
+                   cog:bool=False, # write the output and its filled-pixel mask as Cloud-Optimized GeoTIFFs (overviews: average, mode for the mask)
                   )->dict: # stats
     "Fill the missing pixels of `src` into `dst`, keeping georeferencing and observed pixels."
     _imports()
@@ -248,7 +250,7 @@ def inpaint_raster(src, dst, # input raster, output .tif
         check_not_input(fdst, *[p for p in (src, mask, second) if p is not None])
         with staged_output(dst, lambda t: verify_geotiff(t, meta, meta.count, meta.dtype, dst)) as out, \
              staged_output(fdst, lambda t: verify_geotiff(t, meta, 1, 'uint8', fdst), class_names=FILLED_CLASSES) as fout:
-            _write_output(src, inp, tmp_pred, out, meta, nodata, fout)   # the mask is renamed into place first, then the output
+            _write_output(src, inp, tmp_pred, out, meta, nodata, fout, cog)   # the mask is renamed into place first, then the output
     finally:
         for t in (tmp_in, tmp_pred, tmp_bands, tmp_sec):
             if t.exists(): t.unlink()
@@ -261,12 +263,13 @@ def filled_mask_path(dst) -> Path:
     "Where `inpaint_raster` writes which pixels it filled: `OUT.filled.tif` beside `OUT.tif`."
     dst = Path(dst); return dst.with_name(dst.stem + '.filled' + dst.suffix)
 
-def _write_output(src, inp, pred, dst, meta, nodata, filled):
+def _write_output(src, inp, pred, dst, meta, nodata, filled, cog=False):
     dt = np.dtype(meta.dtype)
     fmeta = replace(meta, count=1, dtype='uint8', nodata=None, band_names=('filled',))
     with open_raster(src) as ds, open_raster(inp) as ids, open_raster(pred) as pds, \
-         RasterWriter(dst, meta, nodata=meta.nodata if meta.nodata is not None else nodata, band_names=meta.band_names, inputs=(src,)) as w, \
-         RasterWriter(filled, fmeta, nodata=None, band_names=['filled'], colormap={0: (0, 0, 0, 0), 1: (255, 0, 255, 255)}, inputs=(src,)) as fw:
+         RasterWriter(dst, meta, nodata=meta.nodata if meta.nodata is not None else nodata, band_names=meta.band_names, inputs=(src,),
+                      cog=cog, resampling='average') as w, \
+         RasterWriter(filled, fmeta, nodata=None, band_names=['filled'], colormap={0: (0, 0, 0, 0), 1: (255, 0, 255, 255)}, inputs=(src,), cog=cog) as fw:
         for r, h in _blocks(meta):
             win = ((r, r + h), (0, meta.width))
             a, ai, p = ds.read(window=win), ids.read(window=win), pds.read(window=win)
@@ -299,6 +302,8 @@ def _parser():
     p.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
                    help="with ECEA: map these percentiles of each band onto the generator's range before filling, and back after")
     p.add_argument('--batch-size', type=positive_int, default=16)
+    p.add_argument('--cog', action=argparse.BooleanOptionalAction, default=True,
+                   help='write Cloud-Optimized GeoTIFFs with overviews (default; --no-cog: plain tiled GeoTIFFs)')
     add_device_arg(p); add_force_arg(p); add_output_args(p); add_many_args(p)
     return p
 
@@ -321,7 +326,7 @@ def _run(a):
     dev = check_device(a.device)
     model = find_model(a.model, 'inpainting') if a.model and a.method in ('ecea', 'auto') else None
     def one(s, m, s2, d, model, progress):
-        st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force, a.bands, a.stretch, second=s2)
+        st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force, a.bands, a.stretch, second=s2, cog=a.cog)
         return f"{d}: filled {st['missing']:,} of {st['pixels']:,} pixels ({st['fraction']:.1%}) with {st['how']}"
     from rsnb.cli import output_job
     mid = model or a.method   # what the rsnb tag names: the generator's file, or the method
