@@ -169,3 +169,23 @@ def test_change_vector_bad_path(rgb, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and '--vector' in err[0] and 'c.gpkg' in err[0], err
     assert list(tmp_path.iterdir()) == []
+
+def test_inpaint_many_resume_needs_mask(tmp_path, capsys):
+    "Over many scenes, an output whose filled mask is missing is written again; a complete one is kept."
+    from rsnb.inpainting.cli import main
+    src, out = tmp_path/'in', tmp_path/'out'; src.mkdir()
+    rng = np.random.default_rng(2)
+    for n in ('s0', 's1'):
+        a = (rng.random((1, 40, 48)) * 1000 + 500).astype('uint16'); a[:, :, 20:23] = 0
+        with rasterio.open(src/f'{n}.tif', 'w', driver='GTiff', width=48, height=40, count=1, dtype='uint16', nodata=0,
+                           crs='EPSG:32640', transform=from_origin(500000, 2800000, 30, 30)) as ds: ds.write(a)
+    argv = [str(src), str(out), '--method', 'fillnodata', '-q']
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir() if not p.name.endswith('.aux.xml')) == ['s0.filled.tif', 's0.tif', 's1.filled.tif', 's1.tif']
+    (out/'s1.filled.tif').unlink(); kept = (out/'s0.tif').read_bytes()
+    capsys.readouterr()
+    assert main(argv) == 0
+    o, e = capsys.readouterr()
+    assert o.strip().splitlines()[-1] == '2 scenes: 1 written, 1 skipped (already written), 0 failed', o
+    assert 's1.tif: its filled-pixel mask s1.filled.tif is missing; writing it again' in e, e
+    assert (out/'s1.filled.tif').exists() and (out/'s0.tif').read_bytes() == kept

@@ -283,6 +283,22 @@ def _write_output(src, inp, pred, dst, meta, nodata, filled, cog=False):
             out[:, miss & ~ok] = nodata
             w.write(out, r, 0); fw.write(ok.astype('uint8'), r, 0)
 
+# %% ../../nbs/56_inpainting.cli.ipynb #91761afc
+def _with_mask(a, mid):
+    "Resume check of many scenes: an output is kept only when it is this job's (`output_state`) and its filled mask is there and readable."
+    from rsnb.cli import output_state, job_options
+    from rsnb.core import RasterError
+    opts = job_options(a)
+    def complete(out, ins):
+        state, why = output_state(out, ins, mid, opts)
+        if state != 'keep': return False if state == 'foreign' else why
+        fm = filled_mask_path(out)
+        if not fm.exists(): return f'its filled-pixel mask {fm.name} is missing'
+        try: verify_geotiff(fm, out, 1, 'uint8')
+        except (RasterError, OSError) as e: return f'its filled-pixel mask {fm.name} is damaged ({e})'
+        return True
+    return complete
+
 # %% ../../nbs/56_inpainting.cli.ipynb #d1a4661d
 def _parser():
     p = RsnbParser('rsnb-inpaint', description='Fill the gaps (nodata and/or a mask) of a GeoTIFF with ECEA, a second date (temporal fill) or GDAL FillNodata, '
@@ -335,7 +351,7 @@ def _run(a):
     jobs = scene_jobs(scenes, a.output, '.tif', mp, RASTER_SUFFIXES, input_folder(a.input))
     if model is not None:
         _imports(); model = load_ecea(model)   # once for all scenes
-    return run_many(a, jobs, lambda ins, out: one(ins[0], ins[1], ins[2], out, model, False), model=mid)
+    return run_many(a, jobs, lambda ins, out: one(ins[0], ins[1], ins[2], out, model, False), model=mid, complete=_with_mask(a, mid))
 
 def _scenes(a):
     "[(input, mask or None, second date or None)] of a folder or list file; `--mask` and `--second-date` folders matched by name."
