@@ -236,7 +236,7 @@ def test_stale_staged_cleaned(env, tmp_path, capsys):
             argv = [env/'gappy.tif', d/'o.tif'] if form == 'single' else [env/'rgb', d]
             if form == 'single': assert _run(inpaint, [*argv, '--method', 'fillnodata', '-q'], capsys)[0] == 0
             else: assert _run(segment, [env/'models'/'segA.pth', *argv, '--tile', '64', '--overlap', '0', '-q'], capsys)[0] == 0
-            outs = ['o.tif'] if form == 'single' else [f'{n}.tif' for n in NAMES]
+            outs = ['o.tif', 'o.filled.tif', 'o.filled.tif.aux.xml'] if form == 'single' else [f'{n}.tif' for n in NAMES]   # inpaint: with its filled mask
             assert sorted(p.name for p in d.iterdir()) == sorted([*keep, *outs]), form
     finally: live.kill(); live.wait()
 
