@@ -200,6 +200,7 @@ def _run_table(a):
 def _run(a):
     if a.table is not None: return _run_table(a)
     if a.dst is None: raise UsageError(f'{a.src}: the output is missing: give MODEL SRC DST for a map, or MODEL IMAGES --table OUT.csv')
+    a.cog = a.cog is not False   # maps are COGs unless --no-cog (None only tells --table that --cog was not given)
     many = is_many(a.src)
     if many: scenes = list_scenes(a.src)
     else:
@@ -213,7 +214,7 @@ def _run(a):
     model, card = load_scene_model(pth)
     def one(s, d, progress):
         return str(classify_raster(model, card, s, d, a.tile, a.overlap, a.bands, a.stretch, a.probabilities,
-                                   a.batch_size, dev, progress, a.cog is not False, a.force))
+                                   a.batch_size, dev, progress, a.cog, a.force))
     from rsnb.cli import output_job
     if not many:
         with output_job([src], pth, a): return one(src, dst, not a.quiet)

@@ -283,7 +283,7 @@ def _write_output(src, inp, pred, dst, meta, nodata, filled, cog=False):
             out[:, miss & ~ok] = nodata
             w.write(out, r, 0); fw.write(ok.astype('uint8'), r, 0)
 
-# %% ../../nbs/56_inpainting.cli.ipynb #91761afc
+# %% ../../nbs/56_inpainting.cli.ipynb #faa2b8fa
 def _with_mask(a, mid):
     "Resume check of many scenes: an output is kept only when it is this job's (`output_state`) and its filled mask is there and readable."
     from rsnb.cli import output_state, job_options
