@@ -504,7 +504,8 @@ def output_job(inputs, model=None, a=None, # parsed arguments: the options are `
     try: yield
     finally: _JOB.reset(tok)
 
-def tag_output(path, tags:dict):
+def tag_output(path, tags:dict,
+               band_tags:dict|None=None): # metadata for band 1 (e.g. a class map's `CLASSES`)
     "Add GDAL metadata `tags` (and `RSNB_BANDS`, `RSNB_DTYPE`) to the GeoTIFF `path` in place; a COG is rewritten as a COG."
     import rasterio, rasterio.shutil
     from rsnb.core import atomic_write
@@ -515,6 +516,7 @@ def tag_output(path, tags:dict):
         cog = st.get('LAYOUT') == 'COG'
         with rasterio.open(path, 'r+', **({'IGNORE_COG_LAYOUT_BREAK': 'YES'} if cog else {})) as ds:
             ds.update_tags(**tags, RSNB_BANDS=str(n), RSNB_DTYPE=dt)
+            if band_tags: ds.update_tags(1, **band_tags)
         if cog:
             opts = dict(compress=st.get('COMPRESSION', 'NONE'), blocksize=bs[0], overviews='FORCE_USE_EXISTING', BIGTIFF='IF_SAFER')
             if st.get('PREDICTOR') in ('2', '3'): opts['predictor'] = 'STANDARD' if st['PREDICTOR'] == '2' else 'FLOATING_POINT'
@@ -526,14 +528,20 @@ def _is_tiff(p) -> bool:
 @contextlib.contextmanager
 def staged_output(dst, # final output path
                   verify=None, # callable(tmp_path) raising if the written file is wrong
+                  class_names=None, # a class map's names (value i is names[i]): `CLASSES` metadata and GDAL category names (`dst.aux.xml`)
                  ):
     "Yield a free temporary path beside `dst`; tag and verify it and rename it to `dst` on success, delete it on any error or interrupt."
     from rsnb import __version__
     from rsnb.core import atomic_write
     dst = Path(dst)
+    from rsnb.geo import class_tags, write_category_names
+    ctags = {} if class_names is None else class_tags(class_names)
     def finish(tmp):
-        if _is_tiff(tmp): tag_output(tmp, dict(RSNB_VERSION=__version__, **(_JOB.get() or {})))
+        if _is_tiff(tmp):
+            tag_output(tmp, dict(RSNB_VERSION=__version__, **(_JOB.get() or {}), **ctags), ctags)
+            write_category_names(tmp, None)   # a sidecar a writer left beside the staged file
         if verify is not None: verify(tmp)
+        if _is_tiff(tmp): write_category_names(dst, class_names)   # before the rename: once dst appears its names are there
     with atomic_write(dst, '.part' + dst.suffix, verify=finish, create=False) as tmp: yield tmp
 
 def verify_geotiff(path, like=None, # RasterMeta (or path) whose grid the output must have

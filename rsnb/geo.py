@@ -6,7 +6,7 @@ Docs: https://rsnb.github.io/rsnb/geo.html.md"""
 
 # %% ../nbs/01_geo.ipynb #8c4015b2
 from __future__ import annotations
-import re, sys, math, warnings, os, tempfile
+import re, sys, math, warnings, os, tempfile, json
 from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,9 +24,10 @@ from .core import RasterError, atomic_write, check_not_input, data_path
 
 # %% auto #0
 __all__ = ['SCALE_FACTORS', 'RasterMeta', 'open_raster', 'read_meta', 'read_raster', 'read_tensor', 'georef_diff', 'check_georef',
-           'valid_mask', 'require_valid', 'RasterWriter', 'write_raster', 'check_aligned', 'percentile_stretch',
-           'to_reflectance', 'from_reflectance', 'landsat_display', 'landsat_display_inv', 'rgb_composite',
-           'gap_mask_files', 'read_gap_mask']
+           'valid_mask', 'require_valid', 'RasterWriter', 'class_tags', 'category_names_xml', 'write_category_names',
+           'write_raster', 'write_polygons', 'check_aligned', 'percentile_stretch', 'to_reflectance',
+           'from_reflectance', 'landsat_display', 'landsat_display_inv', 'rgb_composite', 'gap_mask_files',
+           'read_gap_mask']
 
 # %% ../nbs/01_geo.ipynb #81ad667a
 @dataclass(repr=False)
@@ -265,17 +266,42 @@ class RasterWriter:
                  compress='deflate', blocksize:int=256,
                  level:int=None, # compression level (deflate 1–9, GDAL default 6); 1 is ~2× faster, files barely larger
                  inputs=(), # files that must not be overwritten (meta.path is always included)
-                 resampling=None, # COG overview resampling (default nearest for ints, average for floats)
+                 resampling=None, # COG overview resampling (default mode for class maps, nearest for other ints, average for floats)
+                 class_names=None, # names of classes 0..k-1 of a class map: band metadata CLASSES and GDAL category names (`.aux.xml`)
                  force:bool=False): # write even if `meta` has georeferencing rsnb cannot carry (`check_georef`), without it
         meta = check_georef(meta, force)
         self.dest, self.meta, self.cog, self.colormap = Path(dest), meta, cog, colormap
         self.count, self.dtype = count or meta.count, np.dtype(dtype or meta.dtype)
         self.nodata = meta.nodata if nodata is _UNSET else nodata
         self.band_names = band_names
-        self.resampling = resampling or ('nearest' if self.dtype.kind in 'iub' else 'average')
+        self.class_names = None if class_names is None else [str(n) for n in class_names]
+        classes = colormap is not None or class_names is not None
+        self.resampling = resampling or ('mode' if classes else 'nearest' if self.dtype.kind in 'iub' else 'average')
         check_not_input(self.dest, *[p for p in (meta.path, *inputs) if p is not None])
         self.profile = _profile(meta, self.count, self.dtype, self.nodata, compress, blocksize, level)
         self.ds = None
+
+# %% ../nbs/01_geo.ipynb #7e6ba79f
+def class_tags(names) -> dict:
+    "GDAL metadata naming the classes of a class map: `CLASSES`, a JSON list whose index is the pixel value."
+    return {'CLASSES': json.dumps([str(n) for n in names])}
+
+def category_names_xml(names) -> str:
+    "A GDAL PAM document (`.aux.xml`) giving band 1 the category names `names` (value i is `names[i]`)."
+    from xml.sax.saxutils import escape
+    cats = ''.join(f'      <Category>{escape(str(n))}</Category>\n' for n in names)
+    return f'<PAMDataset>\n  <PAMRasterBand band="1">\n    <CategoryNames>\n{cats}    </CategoryNames>\n  </PAMRasterBand>\n</PAMDataset>\n'
+
+def write_category_names(path, # a written GeoTIFF
+                         names=None): # class names (value i is names[i]); None removes a stale sidecar
+    "Write `path`.aux.xml with the category names GDAL (and QGIS's legend) reads for band 1, atomically."
+    aux = Path(str(path) + '.aux.xml')
+    if names is None:
+        if aux.exists(): aux.unlink()   # as GDAL does when it re-creates a file: a sidecar of the old file must not name the new one's values
+        return None
+    with atomic_write(aux) as t: Path(t).write_text(category_names_xml(names))
+    return aux
+
 
 # %% ../nbs/01_geo.ipynb #f361fd60
 @patch
@@ -290,6 +316,7 @@ def __enter__(self:RasterWriter):
     if self.band_names:
         for i, n in enumerate(self.band_names): self.ds.set_band_description(i+1, n)
     if self.colormap: self.ds.write_colormap(1, self.colormap)
+    if self.class_names is not None: self.ds.update_tags(**class_tags(self.class_names)); self.ds.update_tags(1, **class_tags(self.class_names))
     return self
 
 @patch
@@ -327,6 +354,7 @@ def __exit__(self:RasterWriter, typ, val, tb):
     finally:
         if self.cog and self._gtiff.exists(): self._gtiff.unlink()
         self._stack.__exit__(*exc)   # renames the temporary file to dest only when there was no error
+    if typ is None: write_category_names(self.dest, self.class_names)
     return False
 
 # %% ../nbs/01_geo.ipynb #190ea676
@@ -347,6 +375,46 @@ def write_raster(dest, # output path (.tif)
     with RasterWriter(dest, meta, count=a.shape[0], dtype=a.dtype, nodata=nodata, band_names=band_names,
                       cog=cog, colormap=colormap, **kwargs) as w: w.write(a)
     return Path(dest)
+
+# %% ../nbs/01_geo.ipynb #13d0cced
+def _wkb_polygon(rings) -> bytes:
+    import struct
+    b = [struct.pack('<BII', 1, 3, len(rings))]
+    for r in rings: a = np.asarray(r, '<f8'); b.append(struct.pack('<I', len(a))); b.append(a.tobytes())
+    return b''.join(b)
+
+def write_polygons(dst, # output .gpkg (written atomically)
+                   classes, # H×W class map
+                   prob, # H×W probability of each pixel's class (mean per polygon), or None
+                   meta:RasterMeta, # grid of the map: polygons are in its CRS
+                   names, # class names (value i is names[i])
+                   keep=None, # class values to write (default: all named classes)
+                   nodata=255, # class value left out
+                   layer:str='classes')->Path:
+    "Write the regions of `classes` as polygons with fields class, class_id, area (map units²) and mean_prob."
+    import pyogrio.raw
+    from scipy import ndimage
+    from rasterio.features import shapes
+    classes = np.asarray(classes); keep = range(len(names)) if keep is None else keep
+    labels = np.zeros(classes.shape, np.int32); cls = [0]
+    for c in keep:
+        lab, n = ndimage.label(classes == c)   # 4-connected, as `shapes` traces
+        if n: labels[lab > 0] = lab[lab > 0] + len(cls) - 1; cls += [c]*n
+    ids = np.arange(1, len(cls)); cls = np.asarray(cls)
+    px = abs(meta.transform.a*meta.transform.e - meta.transform.b*meta.transform.d)
+    count = ndimage.sum(np.ones_like(labels), labels, ids) if len(ids) else np.zeros(0)
+    mean = ndimage.mean(np.asarray(prob, np.float64), labels, ids) if prob is not None and len(ids) else np.full(len(ids), np.nan)
+    geoms, lid = [], []
+    for g, v in shapes(labels, mask=labels > 0, connectivity=4, transform=meta.transform):
+        geoms.append(_wkb_polygon(g['coordinates'])); lid.append(int(v))
+    lid = np.asarray(lid, np.int64) - 1
+    fields = dict(class_id=cls[lid + 1].astype(np.int32), area=(count[lid]*px).astype(np.float64), mean_prob=mean[lid].astype(np.float64))
+    fields = {'class': np.asarray([str(names[c]) for c in fields['class_id']], dtype=object), **fields}
+    dst = Path(dst)
+    with atomic_write(dst, '.tmp.gpkg', create=False) as t:
+        pyogrio.raw.write(t, np.asarray(geoms, dtype=object), list(fields.values()), list(fields), driver='GPKG', layer=layer,
+                          geometry_type='Polygon', crs=meta.crs.to_wkt() if meta.crs else None, promote_to_multi=False)
+    return dst
 
 # %% ../nbs/01_geo.ipynb #699282b3
 def _meta_of(x): return x if isinstance(x, RasterMeta) else read_meta(x)

@@ -62,7 +62,7 @@ def test_rerun_geotiff(env, tmp_path, capsys):
     assert seg('segA') == (0, [f'{out/n}.tif' for n in NAMES] + ['2 scenes: 2 written, 0 skipped (already written), 0 failed'], [])
     t = _tags(out/'scene0.tif')
     assert (json.loads(t['RSNB_INPUT']), t['RSNB_MODEL'], json.loads(t['RSNB_OPTIONS'])) == \
-           ([str((env/'rgb'/'scene0.tif').resolve())], str((m/'segA.pth').resolve()), dict(bands=None, cog=False, overlap=0, stretch=None, tile=64))
+           ([str((env/'rgb'/'scene0.tif').resolve())], str((m/'segA.pth').resolve()), dict(bands=None, cog=True, overlap=0, stretch=None, tile=64, vector=None))
     ref = {n: (out/f'{n}.tif').read_bytes() for n in NAMES}
     assert seg('segA') == (0, ['2 scenes: 0 written, 2 skipped (already written), 0 failed'], [])      # the same job: kept
     # made by another model: written again
@@ -214,7 +214,7 @@ def test_sigkill_leftovers_cleaned_by_next_run(env, tmp_path):
     left = _staged(d)
     assert p.returncode == -signal.SIGKILL and left and all(f'-{p.pid}-' in n for n in left), left
     r = subprocess.run([str(BIN/'rsnb-inpaint'), *map(str, _argv('inpaint', env, dst))], capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
-    assert (r.returncode, r.stderr) == (0, '') and sorted(q.name for q in d.iterdir()) == ['o.tif']
+    assert (r.returncode, r.stderr) == (0, '') and sorted(q.name for q in d.iterdir()) == ['o.filled.tif', 'o.filled.tif.aux.xml', 'o.tif']   # the output and its filled-pixel mask (issue 25)
 
 def test_stale_staged_cleaned(env, tmp_path, capsys):
     "Before writing, a command deletes rsnb's staged files that no live process can own; it keeps a live one's and anything else."
@@ -236,7 +236,7 @@ def test_stale_staged_cleaned(env, tmp_path, capsys):
             argv = [env/'gappy.tif', d/'o.tif'] if form == 'single' else [env/'rgb', d]
             if form == 'single': assert _run(inpaint, [*argv, '--method', 'fillnodata', '-q'], capsys)[0] == 0
             else: assert _run(segment, [env/'models'/'segA.pth', *argv, '--tile', '64', '--overlap', '0', '-q'], capsys)[0] == 0
-            outs = ['o.tif'] if form == 'single' else [f'{n}.tif' for n in NAMES]
+            outs = ['o.tif', 'o.filled.tif', 'o.filled.tif.aux.xml'] if form == 'single' else [f'{n}.tif' for n in NAMES]   # inpaint: with its filled mask
             assert sorted(p.name for p in d.iterdir()) == sorted([*keep, *outs]), form
     finally: live.kill(); live.wait()
 

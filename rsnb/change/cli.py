@@ -6,7 +6,7 @@ Docs: https://rsnb.github.io/rsnb/change.cli.html.md"""
 
 # %% ../../nbs/34_change.cli.ipynb #4f370bab
 from __future__ import annotations
-import sys, tempfile
+import argparse, sys, tempfile
 from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, fraction_open01,
@@ -63,6 +63,8 @@ def change_map(model,              # path of a saved change model, or (model, ca
                force:bool=False,   # run even when pixel types or values do not fit the training data, or t1's georeferencing cannot be carried (without it)
                bands=None,         # 1-based bands of both dates (GDAL order), in the model's band order (default: all)
                stretch=None,       # (lo, hi) percentiles mapped onto the training range, pooled over both dates (one stretch for the pair)
+               cog:bool=False,     # write a Cloud-Optimized GeoTIFF with overviews (mode for the 0/1 map, average for probabilities)
+               vector=None,        # also write the changed regions as polygons (class, area, mean change probability) to this .gpkg
               ) -> Path:
     "Predict the change between `t1` and `t2` and write a georeferenced map to `dst`."
     import torch
@@ -101,12 +103,36 @@ def change_map(model,              # path of a saved change model, or (model, ca
             if isinstance(got, tuple):
                 arr, meta = got; t2 = write_raster(Path(tmp)/'t2_on_t1_grid.tif', arr, meta, force=force)
         else: _aligned(t1, t2, False)
-        with staged_output(dst, lambda t: verify_geotiff(t, m1, 1, 'float32' if prob else 'uint8', dst)) as out:
+        names = [str(n) for n in card.get('classes', ('no change', 'change'))]
+        if vector is not None:
+            _change_with_polygons(fn, (t1, t2), dst, vector, m1, names, thr, prob, tile, overlap, batch_size, bands, cog, device, progress, force, tmp)
+            return dst
+        names = None if prob else names
+        with staged_output(dst, lambda t: verify_geotiff(t, m1, 1, 'float32' if prob else 'uint8', dst), class_names=names) as out:
             predict_raster(fn, (t1, t2), out, tile=tile, overlap=overlap, batch_size=batch_size, bands=bands,
                            finalize=None if prob else to_change(thr), dtype='float32' if prob else 'uint8',
-                           band_names=['change_probability' if prob else 'change'], device=device, progress=progress, force=force,
+                           band_names=['change_probability' if prob else 'change'], device=device, progress=progress, force=force, cog=cog,
                            colormap=None if prob else {0: (0, 0, 0, 0), 1: (255, 0, 0, 255)})
     return dst
+
+# %% ../../nbs/34_change.cli.ipynb #27a3e1eb
+_CHANGE_COLORS = {0: (0, 0, 0, 0), 1: (255, 0, 0, 255)}
+
+def _change_with_polygons(fn, srcs, dst, vector, m1, names, thr, prob, tile, overlap, batch_size, bands, cog, device, progress, force, tmp):
+    "The change map and the polygons of its changed regions from one pass; the probability is kept (in memory) for their mean."
+    import rasterio
+    from rsnb.geo import write_raster, write_polygons
+    from rsnb.tiles import predict_raster
+    pt = Path(tmp)/'probability.tif'
+    predict_raster(fn, srcs, pt, tile=tile, overlap=overlap, batch_size=batch_size, bands=bands, dtype='float32',
+                   device=device, progress=progress, force=force)
+    with rasterio.open(pt) as ds: p = ds.read(ds.count)   # the change probability (the last band of a 2-band softmax)
+    valid = np.isfinite(p)
+    cls = np.where(valid, p > thr, 255).astype('uint8')
+    with staged_output(dst, lambda t: verify_geotiff(t, m1, 1, 'float32' if prob else 'uint8', dst), class_names=None if prob else names) as out:
+        if prob: write_raster(out, p[None], m1, cog=cog, nodata=float('nan'), band_names=['change_probability'], force=force)
+        else: write_raster(out, cls[None], m1, cog=cog, nodata=255, band_names=['change'], colormap=_CHANGE_COLORS, force=force)
+    write_polygons(vector, cls, p, m1, names, keep=[1])
 
 # %% ../../nbs/34_change.cli.ipynb #13a83a80
 def _parser():
@@ -122,6 +148,9 @@ def _parser():
     ap.add_argument('--prob', action='store_true', help='write the change probability (float32) instead of 0/1')
     ap.add_argument('--reproject', action='store_true', help="resample t2 onto t1's grid instead of refusing unaligned inputs")
     ap.add_argument('--bands', type=band_list, default=None, help='1-based bands of both dates in GDAL order, e.g. 3,2,1 (default: all)')
+    ap.add_argument('--vector', metavar='OUT.gpkg', default=None, help='also write the changed regions as polygons (class, area, mean change probability) in the CRS of T1')
+    ap.add_argument('--cog', action=argparse.BooleanOptionalAction, default=True,
+                    help='write a Cloud-Optimized GeoTIFF with overviews (default; --no-cog: a plain tiled GeoTIFF)')
     ap.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
                     help="map these percentiles of each band (pooled over both dates) onto the model's training range, e.g. 2 98")
     add_device_arg(ap); add_force_arg(ap); add_output_args(ap); add_many_args(ap)
@@ -151,20 +180,23 @@ def _pairs(t1, t2):
 def _run(a):
     m = Path(a.model); mfiles = [m, m.with_suffix('.pth'), m.with_suffix('.json')]
     many = is_many(a.t1) or is_many(a.t2)
+    if many and a.vector: raise UsageError(f'--vector {a.vector}: writes the polygons of one pair; give two rasters')
     if many: scenes, sdir = _pairs(a.t1, a.t2)
     else:
         if a.t2 is None: raise UsageError(f'{a.t1}: the second date is missing: give MODEL T1 T2 OUT for one pair, or MODEL FOLDER|LIST OUT for many')
         t1, t2 = check_input(a.t1, 'raster of the first date'), check_input(a.t2, 'raster of the second date')
         out = check_output(a.out, a.overwrite, [t1, t2, *mfiles])
+        try: vec = check_output(a.vector, a.overwrite, [t1, t2, out, *mfiles]) if a.vector else None
+        except UsageError as e: raise UsageError(f'--vector {a.vector}: {e}') from None
     check_tiling(a.tile, a.overlap); check_stretch(a.stretch)
     dev = check_device(a.device)
     pth = find_model(a.model, 'change'); model = load_change_model(pth)
     opts = (a.tile, a.overlap, a.batch_size, a.threshold, a.prob, a.reproject, dev)
     from rsnb.cli import output_job
     if not many:
-        with output_job([t1, t2], pth, a): return str(change_map(model, t1, t2, out, *opts, not a.quiet, a.force, a.bands, a.stretch))
+        with output_job([t1, t2], pth, a): return str(change_map(model, t1, t2, out, *opts, not a.quiet, a.force, a.bands, a.stretch, a.cog, vec))
     jobs = scene_jobs(scenes, a.out, '.tif', mfiles, RASTER_SUFFIXES, sdir)
-    return run_many(a, jobs, lambda ins, o: str(change_map(model, ins[0], ins[1], o, *opts, False, a.force, a.bands, a.stretch)), model=pth)
+    return run_many(a, jobs, lambda ins, o: str(change_map(model, ins[0], ins[1], o, *opts, False, a.force, a.bands, a.stretch, a.cog)), model=pth)
 
 def main(argv=None) -> int:
     "rsnb-change MODEL T1 T2 OUT: write the change map of a scene pair."

@@ -6,7 +6,7 @@ Docs: https://rsnb.github.io/rsnb/classification.cli.html.md"""
 
 # %% ../../nbs/15_classification.cli.ipynb #3be42f35
 from __future__ import annotations
-import csv, io, sys
+import argparse, csv, io, sys
 from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, percentile,
@@ -59,9 +59,11 @@ def classify_raster(model, card:dict, # from `load_scene_model`
         p = predict_scenes(model, card, x, bs=batch_size)
         return p[:, :, None, None].expand(-1, -1, x.shape[-2], x.shape[-1])
     k = card['n_classes']
-    cols = {i: tuple(int(round(v*255)) for v in c) + (255,) for i, c in enumerate(class_colors(k))}
+    pal = card.get('palette') or [[int(round(v*255)) for v in c] for c in class_colors(k)]   # the card's colours, else rsnb's
+    cols = {i: tuple(int(v) for v in c[:3]) + (255,) for i, c in enumerate(pal)}; cols[255] = (0, 0, 0, 0)   # 255: nodata
     dst = Path(dst)
-    with staged_output(dst, lambda t: verify_geotiff(t, meta, k if probabilities else 1, 'float32' if probabilities else 'uint8', dst)) as tmp:
+    with staged_output(dst, lambda t: verify_geotiff(t, meta, k if probabilities else 1, 'float32' if probabilities else 'uint8', dst),
+                       class_names=None if probabilities else list(card['classes'])) as tmp:
         predict_raster(model_fn, src, tmp, tile=tile, overlap=overlap, batch_size=batch_size, bands=idx,
                        finalize=None if probabilities else to_classes, dtype='float32' if probabilities else 'uint8',
                        nodata=None if probabilities else 255,
@@ -145,7 +147,8 @@ def _parser():
                    help="map these percentiles of each band onto the model's training range (e.g. 2 98 for 16-bit data into an 8-bit model)")
     p.add_argument('--probabilities', action='store_true', help='write class probabilities instead of classes')
     p.add_argument('--batch-size', type=positive_int, default=16)
-    p.add_argument('--cog', action='store_true', help='write a Cloud-Optimized GeoTIFF')
+    p.add_argument('--cog', action=argparse.BooleanOptionalAction, default=None,
+                   help='write a Cloud-Optimized GeoTIFF with overviews (default; --no-cog: a plain tiled GeoTIFF)')
     add_device_arg(p); add_force_arg(p); add_output_args(p); add_many_args(p)
     return p
 
@@ -173,7 +176,7 @@ def _table_files(src) -> list:
 
 def _run_table(a):
     for opt, v in (('--tile', a.tile), ('--overlap', a.overlap), ('--probabilities', a.probabilities), ('--cog', a.cog), ('--shard', a.shard)):
-        if v not in (None, False): raise UsageError(f'{opt}: applies to maps, not to --table')
+        if v not in (None, False) and not (opt == '--cog' and v is None): raise UsageError(f'{opt}: applies to maps, not to --table')
     if a.dst is not None: raise UsageError(f'{a.dst}: --table writes a table, not a map; give either DST or --table')
     files = _table_files(a.src)
     dst = check_output(a.table, a.overwrite, [*files, *_model_inputs(a.model)])
@@ -197,6 +200,7 @@ def _run_table(a):
 def _run(a):
     if a.table is not None: return _run_table(a)
     if a.dst is None: raise UsageError(f'{a.src}: the output is missing: give MODEL SRC DST for a map, or MODEL IMAGES --table OUT.csv')
+    a.cog = a.cog is not False   # maps are COGs unless --no-cog (None only tells --table that --cog was not given)
     many = is_many(a.src)
     if many: scenes = list_scenes(a.src)
     else:

@@ -6,6 +6,8 @@ Docs: https://rsnb.github.io/rsnb/inpainting.cli.html.md"""
 
 # %% ../../nbs/56_inpainting.cli.ipynb #abb42663
 from __future__ import annotations
+import argparse
+from dataclasses import replace
 from pathlib import Path
 import numpy as np
 from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int,
@@ -14,7 +16,8 @@ from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_fo
                       is_many, list_scenes, match_by_name, scene_jobs, run_many, add_many_args, input_folder, RASTER_SUFFIXES, LIST_SUFFIXES)
 
 # %% auto #0
-__all__ = ['HALO', 'missing_stats', 'ecea_fn', 'fillnodata_fn', 'check_second', 'inpaint_raster', 'main']
+__all__ = ['HALO', 'FILLED_CLASSES', 'missing_stats', 'ecea_fn', 'fillnodata_fn', 'check_second', 'inpaint_raster',
+           'filled_mask_path', 'main']
 
 # %% ../../nbs/56_inpainting.cli.ipynb #92771e73
 def _imports():
@@ -178,6 +181,7 @@ def inpaint_raster(src, dst, # input raster, output .tif
                    bands=None, # 1-based bands to fill, in GDAL order (the output holds these); default all
                    stretch=None, # (lo, hi) percentiles mapped onto the generator's range before filling, and back after (method 'ecea')
                    second=None, # a second date of the same place on the same grid (methods 'temporal' and 'auto')
+                   cog:bool=False, # write the output and its filled-pixel mask as Cloud-Optimized GeoTIFFs (overviews: average, mode for the mask)
                   )->dict: # stats
     "Fill the missing pixels of `src` into `dst`, keeping georeferencing and observed pixels."
     _imports()
@@ -242,18 +246,30 @@ def inpaint_raster(src, dst, # input raster, output .tif
             fn = ecea_fn(G.to(device), scaler, nodata, device, affine) if method == 'ecea' else fillnodata_fn(nodata)
             predict_raster(fn, inp, tmp_pred, tile=tile, overlap=ov, batch_size=batch_size, dtype='float32', nodata=float('nan'),
                            mask_output=False, with_mask=True, device='cpu', progress=progress, force=force)
-        with staged_output(dst, lambda t: verify_geotiff(t, meta, meta.count, meta.dtype, dst)) as out:
-            _write_output(src, inp, tmp_pred, out, meta, nodata)
+        fdst = filled_mask_path(dst)
+        check_not_input(fdst, *[p for p in (src, mask, second) if p is not None])
+        with staged_output(dst, lambda t: verify_geotiff(t, meta, meta.count, meta.dtype, dst)) as out, \
+             staged_output(fdst, lambda t: verify_geotiff(t, meta, 1, 'uint8', fdst), class_names=FILLED_CLASSES) as fout:
+            _write_output(src, inp, tmp_pred, out, meta, nodata, fout, cog)   # the mask is renamed into place first, then the output
     finally:
         for t in (tmp_in, tmp_pred, tmp_bands, tmp_sec):
             if t.exists(): t.unlink()
     return dict(missing=n_miss, pixels=n, fraction=n_miss/n, tile=tile, overlap=ov, method=method, how=how)
 
 # %% ../../nbs/56_inpainting.cli.ipynb #acce1839
-def _write_output(src, inp, pred, dst, meta, nodata):
+FILLED_CLASSES = ('observed', 'filled')
+
+def filled_mask_path(dst) -> Path:
+    "Where `inpaint_raster` writes which pixels it filled: `OUT.filled.tif` beside `OUT.tif`."
+    dst = Path(dst); return dst.with_name(dst.stem + '.filled' + dst.suffix)
+
+def _write_output(src, inp, pred, dst, meta, nodata, filled, cog=False):
     dt = np.dtype(meta.dtype)
+    fmeta = replace(meta, count=1, dtype='uint8', nodata=None, band_names=('filled',))
     with open_raster(src) as ds, open_raster(inp) as ids, open_raster(pred) as pds, \
-         RasterWriter(dst, meta, nodata=meta.nodata if meta.nodata is not None else nodata, band_names=meta.band_names, inputs=(src,)) as w:
+         RasterWriter(dst, meta, nodata=meta.nodata if meta.nodata is not None else nodata, band_names=meta.band_names, inputs=(src,),
+                      cog=cog, resampling='average') as w, \
+         RasterWriter(filled, fmeta, nodata=None, band_names=['filled'], colormap={0: (0, 0, 0, 0), 1: (255, 0, 255, 255)}, inputs=(src,), cog=cog) as fw:
         for r, h in _blocks(meta):
             win = ((r, r + h), (0, meta.width))
             a, ai, p = ds.read(window=win), ids.read(window=win), pds.read(window=win)
@@ -265,7 +281,23 @@ def _write_output(src, inp, pred, dst, meta, nodata):
             out = a.copy()
             out[:, ok] = p[:, ok].astype(dt)
             out[:, miss & ~ok] = nodata
-            w.write(out, r, 0)
+            w.write(out, r, 0); fw.write(ok.astype('uint8'), r, 0)
+
+# %% ../../nbs/56_inpainting.cli.ipynb #faa2b8fa
+def _with_mask(a, mid):
+    "Resume check of many scenes: an output is kept only when it is this job's (`output_state`) and its filled mask is there and readable."
+    from rsnb.cli import output_state, job_options
+    from rsnb.core import RasterError
+    opts = job_options(a)
+    def complete(out, ins):
+        state, why = output_state(out, ins, mid, opts)
+        if state != 'keep': return False if state == 'foreign' else why
+        fm = filled_mask_path(out)
+        if not fm.exists(): return f'its filled-pixel mask {fm.name} is missing'
+        try: verify_geotiff(fm, out, 1, 'uint8')
+        except (RasterError, OSError) as e: return f'its filled-pixel mask {fm.name} is damaged ({e})'
+        return True
+    return complete
 
 # %% ../../nbs/56_inpainting.cli.ipynb #d1a4661d
 def _parser():
@@ -286,6 +318,8 @@ def _parser():
     p.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
                    help="with ECEA: map these percentiles of each band onto the generator's range before filling, and back after")
     p.add_argument('--batch-size', type=positive_int, default=16)
+    p.add_argument('--cog', action=argparse.BooleanOptionalAction, default=True,
+                   help='write Cloud-Optimized GeoTIFFs with overviews (default; --no-cog: plain tiled GeoTIFFs)')
     add_device_arg(p); add_force_arg(p); add_output_args(p); add_many_args(p)
     return p
 
@@ -308,7 +342,7 @@ def _run(a):
     dev = check_device(a.device)
     model = find_model(a.model, 'inpainting') if a.model and a.method in ('ecea', 'auto') else None
     def one(s, m, s2, d, model, progress):
-        st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force, a.bands, a.stretch, second=s2)
+        st = inpaint_raster(s, d, m, a.mask_valid, model, a.method, a.overlap, a.batch_size, dev, progress, a.force, a.bands, a.stretch, second=s2, cog=a.cog)
         return f"{d}: filled {st['missing']:,} of {st['pixels']:,} pixels ({st['fraction']:.1%}) with {st['how']}"
     from rsnb.cli import output_job
     mid = model or a.method   # what the rsnb tag names: the generator's file, or the method
@@ -317,7 +351,7 @@ def _run(a):
     jobs = scene_jobs(scenes, a.output, '.tif', mp, RASTER_SUFFIXES, input_folder(a.input))
     if model is not None:
         _imports(); model = load_ecea(model)   # once for all scenes
-    return run_many(a, jobs, lambda ins, out: one(ins[0], ins[1], ins[2], out, model, False), model=mid)
+    return run_many(a, jobs, lambda ins, out: one(ins[0], ins[1], ins[2], out, model, False), model=mid, complete=_with_mask(a, mid))
 
 def _scenes(a):
     "[(input, mask or None, second date or None)] of a folder or list file; `--mask` and `--second-date` folders matched by name."

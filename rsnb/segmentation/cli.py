@@ -6,9 +6,10 @@ Docs: https://rsnb.github.io/rsnb/segmentation.cli.html.md"""
 
 # %% ../../nbs/25_segmentation.cli.ipynb #2b2e2f0b
 from __future__ import annotations
+import argparse
 from pathlib import Path
 import numpy as np
-from ..cli import (RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, band_list,
+from ..cli import (UsageError, RsnbParser, cli_main, add_output_args, add_device_arg, add_force_arg, positive_int, nonneg_int, band_list,
                       check_input, check_output, check_tiling, check_device, find_model, raster_sample, check_range,
                       staged_output, verify_geotiff, check_card, percentile, check_stretch, training_range,
                       check_bands, input_stretch, apply_stretch,
@@ -36,6 +37,7 @@ def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`), or 
                    cog:bool=False, device=None, progress:bool=True,
                    force:bool=False, # run even when the values are far outside the training range, or the georeferencing cannot be carried (without it)
                    stretch=None, # (lo, hi) percentiles of each band mapped onto the training range (e.g. (2, 98) for 16-bit data into an 8-bit model)
+                   vector=None, # also write the regions as polygons (class, area, mean probability) to this .gpkg
                   ) -> Path:
     "Class map of `src` by the saved segmenter, with the card's palette as colour table; georeferencing kept."
     import torch
@@ -58,10 +60,32 @@ def segment_raster(model, # saved model (`name`, `name.pth` or `name.json`), or 
     cmap = {i: tuple(c) for i, c in enumerate(card.get('palette', []))} or None
     if cmap: cmap[255] = (0, 0, 0)
     dst = Path(dst)
-    with staged_output(dst, lambda t: verify_geotiff(t, meta, 1, 'uint8', dst)) as tmp:
+    names = list(card['classes']) if card.get('classes') else None
+    if vector is not None: return _segment_with_polygons(fn, src, dst, vector, meta, names, cmap, tile, overlap, batch_size, bands, cog, dev, progress, force)
+    with staged_output(dst, lambda t: verify_geotiff(t, meta, 1, 'uint8', dst), class_names=names) as tmp:
         predict_raster(fn, src, tmp, tile=tile, overlap=overlap, batch_size=batch_size, bands=bands, finalize=to_classes,
                        dtype='uint8', nodata=255, band_names=['class'], colormap=cmap, cog=cog, device=dev, progress=progress, force=force)
     return dst
+
+# %% ../../nbs/25_segmentation.cli.ipynb #d4d986aa
+def _segment_with_polygons(fn, src, dst, vector, meta, names, cmap, tile, overlap, batch_size, bands, cog, dev, progress, force):
+    "The class map and its polygons from one pass: the blended scores are kept (in memory) for each region's mean probability."
+    import tempfile, rasterio, torch
+    from rsnb.core import staging_prefix
+    from rsnb.geo import write_raster, write_polygons
+    from rsnb.tiles import predict_raster, to_classes
+    with tempfile.TemporaryDirectory(dir=Path(dst).parent, prefix=staging_prefix(dst)) as td:
+        pt = Path(td)/'scores.tif'
+        predict_raster(fn, src, pt, tile=tile, overlap=overlap, batch_size=batch_size, bands=bands, dtype='float32',
+                       device=dev, progress=progress, force=force)
+        with rasterio.open(pt) as ds: s = ds.read()
+    valid = np.isfinite(s).all(0)
+    p = torch.softmax(torch.from_numpy(np.nan_to_num(s)), 0).numpy()   # the segmenters output logits
+    cls = np.where(valid, to_classes(p)[0], 255).astype('uint8')
+    with staged_output(dst, lambda t: verify_geotiff(t, meta, 1, 'uint8', dst), class_names=names) as tmp:
+        write_raster(tmp, cls, meta, cog=cog, colormap=cmap, nodata=255, band_names=['class'], force=force)
+    write_polygons(vector, cls, p.max(0), meta, names or [str(i) for i in range(p.shape[0])])
+    return Path(dst)
 
 # %% ../../nbs/25_segmentation.cli.ipynb #b2c7329e
 def _parser():
@@ -74,17 +98,22 @@ def _parser():
     ap.add_argument('--bands', type=band_list, default=None, help="1-based input bands in GDAL order, e.g. 4,3,2 (default: all; their number must be the model's)")
     ap.add_argument('--stretch', type=percentile, nargs=2, metavar=('LO', 'HI'), default=None,
                     help="map these percentiles of each band onto the model's training range (e.g. 2 98 for 16-bit data into an 8-bit model)")
-    ap.add_argument('--cog', action='store_true', help='write a Cloud-Optimized GeoTIFF')
+    ap.add_argument('--vector', metavar='OUT.gpkg', default=None, help='also write the regions as polygons (class, area, mean probability) in the source CRS')
+    ap.add_argument('--cog', action=argparse.BooleanOptionalAction, default=True,
+                    help='write a Cloud-Optimized GeoTIFF with overviews (default; --no-cog: a plain tiled GeoTIFF)')
     add_device_arg(ap); add_force_arg(ap); add_output_args(ap); add_many_args(ap)
     return ap
 
 def _run(a):
     m = Path(a.model); mfiles = [m, m.with_suffix('.pth'), m.with_suffix('.json')]
     many = is_many(a.src)
+    if many and a.vector: raise UsageError(f'--vector {a.vector}: writes the polygons of one scene; give one input raster')
     if many: scenes = list_scenes(a.src)
     else:
         src = check_input(a.src, 'input raster')
         dst = check_output(a.dst, a.overwrite, [src, *mfiles])
+        try: vec = check_output(a.vector, a.overwrite, [src, dst, *mfiles]) if a.vector else None
+        except UsageError as e: raise UsageError(f'--vector {a.vector}: {e}') from None
     check_tiling(a.tile, a.overlap); check_stretch(a.stretch)
     dev = check_device(a.device)
     pth = find_model(a.model, 'segmentation')
@@ -92,7 +121,7 @@ def _run(a):
     opts = (a.tile, a.overlap, a.batch_size, a.bands, a.cog, dev)
     from rsnb.cli import output_job
     if not many:
-        with output_job([src], pth, a): return str(segment_raster(pth, src, dst, *opts, not a.quiet, a.force, a.stretch))
+        with output_job([src], pth, a): return str(segment_raster(pth, src, dst, *opts, not a.quiet, a.force, a.stretch, vec))
     jobs = scene_jobs(scenes, a.dst, '.tif', mfiles, RASTER_SUFFIXES, input_folder(a.src))
     from rsnb.weights import load_model
     model = load_model(pth, build=build_segmenter)   # once for all scenes
