@@ -20,6 +20,10 @@ The built site is complete offline: KaTeX is bundled into `site_libs/katex` (fro
 Search reads `search.json` with `fetch`, which browsers refuse for `file://` pages: `--serve` serves the site on
 127.0.0.1 after building it.
 
+Tables: every table is wrapped in a box that scrolls sideways (a wide DataFrame scrolls inside its own box instead of
+running past the column) and each cell holding a number is marked `num` (right-aligned, tabular figures, by
+nbs/styles.css, which also pads pandas' unstyled cells).
+
 Warnings of both steps are printed. smalldocs reads but ignores two keys of nbs/_quarto.yml / nbdev.yml that only
 Quarto uses: `keep-md` (Quarto's intermediate Markdown) and `format-links` (links to the other output formats); they
 are kept for `nbdev-docs`.
@@ -203,8 +207,27 @@ def localise(site: Path, absolute_links=False) -> dict:
                 n['local_refs'] += 1
                 return f'{m.group(1)}"{up}{target}"'
             new = re.sub(rf'(<a\b[^>]*?\bhref=)"{re.escape(SITE)}([^"]*)"', rel, new)
+        new, k = tidy_tables(new); n['tables'] = n.get('tables', 0) + k
         if new != html: page.write_text(new)
     return n
+
+NUM = re.compile(r'\s*(?:[-+\u2212]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*%?|nan|NaN|inf|-inf|—|–)\s*')
+
+def tidy_tables(html: str) -> tuple[str, int]:
+    "Wrap each table in a box that scrolls sideways (div.rsnb-table-scroll) and mark cells holding a number `num` (right-aligned by styles.css)."
+    def cell(m):
+        tag, attrs, body = m.group(1), m.group(2) or '', m.group(3)
+        if not NUM.fullmatch(re.sub(r'</?(?:strong|b|em|i|code|span)\b[^>]*>', '', body)) or 'text-align' in attrs: return m.group(0)
+        if 'class="' in attrs: attrs = attrs.replace('class="', 'class="num ', 1)
+        else: attrs += ' class="num"'
+        return f'<{tag}{attrs}>{body}</{tag}>'
+    n = 0
+    def table(m):
+        nonlocal n; n += 1
+        t = re.sub(r'<(td|th)(\s[^>]*)?>(.*?)</\1>', cell, m.group(0), flags=re.S)
+        return f'<div class="rsnb-table-scroll">{t}</div>'
+    html = re.sub(r'(?<!<div class="rsnb-table-scroll">)<table\b.*?</table>', table, html, flags=re.S)
+    return html, n
 
 KNOWN = (r'output-file is not read by smalldocs', r'unknown key format-links', r'format commonmark is not built',
          r'format\.html\.keep-md is ignored')   # Quarto-only settings: handled (renaming) or kept for nbdev-docs
