@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the docs site into _docs/ without Quarto: `python tools/build_docs.py [FILE_RE] [--serve [PORT]] [--absolute-links]`.
+"""Build the docs site into _docs/ without Quarto: `python tools/build_docs.py [FILE_RE] [--serve [PORT]] [--absolute-links] [--repo-links]`.
 
 nbdev processes the notebooks as for a Quarto build (what `nbdev-proc-nbs` does: show_doc tables, directives, hidden
 cells) into _proc/, but without its Quarto install attempt (it runs `sudo dpkg -i` when Quarto is absent); smalldocs
@@ -19,6 +19,10 @@ The built site is complete offline: KaTeX is bundled into `site_libs/katex` (fro
 (nbdev writes them as absolute links to the published site) point at the local pages, unless `--absolute-links`.
 Search reads `search.json` with `fetch`, which browsers refuse for `file://` pages: `--serve` serves the site on
 127.0.0.1 after building it.
+
+Links into the source repository (show_doc's `source` links, the 'Report an issue' action) are removed unless
+`--repo-links`: the repository that pyproject.toml names (`[project.urls] Repository`, = nbdev's `git_url`) is not
+published yet, and a reader should not meet links that lead nowhere. With `--repo-links` they point at that repository.
 
 Tables: every table is wrapped in a box that scrolls sideways (a wide DataFrame scrolls inside its own box instead of
 running past the column) and each cell holding a number is marked `num` (right-aligned, tabular figures, by
@@ -175,9 +179,28 @@ def katex_dist() -> Path | None:
     with tarfile.open(tgz) as t: t.extractall(cache/f'katex-{KATEX_VERSION}', filter='data')
     return dist if (dist/'katex.min.js').exists() else None
 
-def localise(site: Path, absolute_links=False) -> dict:
+def repository() -> str | None:
+    "The repository named in pyproject.toml (`[project.urls] Repository`); nbdev's `git_url` must name the same one."
+    import tomllib
+    d = tomllib.loads((ROOT/'pyproject.toml').read_text())
+    repo = d.get('project', {}).get('urls', {}).get('Repository')
+    git_url = d.get('tool', {}).get('nbdev', {}).get('git_url')
+    if repo and git_url and repo.rstrip('/') != git_url.rstrip('/'):
+        print(f'warning: pyproject.toml names two repositories: [project.urls] Repository {repo}, [tool.nbdev] git_url {git_url}', file=sys.stderr)
+    return repo.rstrip('/') if repo else None
+
+def drop_repo_links(html: str, repo: str) -> tuple[str, int]:
+    "Remove show_doc's `source` links and the 'Report an issue' action into `repo`; any other link into it keeps its text only."
+    r = re.escape(repo)
+    html, a = re.subn(rf'<p><a href="{r}/blob/[^"]*"[^>]*>source</a></p>\n?', '', html)
+    html, b = re.subn(rf'<a href="{r}/issues/new"[^>]*>.*?</a>', '', html, flags=re.S)
+    html, c = re.subn(rf'<a href="{r}(?:/[^"]*)?"[^>]*>(.*?)</a>', r'\1', html, flags=re.S)
+    return html, a + b + c
+
+def localise(site: Path, absolute_links=False, repo_links=False) -> dict:
     "Point KaTeX at the bundled copy and the API cross-references at the local pages; return counts."
-    n = dict(katex_pages=0, local_refs=0)
+    n = dict(katex_pages=0, local_refs=0, repo_links_removed=0)
+    repo = repository()
     dist = katex_dist()
     if dist:
         dst = site/'site_libs'/'katex'
@@ -208,6 +231,7 @@ def localise(site: Path, absolute_links=False) -> dict:
                 return f'{m.group(1)}"{up}{target}"'
             new = re.sub(rf'(<a\b[^>]*?\bhref=)"{re.escape(SITE)}([^"]*)"', rel, new)
         new, k = tidy_tables(new); n['tables'] = n.get('tables', 0) + k
+        if repo and not repo_links: new, k = drop_repo_links(new, repo); n['repo_links_removed'] += k
         if new != html: page.write_text(new)
     return n
 
@@ -247,7 +271,7 @@ def _warnings(text):
                          'commonmark, keep-md: used by nbdev-docs only)')
     return out
 
-def main(only=None, serve=None, absolute_links=False):
+def main(only=None, serve=None, absolute_links=False, repo_links=False):
     for d in ('_proc', '_docs'): shutil.rmtree(ROOT/d, ignore_errors=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -267,7 +291,7 @@ def main(only=None, serve=None, absolute_links=False):
     if r.returncode: sys.exit(f'smalldocs failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}')
     shutil.move(str(proc/'_docs'), str(ROOT/'_docs'))
     site = ROOT/'_docs'
-    n = localise(site, absolute_links)
+    n = localise(site, absolute_links, repo_links)
     pages = len(list(site.rglob('*.html')))
     print(f"docs: {pages} pages in _docs/ ({n['katex_pages']} with bundled KaTeX, {n['local_refs']} API cross-references made local); "
           f"search needs a server: python tools/build_docs.py --serve (file:// pages cannot read search.json)")
@@ -287,5 +311,7 @@ if __name__ == '__main__':
     ap.add_argument('only', nargs='?', help='only notebooks whose file name matches this regex')
     ap.add_argument('--serve', nargs='?', type=int, const=8000, metavar='PORT', help='then serve it on 127.0.0.1 (default port 8000)')
     ap.add_argument('--absolute-links', action='store_true', help="keep API cross-references pointing at the published site")
+    ap.add_argument('--repo-links', action='store_true', help="keep the 'source' and 'Report an issue' links into the repository "
+                    "named in pyproject.toml (build with this once that repository is published)")
     a = ap.parse_args()
-    main(a.only, a.serve, a.absolute_links)
+    main(a.only, a.serve, a.absolute_links, a.repo_links)
