@@ -34,11 +34,20 @@ class Links(HTMLParser):
         a = dict(attrs)
         if tag == 'a' and a.get('href'): self.links.append(a['href'])
 
+BUILD = {}
+
 @pytest.fixture(scope='module')
 def site():
     r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py')], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
+    BUILD['log'] = r.stdout + r.stderr
     return ROOT/'_docs'
+
+def test_build_has_no_warnings(site):
+    "Neither nbdev nor smalldocs warns (the keys smalldocs ignores are dropped from the processed copy); the one allowed:"
+    "KaTeX from the CDN where npm cannot fetch it (a machine without npm or network)."
+    lines = [l for l in BUILD['log'].splitlines() if re.search(r'warn|error|ignored|\bnot read|broken', l, re.I)]
+    assert [l for l in lines if 'katex' not in l.lower()] == [], lines
 
 def test_every_notebook_has_a_page(site):
     for nb in notebooks():

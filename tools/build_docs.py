@@ -28,9 +28,9 @@ Tables: every table is wrapped in a box that scrolls sideways (a wide DataFrame 
 running past the column) and each cell holding a number is marked `num` (right-aligned, tabular figures, by
 nbs/styles.css, which also pads pandas' unstyled cells).
 
-Warnings of both steps are printed. smalldocs reads but ignores two keys of nbs/_quarto.yml / nbdev.yml that only
-Quarto uses: `keep-md` (Quarto's intermediate Markdown) and `format-links` (links to the other output formats); they
-are kept for `nbdev-docs`.
+Warnings of both steps are printed. The keys smalldocs would read but ignore are dropped from the processed copy
+(`quarto_only`): `output-file` (applied by the renaming), and the Quarto-only `keep-md` (Quarto's intermediate
+Markdown), `commonmark` (a second output format) and `format-links` (links to it); nbs/ keeps them for `nbdev-docs`.
 """
 import json, os, re, shutil, subprocess, sys, tarfile, warnings
 from pathlib import Path
@@ -271,6 +271,20 @@ def _warnings(text):
                          'commonmark, keep-md: used by nbdev-docs only)')
     return out
 
+def quarto_only(proc: Path):
+    "Drop, from the processed copy only, what smalldocs would warn about and ignore: `output-file` (the renaming above"
+    "has applied it) and the Quarto-only keys `keep-md`, `commonmark`, `format-links` (nbs/ keeps them for nbdev-docs)."
+    for nb in proc.rglob('*.ipynb'):
+        j = json.loads(nb.read_text())
+        for c in j['cells'][:2]:
+            src = c['source'] if isinstance(c['source'], list) else c['source'].splitlines(keepends=True)
+            keep = [l for l in src if not re.match(r'output-file:', l)]
+            if keep != src: c['source'] = keep; nb.write_text(json.dumps(j, indent=1))
+    q = proc/'_quarto.yml'
+    if q.exists(): q.write_text(re.sub(r'(?m)^(\s+keep-md:.*|  commonmark:.*)\n', '', q.read_text()))
+    y = proc/'nbdev.yml'
+    if y.exists(): y.write_text(re.sub(r'(?m)^format-links:\n(?:[ -].*\n?)*', '', y.read_text()))
+
 def main(only=None, serve=None, absolute_links=False, repo_links=False):
     for d in ('_proc', '_docs'): shutil.rmtree(ROOT/d, ignore_errors=True)
     with warnings.catch_warnings(record=True) as caught:
@@ -286,6 +300,7 @@ def main(only=None, serve=None, absolute_links=False, repo_links=False):
             old_rel, new_rel = nb.relative_to(proc).as_posix(), new.relative_to(proc).as_posix()
             sidebar = re.sub(rf'(?m)^(\s*-?\s*(?:href:\s*)?){re.escape(old_rel)}\s*$', rf'\g<1>{new_rel}', sidebar)
     (proc/'sidebar.yml').write_text(sidebar)
+    quarto_only(proc)
     r = subprocess.run([str(BIN/'smalldocs'), 'render', '-q', str(proc)], cwd=ROOT, capture_output=True, text=True)
     for l in _warnings(r.stdout + '\n' + r.stderr): print(f'smalldocs: {l}', file=sys.stderr)
     if r.returncode: sys.exit(f'smalldocs failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}')
@@ -293,7 +308,8 @@ def main(only=None, serve=None, absolute_links=False, repo_links=False):
     site = ROOT/'_docs'
     n = localise(site, absolute_links, repo_links)
     pages = len(list(site.rglob('*.html')))
-    print(f"docs: {pages} pages in _docs/ ({n['katex_pages']} with bundled KaTeX, {n['local_refs']} API cross-references made local); "
+    print(f"docs: {pages} pages in _docs/ ({n['katex_pages']} with bundled KaTeX, {n['local_refs']} API cross-references made local, "
+          f"{n['repo_links_removed']} links into the unpublished repository dropped: --repo-links keeps them); "
           f"search needs a server: python tools/build_docs.py --serve (file:// pages cannot read search.json)")
     if serve is not None: serve_site(site, serve)
 
