@@ -287,7 +287,7 @@ def show(self:ImagePair, ctx=None, rgb=None, label=None, # optional change mask 
     "Show t1 | t2 (| label) side by side, both dates with the same stretch."
     import matplotlib.pyplot as plt
     n = 2 + (label is not None)
-    axs = ctx if ctx is not None else plt.subplots(1, n, figsize=figsize, dpi=80)[1]
+    axs = ctx if ctx is not None else plt.subplots(1, n, figsize=figsize, dpi=100)[1]
     rgb = rgb or guess_rgb([''] * self[0].shape[0])
     both = torch.cat([self[0], self[1]], -1)   # one percentile stretch for both dates
     c = band_composite(both, rgb, **kwargs); w = self[0].shape[-1]
@@ -591,7 +591,7 @@ def _build_dls(train, valid, # lists of record dicts
 def _grid(n, ncols, figsize, squeeze=False):
     import matplotlib.pyplot as plt
     nrows = math.ceil(n / ncols)
-    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2 * ncols, 2 * nrows), squeeze=False, dpi=80)
+    fig, axs = plt.subplots(nrows, ncols, figsize=figsize or (2 * ncols, 2 * nrows), squeeze=False, dpi=100)
     for a in axs.flat: a.axis('off')
     return fig, axs
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Build the docs site into _docs/ without Quarto: `python tools/build_docs.py [FILE_RE] [--serve [PORT]] [--absolute-links]`.
+"""Build the docs site into _docs/ without Quarto: `python tools/build_docs.py [FILE_RE] [--serve [PORT]] [--absolute-links] [--repo-links]`.
 
 nbdev processes the notebooks as for a Quarto build (what `nbdev-proc-nbs` does: show_doc tables, directives, hidden
 cells) into _proc/, but without its Quarto install attempt (it runs `sudo dpkg -i` when Quarto is absent); smalldocs
@@ -20,9 +20,17 @@ The built site is complete offline: KaTeX is bundled into `site_libs/katex` (fro
 Search reads `search.json` with `fetch`, which browsers refuse for `file://` pages: `--serve` serves the site on
 127.0.0.1 after building it.
 
-Warnings of both steps are printed. smalldocs reads but ignores two keys of nbs/_quarto.yml / nbdev.yml that only
-Quarto uses: `keep-md` (Quarto's intermediate Markdown) and `format-links` (links to the other output formats); they
-are kept for `nbdev-docs`.
+Links into the source repository (show_doc's `source` links, the 'Report an issue' action) are removed unless
+`--repo-links`: the repository that pyproject.toml names (`[project.urls] Repository`, = nbdev's `git_url`) is not
+published yet, and a reader should not meet links that lead nowhere. With `--repo-links` they point at that repository.
+
+Tables: every table is wrapped in a box that scrolls sideways (a wide DataFrame scrolls inside its own box instead of
+running past the column) and each cell holding a number is marked `num` (right-aligned, tabular figures, by
+nbs/styles.css, which also pads pandas' unstyled cells).
+
+Warnings of both steps are printed. The keys smalldocs would read but ignore are dropped from the processed copy
+(`quarto_only`): `output-file` (applied by the renaming), and the Quarto-only `keep-md` (Quarto's intermediate
+Markdown), `commonmark` (a second output format) and `format-links` (links to it); nbs/ keeps them for `nbdev-docs`.
 """
 import json, os, re, shutil, subprocess, sys, tarfile, warnings
 from pathlib import Path
@@ -171,9 +179,28 @@ def katex_dist() -> Path | None:
     with tarfile.open(tgz) as t: t.extractall(cache/f'katex-{KATEX_VERSION}', filter='data')
     return dist if (dist/'katex.min.js').exists() else None
 
-def localise(site: Path, absolute_links=False) -> dict:
+def repository() -> str | None:
+    "The repository named in pyproject.toml (`[project.urls] Repository`); nbdev's `git_url` must name the same one."
+    import tomllib
+    d = tomllib.loads((ROOT/'pyproject.toml').read_text())
+    repo = d.get('project', {}).get('urls', {}).get('Repository')
+    git_url = d.get('tool', {}).get('nbdev', {}).get('git_url')
+    if repo and git_url and repo.rstrip('/') != git_url.rstrip('/'):
+        print(f'warning: pyproject.toml names two repositories: [project.urls] Repository {repo}, [tool.nbdev] git_url {git_url}', file=sys.stderr)
+    return repo.rstrip('/') if repo else None
+
+def drop_repo_links(html: str, repo: str) -> tuple[str, int]:
+    "Remove show_doc's `source` links and the 'Report an issue' action into `repo`; any other link into it keeps its text only."
+    r = re.escape(repo)
+    html, a = re.subn(rf'<p><a href="{r}/blob/[^"]*"[^>]*>source</a></p>\n?', '', html)
+    html, b = re.subn(rf'<a href="{r}/issues/new"[^>]*>.*?</a>', '', html, flags=re.S)
+    html, c = re.subn(rf'<a href="{r}(?:/[^"]*)?"[^>]*>(.*?)</a>', r'\1', html, flags=re.S)
+    return html, a + b + c
+
+def localise(site: Path, absolute_links=False, repo_links=False) -> dict:
     "Point KaTeX at the bundled copy and the API cross-references at the local pages; return counts."
-    n = dict(katex_pages=0, local_refs=0)
+    n = dict(katex_pages=0, local_refs=0, repo_links_removed=0)
+    repo = repository()
     dist = katex_dist()
     if dist:
         dst = site/'site_libs'/'katex'
@@ -203,8 +230,28 @@ def localise(site: Path, absolute_links=False) -> dict:
                 n['local_refs'] += 1
                 return f'{m.group(1)}"{up}{target}"'
             new = re.sub(rf'(<a\b[^>]*?\bhref=)"{re.escape(SITE)}([^"]*)"', rel, new)
+        new, k = tidy_tables(new); n['tables'] = n.get('tables', 0) + k
+        if repo and not repo_links: new, k = drop_repo_links(new, repo); n['repo_links_removed'] += k
         if new != html: page.write_text(new)
     return n
+
+NUM = re.compile(r'\s*(?:[-+\u2212]?(?:\d[\d,]*\.?\d*|\.\d+)(?:[eE][-+]?\d+)?\s*%?|nan|NaN|inf|-inf|—|–)\s*')
+
+def tidy_tables(html: str) -> tuple[str, int]:
+    "Wrap each table in a box that scrolls sideways (div.rsnb-table-scroll) and mark cells holding a number `num` (right-aligned by styles.css)."
+    def cell(m):
+        tag, attrs, body = m.group(1), m.group(2) or '', m.group(3)
+        if not NUM.fullmatch(re.sub(r'</?(?:strong|b|em|i|code|span)\b[^>]*>', '', body)) or 'text-align' in attrs: return m.group(0)
+        if 'class="' in attrs: attrs = attrs.replace('class="', 'class="num ', 1)
+        else: attrs += ' class="num"'
+        return f'<{tag}{attrs}>{body}</{tag}>'
+    n = 0
+    def table(m):
+        nonlocal n; n += 1
+        t = re.sub(r'<(td|th)(\s[^>]*)?>(.*?)</\1>', cell, m.group(0), flags=re.S)
+        return f'<div class="rsnb-table-scroll">{t}</div>'
+    html = re.sub(r'(?<!<div class="rsnb-table-scroll">)<table\b.*?</table>', table, html, flags=re.S)
+    return html, n
 
 KNOWN = (r'output-file is not read by smalldocs', r'unknown key format-links', r'format commonmark is not built',
          r'format\.html\.keep-md is ignored')   # Quarto-only settings: handled (renaming) or kept for nbdev-docs
@@ -224,7 +271,21 @@ def _warnings(text):
                          'commonmark, keep-md: used by nbdev-docs only)')
     return out
 
-def main(only=None, serve=None, absolute_links=False):
+def quarto_only(proc: Path):
+    "Drop, from the processed copy only, what smalldocs would warn about and ignore: `output-file` (the renaming above"
+    "has applied it) and the Quarto-only keys `keep-md`, `commonmark`, `format-links` (nbs/ keeps them for nbdev-docs)."
+    for nb in proc.rglob('*.ipynb'):
+        j = json.loads(nb.read_text())
+        for c in j['cells'][:2]:
+            src = c['source'] if isinstance(c['source'], list) else c['source'].splitlines(keepends=True)
+            keep = [l for l in src if not re.match(r'output-file:', l)]
+            if keep != src: c['source'] = keep; nb.write_text(json.dumps(j, indent=1))
+    q = proc/'_quarto.yml'
+    if q.exists(): q.write_text(re.sub(r'(?m)^(\s+keep-md:.*|  commonmark:.*)\n', '', q.read_text()))
+    y = proc/'nbdev.yml'
+    if y.exists(): y.write_text(re.sub(r'(?m)^format-links:\n(?:[ -].*\n?)*', '', y.read_text()))
+
+def main(only=None, serve=None, absolute_links=False, repo_links=False):
     for d in ('_proc', '_docs'): shutil.rmtree(ROOT/d, ignore_errors=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
@@ -239,14 +300,16 @@ def main(only=None, serve=None, absolute_links=False):
             old_rel, new_rel = nb.relative_to(proc).as_posix(), new.relative_to(proc).as_posix()
             sidebar = re.sub(rf'(?m)^(\s*-?\s*(?:href:\s*)?){re.escape(old_rel)}\s*$', rf'\g<1>{new_rel}', sidebar)
     (proc/'sidebar.yml').write_text(sidebar)
+    quarto_only(proc)
     r = subprocess.run([str(BIN/'smalldocs'), 'render', '-q', str(proc)], cwd=ROOT, capture_output=True, text=True)
     for l in _warnings(r.stdout + '\n' + r.stderr): print(f'smalldocs: {l}', file=sys.stderr)
     if r.returncode: sys.exit(f'smalldocs failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}')
     shutil.move(str(proc/'_docs'), str(ROOT/'_docs'))
     site = ROOT/'_docs'
-    n = localise(site, absolute_links)
+    n = localise(site, absolute_links, repo_links)
     pages = len(list(site.rglob('*.html')))
-    print(f"docs: {pages} pages in _docs/ ({n['katex_pages']} with bundled KaTeX, {n['local_refs']} API cross-references made local); "
+    print(f"docs: {pages} pages in _docs/ ({n['katex_pages']} with bundled KaTeX, {n['local_refs']} API cross-references made local, "
+          f"{n['repo_links_removed']} links into the unpublished repository dropped: --repo-links keeps them); "
           f"search needs a server: python tools/build_docs.py --serve (file:// pages cannot read search.json)")
     if serve is not None: serve_site(site, serve)
 
@@ -264,5 +327,7 @@ if __name__ == '__main__':
     ap.add_argument('only', nargs='?', help='only notebooks whose file name matches this regex')
     ap.add_argument('--serve', nargs='?', type=int, const=8000, metavar='PORT', help='then serve it on 127.0.0.1 (default port 8000)')
     ap.add_argument('--absolute-links', action='store_true', help="keep API cross-references pointing at the published site")
+    ap.add_argument('--repo-links', action='store_true', help="keep the 'source' and 'Report an issue' links into the repository "
+                    "named in pyproject.toml (build with this once that repository is published)")
     a = ap.parse_args()
-    main(a.only, a.serve, a.absolute_links)
+    main(a.only, a.serve, a.absolute_links, a.repo_links)

@@ -251,7 +251,7 @@ def evaluate(model, items:list, spec:SegClasses, mode:str='whole', # 'whole' or 
 
 # %% ../../nbs/22_segmentation.train.ipynb #b4274b9d
 def show_results(model, items:list, spec:SegClasses, n:int=3, zoom:float=1., label_map:dict=None, bands=None,
-                 norm:dict=None, rgb=(0, 1, 2), figsize=None, dpi:int=60):
+                 norm:dict=None, rgb=(0, 1, 2), figsize=None, dpi:int=100):
     "Image | label | prediction for the first `n` items, with the class legend."
     import matplotlib.pyplot as plt
     items = items[:n]
