@@ -616,7 +616,7 @@ class SummaryTable(ResultsTable):
         out, prev = [], None
         for r in rows:
             u = metric_unit(r['metric'])
-            out.append([r['dataset'] if r['dataset'] != prev else '', r['model'], r['metric'] + (f' ({u})' if u else ''),
+            out.append([r['dataset'] if r['dataset'] != prev else '', r['model'], r['metric'] + (f' ({u})' if u and not r['metric'].endswith('%') else ''),
                         _fmt(r['paper']), _fmt(r['rsnb']), r['status']])
             prev = r['dataset']
         return out
@@ -665,7 +665,7 @@ def pipeline_checks(res:dict) -> ResultsTable|str:
     chk = [k for k in res.get('checks') or () if k in (res.get('measured') or {})]
     if not chk: return 'No pipeline checks in this run: every rsnb row above is a measurement.'
     t = results_table(dict(res, measured={k: res['measured'][k] for k in chk}, reference={}, checks=[], config='random-weight fixture'))
-    t.title = CHECKS_TITLE
+    t.title, t.hidden, t._ONLY = CHECKS_TITLE, 0, 'run on seeded random weights: no measurement'
     return t
 
 def page_results(paper:str) -> dict|str:
