@@ -310,6 +310,9 @@ def results_table(res:dict, # a results dict (`load_json` of a results.json)
             for m, v in vals.items():
                 n_all += 1
                 if keep is None or m in keep: add(ds, model, m, None, v, 'baseline, measured by rsnb', 'baseline')
+    first = {}   # the paper's rows grouped by dataset (in order of first appearance), the paper's order within each
+    for r in rows: first.setdefault(r['dataset'], len(first))
+    rows.sort(key=lambda r: first[r['dataset']])
     rest = []
     for name, vals in mea.items():
         ds, model = row_keys(res, name)

@@ -208,3 +208,12 @@ def test_page_results_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(repro, 'papers_dir', lambda: tmp_path)
     r = page_results('bahri2019')
     assert isinstance(r, str) and len(r.splitlines()) == 1 and 'bahri2019' in r and summary(r) == r
+
+@pytest.mark.parametrize('paper', PAGES)
+def test_full_table_grouped_by_dataset(paper):
+    "Below the summary, the full table: the paper's rows, then rsnb's own, each part one block per dataset."
+    t = results_table(committed(paper), metrics='all')
+    for part in (t.compared, t.rsnb_only):
+        ds = [r['dataset'] for r in part]
+        blocks = [d for i, d in enumerate(ds) if i == 0 or d != ds[i - 1]]
+        assert len(blocks) == len(set(blocks)), blocks
