@@ -1150,7 +1150,11 @@ def _check_args(a, overrides):
 def _table(paper, res, all_metrics=False):
     from rsnb.core import load_json
     r = load_json(res)
-    return [f'{paper}: results in {_show(res)}', '', str(results_table(r, metrics='all' if all_metrics else 'paper'))] + (['', r['notes']] if r.get('notes') else [])
+    head = [str(summary(r)), ''] if r.get('paper') in SUMMARY else []          # the headline rows, then the full table
+    chk = [k for k in r.get('checks') or () if k in (r.get('measured') or {})]
+    checks = ['', f"{CHECKS_TITLE}, left out of the table: {'; '.join(chk)} (results.json)"] if chk else []
+    return ([f'{paper}: results in {_show(res)}', ''] + head + [str(results_table(r, metrics='all' if all_metrics else 'paper'))] + checks
+            + (['', r['notes']] if r.get('notes') else []))
 
 def _run(a):
     "The command's work; returns the lines for stdout. Every name is checked before anything runs."

@@ -217,3 +217,10 @@ def test_full_table_grouped_by_dataset(paper):
         ds = [r['dataset'] for r in part]
         blocks = [d for i, d in enumerate(ds) if i == 0 or d != ds[i - 1]]
         assert len(blocks) == len(set(blocks)), blocks
+
+def test_cli_prints_summary_then_table():
+    "rsnb-repro's output: the headline rows, the full table, then the names of the pipeline-check rows it left out."
+    text = '\n'.join(repro._table('sgsln', ROOT/'nbs'/'papers'/'results'/'sgsln.json'))
+    assert text.index('sgsln: summary') < text.index('rsnb configuration')
+    assert 'Pipeline checks (random-weight fixtures, not measurements), left out of the table: oscd_rgb128/official' in text
+    assert 'official' not in text.split('left out of the table')[0].split('rsnb configuration')[1]
