@@ -11,12 +11,15 @@ from pathlib import Path
 import yaml
 
 # %% auto #0
-__all__ = ['LAYOUTS', 'COLUMNS', 'PARAM_VALUES', 'PAPERS', 'TEST_FLAGS', 'WEIGHT_PARAMS', 'resolve_out', 'record_results',
-           'row_keys', 'papers_dir', 'list_papers', 'run_config', 'ResultsTable', 'results_table', 'read_yaml',
-           'check_values', 'paper_notebook', 'notebook_params', 'check_params', 'load_params', 'paper_info',
-           'papers_lines', 'new_run_dir', 'write_run_params', 'read_run_params', 'checkpoints', 'check_run_files',
-           'resume_params', 'cell_flags', 'run_flags', 'runnable_notebook', 'notebook_defaults', 'preflight',
-           'write_status', 'execute_run', 'launch_command', 'launch_env', 'launch_run', 'run_paper', 'main']
+__all__ = ['LAYOUTS', 'COLUMNS', 'PAPER_ROWS', 'FIXTURE_WHAT', 'ECEA_COLS', 'PAGES', 'UNITS', 'SUMMARY', 'SUMMARY_COLUMNS',
+           'CHECKS_TITLE', 'PARAM_VALUES', 'PAPERS', 'TEST_FLAGS', 'WEIGHT_PARAMS', 'resolve_out', 'record_results',
+           'row_keys', 'papers_dir', 'list_papers', 'run_config', 'ResultsTable', 'results_table', 'bahri_page',
+           'sgsln_page', 'egan_page', 'ecea_page', 'rsseg_page', 'page_record', 'record_paper', 'metric_unit',
+           'SummaryTable', 'summary', 'pipeline_checks', 'page_results', 'read_yaml', 'check_values', 'paper_notebook',
+           'notebook_params', 'check_params', 'load_params', 'paper_info', 'papers_lines', 'new_run_dir',
+           'write_run_params', 'read_run_params', 'checkpoints', 'check_run_files', 'resume_params', 'cell_flags',
+           'run_flags', 'runnable_notebook', 'notebook_defaults', 'preflight', 'write_status', 'execute_run',
+           'launch_command', 'launch_env', 'launch_run', 'run_paper', 'main']
 
 # %% ../nbs/09_repro.ipynb #62d691f5
 def _show(p) -> str:
@@ -40,6 +43,7 @@ def record_results(out_dir, # folder of this run (relative paths are taken from 
                    notes:str='', # deviations from the paper, scale, hardware
                    config:str|None=None, # the run's configuration for the table ('CPU scale', 'full', 'released weights (NAME)'); None: inferred by `run_config`
                    rows:dict|None=None, # {row: {'dataset': .., 'model': ..}}: how row names split; None: `row_keys`' rules
+                   checks:list|None=None, # rows of `measured` that ran a path on seeded random weights (pipeline checks, not measurements)
                   ) -> Path:
     "Write `out_dir/results.json` and return its path (rank r>0 of a data-parallel run: a copy in a temporary folder, the run folder is rank 0's)."
     import torch
@@ -50,6 +54,7 @@ def record_results(out_dir, # folder of this run (relative paths are taken from 
                             device=torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'cpu'))
     if config is not None: res['config'] = config
     if rows: res['rows'] = rows
+    if checks: res['checks'] = list(checks)
     dest = resolve_out(out_dir)
     if (r := int(os.environ.get('RANK', 0) or 0)) > 0:   # only rank 0 writes into the run folder
         import tempfile; dest = Path(tempfile.mkdtemp(prefix=f'rsnb-rank{r}-'))
@@ -268,9 +273,10 @@ def _answer(lay:dict, got:dict, ds:str, model:str, metric:str):
 def results_table(res:dict, # a results dict (`load_json` of a results.json)
                   metrics='paper', # 'paper': the metrics a reader compares (the paper's, or `LAYOUTS`'); 'all'; or a list of names
                  ) -> ResultsTable:
-    "The paper's numbers beside rsnb's, one row per (dataset, model, metric): rows with a paper value first, in the paper's order, each with the measured value of the same row; then the rows only rsnb measured."
+    "The paper's numbers beside rsnb's, one row per (dataset, model, metric): rows with a paper value first, in the paper's order, each with the measured value of the same row; then the rows only rsnb measured, grouped by dataset. Each row's `answer`: measured, proxy, status, open, baseline or rsnb (only rsnb measured it); the `checks` rows are left out (`pipeline_checks`)."
     lay = LAYOUTS.get(res.get('paper'), {})
-    ref, mea = res.get('reference') or {}, res.get('measured') or {}
+    ref, chk = res.get('reference') or {}, set(res.get('checks') or ())
+    mea = {k: v for k, v in (res.get('measured') or {}).items() if k not in chk}   # pipeline checks: `pipeline_checks`
     baseline = lay.get('reference') == 'baseline'
     if metrics == 'paper':
         keep = set(lay.get('metrics') or ()) | (set() if baseline else {m for v in ref.values() for m in v})
@@ -284,9 +290,9 @@ def results_table(res:dict, # a results dict (`load_json` of a results.json)
         for m, v in vals.items(): got.setdefault((ds, model, m), (v, name))
     rows, used, n_all = [], set(), 0
     answered = dict(measured=0, proxy=0, status=0, open=0)
-    def add(ds, model, m, p, v, conf):
+    def add(ds, model, m, p, v, conf, how):
         d = v - p if all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in (p, v)) else None
-        rows.append(dict(zip(COLUMNS, (ds, model, m, p, v, d, conf))))
+        rows.append(dict(zip(COLUMNS, (ds, model, m, p, v, d, conf)), answer=how))
     if not baseline:
         for name, vals in ref.items():
             ds, model = row_keys(res, name, paper_row=True)
@@ -294,16 +300,19 @@ def results_table(res:dict, # a results dict (`load_json` of a results.json)
                 n_all += 1
                 if keep is not None and m not in keep: continue
                 v, src = got.get((ds, model, m), (None, None))
-                if src is not None: used.add((ds, model, m)); add(ds, model, m, p, v, cfg); answered['measured'] += 1; continue
+                if src is not None: used.add((ds, model, m)); add(ds, model, m, p, v, cfg, 'measured'); answered['measured'] += 1; continue
                 v, conf, how = _answer(lay, got, ds, model, m)
                 answered[how] += 1
-                add(ds, model, m, p, v, conf); rows[-1]['difference'] = None   # other data, or a status: no difference
+                add(ds, model, m, p, v, conf, how); rows[-1]['difference'] = None   # other data, or a status: no difference
     else:
         for name, vals in ref.items():
             ds, model = row_keys(res, name, paper_row=True)
             for m, v in vals.items():
                 n_all += 1
-                if keep is None or m in keep: add(ds, model, m, None, v, 'baseline, measured by rsnb')
+                if keep is None or m in keep: add(ds, model, m, None, v, 'baseline, measured by rsnb', 'baseline')
+    first = {}   # the paper's rows grouped by dataset (in order of first appearance), the paper's order within each
+    for r in rows: first.setdefault(r['dataset'], len(first))
+    rows.sort(key=lambda r: first[r['dataset']])
     rest = []
     for name, vals in mea.items():
         ds, model = row_keys(res, name)
@@ -314,11 +323,360 @@ def results_table(res:dict, # a results dict (`load_json` of a results.json)
     order = list(dict.fromkeys(r[0] for r in rest))    # rsnb-only rows grouped by dataset, in order of appearance
     for ds in order:
         for r in rest:
-            if r[0] == ds: add(*r[:3], None, r[3], cfg)
+            if r[0] == ds: add(*r[:3], None, r[3], cfg, 'rsnb')
     shown = len(rows)
     t = ResultsTable(rows, hidden=n_all - shown)
     t.answered = answered   # paper rows: measured here, measured on other data (proxy), a status, open
     return t
+
+# %% ../nbs/09_repro.ipynb #pg000002
+PAPER_ROWS = {   # each paper's own numbers, as its page records them in results.json (`reference`)
+    'bahri2019': {   # OA % (bootstrap 95 % CI where the paper gives one), Table II
+        'UCM 80/20 SE+ICE': {'oa': 99.52}, 'UCM 80/20 SE+CE': {'oa': 99.52},
+        'AID 50/50 SE+ICE': {'oa': 97.08, 'oa_lo': 96.7, 'oa_hi': 97.5}, 'AID 50/50 SE+CE': {'oa': 96.64},
+        'AID 70/30 SE+ICE': {'oa': 98.10, 'oa_lo': 97.5, 'oa_hi': 98.6}, 'AID 70/30 SE+CE': {'oa': 97.90},
+        'NWPU 20/80 SE+ICE': {'oa': 93.56, 'oa_lo': 93.2, 'oa_hi': 93.8}, 'NWPU 20/80 SE+CE': {'oa': 93.51},
+        'NWPU 30/70 SE+ICE': {'oa': 94.44, 'oa_lo': 94.1, 'oa_hi': 94.7}, 'NWPU 30/70 SE+CE': {'oa': 94.76}},
+    'egan': {   # ISPRS Vaihingen, read off the repository's ISPRresult.png (PSNR dB, SSIM and FITS 0-1)
+        'EGA-Net lo (Vaihingen)': dict(bpp=0.13, psnr=29.1, ssim=0.936, fits=0.668, lpips=0.118),
+        'EGA-Net me (Vaihingen)': dict(bpp=0.27, psnr=31.65, ssim=0.968, fits=0.719, lpips=0.055),
+        'EGA-Net hi (Vaihingen)': dict(bpp=0.45, psnr=33.6, ssim=0.982, fits=0.754, lpips=0.033),
+        'JPEG2000 @0.40 (Vaihingen)': dict(bpp=0.40, psnr=30.95, ssim=0.963, fits=0.729, lpips=0.102),
+        'BPG @0.40 (Vaihingen)': dict(bpp=0.40, psnr=32.15, ssim=0.968, fits=0.735, lpips=0.068)},
+    'rsseg_benchmark': {   # mIoU % by dataset and model (the benchmark's README; iSAID at 512 crop, 80k iterations)
+        'isaid': {'danet-resnet50': 37.30, 'danet-resnet50_vd': 64.56, 'deeplabv3p-resnet50': 62.59, 'deeplabv3p-resnet50_vd': 65.46,
+                  'fcn-hrnet_w18': 64.73, 'fcn-resnet50': 52.12, 'hrnet-hrnet_w48': 67.31, 'pspnet-resnet50_vd': 63.36, 'upernet-resnet50': 64.10},
+        'potsdam': {'deeplabv3p-resnet50_vd': 77.93, 'fcn-hrnet_w18': 78.13, 'hrnet-hrnet_w48': 78.84, 'pspnet-resnet50_vd': 77.69, 'upernet-resnet50': 77.59},
+        'vaihingen': {'deeplabv3p-resnet50_vd': 74.08, 'fcn-hrnet_w18': 73.25, 'hrnet-hrnet_w48': 74.98, 'upernet-resnet50_vd': 74.31}},
+    'sgsln': {},   # F1 % of DPCD per dataset: `CHANGE_DATASETS[k]['sgsln_f1']` (rsnb.change.datasets), filled by `sgsln_page`
+    'ecea': {},    # none published: the page compares with baselines it measures
+}
+FIXTURE_WHAT = 'parity fixture, seeded, untrained'   # what a page calls its released-weights row when no weights were given
+
+def _dev(dev): return getattr(dev, 'type', dev)
+
+# %% ../nbs/09_repro.ipynb #pg000003
+_BAHRI_RECIPE = dict(arch='nasnetamobile', pretrained=True, epochs=500, lr=1e-3, batch=32, image_size=256, max_per_class=None, augment=True)
+
+def _bahri_notes(p, ablation):
+    "What the bahri2019 run did, from its parameters `p`: its differences from the paper's recipe, the ablation, the released-model row."
+    split_note = ('the authors\' test folder' if p['test_dir'] else "divide_dataset.py's rule (seed 8) in sorted file order, "
+                  'not necessarily the authors\' split: test images may have been training images (optimistic OA)')
+    rel = (f"Released Keras model {p['weights']} converted to SceneClassifier(nasnetamobile_keras), evaluated on {split_note}; "
+           'nearest resize to the model input, x/255.' if p['weights'] else
+           'The released-model row is a seeded fixture checkpoint in the Keras layout (pipeline check, chance level by design).')
+    if not p['train']: return rel + ' The paper selected its checkpoint on the test split.'
+    P, arch = _BAHRI_RECIPE, p['arch']
+    diff = ['aid150 (AID downscaled to 150 px, 30 classes x 80 images)'] if p['dataset'] == 'aid150' else []
+    diff += [f'{arch} backbone instead of NASNet-A Mobile'] * (arch != P['arch'])
+    diff += ['random initialisation instead of ImageNet weights'] * (not p['pretrained'])
+    diff += [f'{k.replace("_", " ")} {v} instead of {P[k]}' for k, v in {k: p[k] for k in ('epochs', 'lr', 'batch', 'image_size')}.items()
+             if v is None or float(v) != float(P[k])]
+    diff += [f"at most {p['max_per_class']} images per class"] * bool(p['max_per_class'])
+    diff += ['no augmentation'] * (not p['augment'])
+    diff += ['CE instead of ICE (ablation)'] * (p['loss'] == 'ce') + ['no SE block (ablation)'] * (not p['se'])
+    diff += ["the released head's linear layers"] * p['faithful']
+    how = (f"Fine-tuned on {p['dataset']} {p['split']} ({arch}, {'ImageNet' if p['pretrained'] else 'random'} initialisation, {p['loss'].upper()}, "
+           f"{p['epochs']} epochs at {p['image_size']} px, batch {p['batch']}, lr {p['lr']:g}) on {p['device']}" + (', resumed from its checkpoint' if p['resume'] else '') + '. ')
+    how += ("The paper's recipe." if not diff else 'Differences from the paper: ' + '; '.join(diff) + '.')
+    abl = (f" ICE vs CE on frozen {arch} features: {len(p['ablation_seeds'])} seeds, {p['ablation_epochs']} epochs of head training."
+           if ablation else '')
+    return how + abl + ' The paper selected its best epoch on the test split; we report the last epoch. ' + rel
+
+def bahri_page(dataset, split, arch, pretrained, loss, faithful, se, epochs, lr, batch, image_size, max_per_class, augment, seed,
+               ablation_seeds, ablation_epochs, ablation_lr, train, weights, test_dir, map_demo, resume, # the notebook's parameters
+               dev, # the device the run used
+               released:dict, # the released model's (or fixture's) scores: oa, oa_lo, oa_hi (fractions), n
+               res:dict|None=None, # `evaluate_scene` of the fine-tuned model (fractions; None: not trained)
+               train_s:float|None=None, # seconds of fine-tuning
+               ablation:dict|None=None, # {'ice'|'ce': [OA of each seed]} of the frozen-feature heads
+              ) -> dict:
+    "`record_results`' arguments for bahri2019.ipynb: OA and its CI in %, kappa in % (as on every page)."
+    import numpy as np
+    ablation = ablation or {}
+    measured = {}
+    if train:
+        measured[f"{dataset} {split} {arch} {loss.upper()} fine-tune"] = dict(
+            oa=100*res['oa'], oa_lo=100*res['oa_lo'], oa_hi=100*res['oa_hi'], kappa=100*res['kappa'], n_test=res['n'], train_s=train_s)
+    rel_row = f"{dataset} {split} SE+ICE" + ('' if weights else ' released-model fixture (random weights)')
+    measured[rel_row] = dict(oa=100*released['oa'], oa_lo=100*released['oa_lo'], oa_hi=100*released['oa_hi'], n_test=released['n'])
+    for lo, v in ablation.items():
+        measured[f"{dataset} {split} frozen {arch} SE+{lo.upper()}"] = dict(
+            oa=100*float(np.mean(v)), oa_std=100*float(np.std(v, ddof=1)) if len(v) > 1 else 0.0, seeds=len(v))
+    params = dict(dataset=dataset, split=split, arch=arch, pretrained=pretrained, loss=loss, faithful=faithful, se=se,
+                  epochs=epochs, lr=lr, batch=batch, image_size=image_size, max_per_class=max_per_class, augment=augment,
+                  seed=seed, ablation_seeds=ablation_seeds, ablation_epochs=ablation_epochs, ablation_lr=ablation_lr,
+                  train=train, weights=weights, test_dir=str(test_dir) if test_dir else None, map_demo=map_demo, resume=resume,
+                  device=_dev(dev))
+    return dict(measured=measured, reference=json.loads(json.dumps(PAPER_ROWS['bahri2019'])), params=params,
+                notes=_bahri_notes(params, ablation), config=f'released weights ({weights})' if weights and not train else None,
+                checks=[] if weights else [rel_row])
+
+def sgsln_page(dataset, model, width, epochs, crop, crops_per_image, tile_train, bs, lr, warmup, patience, start_epoch, threshold,
+               seed, resume, # the notebook's parameters
+               dev, # the device the run used
+               split:str, # the evaluated split
+               dls, # the training DataLoaders (sizes go into the notes)
+               scores:dict, # precision, recall, f1, iou, oa, kappa of the trained model (fractions)
+               released:dict, # the same of the converted official checkpoint (or the fixture)
+               released_what:str, # its name; `FIXTURE_WHAT`: the parity fixture's seeded weights
+               summaries:dict|None=None, # {dataset: {model: mean/std over seeds}} of the multi-seed comparison (slow cells)
+              ) -> dict:
+    "`record_results`' arguments for sgsln.ipynb: every score in %, rounded to 0.01."
+    from rsnb.change.datasets import CHANGE_DATASETS
+    reference = {k: {'f1': CHANGE_DATASETS[k]['sgsln_f1']} for k in ('levir_cd', 'whu_cd', 'cdd', 'sysu_cd', 'levir_cd_plus', 'njds')}
+    measured = {f'{dataset}/{model}': {k: round(100*v, 2) for k, v in scores.items()}}
+    params = dict(dataset=dataset, model=model, width=width, epochs=epochs, crop=crop, crops_per_image=crops_per_image,
+                  tile_train=tile_train, bs=bs, lr=lr, warmup=warmup, patience=patience, start_epoch=start_epoch,
+                  threshold=threshold, seed=seed, split=split, resume=resume, device=_dev(dev))
+    notes = ('F1/P/R/IoU/OA/kappa in % of the changed class over whole evaluation images. '
+             + ('CPU smoke scale: not comparable with the paper.' if epochs < 100 else 'Full recipe.')
+             + f' {len(dls.train_ds)} training samples per epoch ({len(dls.train)} steps of {bs}), trained on {_dev(dev)}'
+             + (', resumed from its checkpoint.' if resume else '.'))
+    measured[f'{dataset}/official'] = {k: round(100*released[k], 2) for k in scores}
+    rows = {f'{dataset}/official': {'dataset': dataset, 'model': f'DPCD, official checkpoint converted ({released_what})'}}
+    params['weights'] = released_what
+    if summaries:
+        measured.update({f'{ds}/{a}/3seeds': {**{k: round(100*d[k], 2) for k in ('precision', 'recall', 'f1', 'iou', 'oa', 'kappa')},
+                                              'f1_std': round(100*d['f1_std'], 2), 'cpu_s_per_epoch': round(d['cpu_s_per_epoch'], 1)}
+                         for ds, s in summaries.items() for a, d in s.items()})
+        notes += ' Comparison rows: mean of 3 seeds, width 8, 3 epochs, CPU.'
+    return dict(measured=measured, reference=reference, params=params, notes=notes, rows=rows,
+                checks=[f'{dataset}/official'] if released_what == FIXTURE_WHAT else [])
+
+# %% ../nbs/09_repro.ipynb #pg000004
+def _rd_row(df, c, t):
+    "Mean scores of codec `c` at target `t` of an RD frame (`rd_mean`), the metrics that are there."
+    import pandas as pd
+    g = df[(df.codec == c) & (df.target == t)]
+    return {k: float(g[k].iloc[0]) for k in ('bpp', 'bpp_stream', 'bpp_est', 'psnr', 'ms_ssim', 'lpips', 'vif', 'sam') if k in g and len(g) and pd.notna(g[k].iloc[0])}
+
+def egan_page(model_id, released, released_more, gan_model_id, n_images, rates, targets, codecs, cd_model, cd_pairs, cd_targets,
+              cd_codecs, resume, # the notebook's parameters
+              dev, # the device checked for the run (the codecs run on the CPU)
+              S, # RD means of the learned, GAN and classical codecs on the held-out crops (`rd_mean`)
+              RS, # the released (or fixture) codecs' mean scores, one row per codec
+              G, # the GAN decoder's RD points (empty: no GAN model)
+              BD, # BD-rates against the anchors (`bd_table`)
+              SP, # speed (`speed`)
+              RS2, R16, # Sentinel-2 13-band and Landsat 16-bit RD means (empty: skipped)
+              DS, # downstream change F1 on decoded pairs (`downstream_change`; fractions; empty: skipped)
+              P40, # JPEG 2000 and HEVC-intra at the paper's 0.40 bpp (`rd_mean`)
+              card:dict, # the learned codec's model card
+              sha:str, # its weights' SHA-256
+              rel_ids:list, # ids of the released codecs evaluated
+              gan_card:dict, det_card:dict, # the GAN decoder's and the change detector's cards
+             ) -> dict:
+    "`record_results`' arguments for egan.ipynb: PSNR dB, bpp, MS-SSIM 0-1, the downstream change scores in %."
+    import pandas as pd
+    _row = _rd_row
+    measured = {f'learned msh {n} (Landsat-8 held-out)': _row(S, 'learned (msh)', float(r)) for n, r in (('lo', 0), ('me', 1), ('hi', 2))}
+    measured.update({f'{c} (Landsat-8 held-out)': {k: float(v) for k, v in r.items() if pd.notna(v)} for c, r in RS.iterrows()})
+    if len(G): measured.update({f'EGA-Net GAN decoder {n} (Landsat-8 held-out)': _row(S, 'EGA-Net (GAN decoder)', float(r)) for n, r in (('lo', 0), ('me', 1), ('hi', 2))})
+    for _, b in BD.iterrows(): measured.setdefault(f'BD vs anchors: {b.codec}', {}).update({k: float(v) for k, v in b.items() if k != 'codec' and pd.notna(v)})
+    for _, s in SP.iterrows(): measured.setdefault(f'speed: {s.codec}', {}).update(encode_MP_s=float(s.encode_MP_s), decode_MP_s=float(s.decode_MP_s))
+    if len(RS2): measured.update({f'S2 13-band {c} @{t}': _row(RS2, c, t) for c, t in RS2[['codec', 'target']].itertuples(index=False)})
+    if len(R16): measured.update({f'Landsat 16-bit {c} @{t}': _row(R16, c, t) for c, t in R16[['codec', 'target']].itertuples(index=False)})
+    if len(DS): measured.update({f'downstream F1 {c} @{t}': {k: float(v) * (1 if k == 'bpp' else 100) for k, v in r.items() if k in ('bpp', 'precision', 'recall', 'f1', 'iou')}   # F1 etc. in % on every page
+                                for (c, t), r in DS.set_index(['codec', 'target']).iterrows()})
+    measured.update({f'{lab} @0.40 (Landsat-8 held-out)': _row(P40, c, 0.4) for c, lab in (('jpeg2000', 'JPEG2000'), ('hevc', 'BPG (HEVC intra)'))})
+    notes = ('Measured on held-out Landsat-8 crops / Sentinel-2 rio, not Vaihingen: rows are not comparable point for point. '
+             'Learned codec = Minnen 2018 mean-scale hyperprior (MSE), the base codec of EGA-Net. '
+             + ('EGA-Net GAN decoder: the GAN stage trained at CPU scale as a decoder-only fine-tune of its base codec (card in params). ' if len(G) else 'EGA-Net GAN stage: no trained model found. ') +
+             f"Training: {card.get('training', {}).get('steps', '?')} steps on a 2-core CPU. FITS cannot be reproduced (encrypted, deleted p-code); "
+             'VIF (pixel domain, torchmetrics) is reported as the nearest measure and is not FITS. bpp = whole .rsc file bytes. '
+             + (f'Released: CompressAI zoo {", ".join(rel_ids)} (trained on Vimeo-90K RGB, converted with parity 0.0; rsnb range coder).' if released
+                else 'Released row: the untrained reduced-width fixture codec (CI only; meaningless numbers).'))
+    params = dict(model_id=model_id, released=released, released_more=list(released_more), released_ids=rel_ids, gan_model_id=gan_model_id if len(G) else None,
+                  gan_card=gan_card, n_images=n_images, rates=list(rates), targets=list(targets), codecs=list(codecs), weights_sha256=sha,
+                  downstream=dict(detector=cd_model, pairs=cd_pairs, targets=list(cd_targets), codecs=list(cd_codecs), card=det_card),
+                  device=_dev(dev), codec_device='cpu', resume=resume)
+    return dict(measured=measured, reference=json.loads(json.dumps(PAPER_ROWS['egan'])), params=params, notes=notes,
+                checks=[] if released else [f'{c} (Landsat-8 held-out)' for c in RS.index])
+
+ECEA_COLS = ['rmse', 'mae', 'psnr', 'ssim', 'sam', 'lpips', 'rmse_b0', 'rmse_b1', 'rmse_b2', 'seconds_per_tile']   # what ecea.ipynb records
+
+def ecea_page(img_size, dims, depths, heads, ps_hidden, ps_res, mid_res, faithful, d_width, adv, per, sty, l1, cshe_w, vgg_layers,
+              hole_weight, batch_size, lr, betas, test_cols, pretrained, seed, resume, # the notebook's parameters
+              dev, # the device the run used
+              G, # the generator evaluated (its `prefilled`, `residual` are recorded)
+              res:dict, # {method: scores} of ECEA and the two baselines on the hidden gaps
+              res_rel:dict, # {'released': scores} of the released generator (or the fixture)
+              released_what:str, # its name; `FIXTURE_WHAT`: the parity fixture's seeded weights
+              hist:list, steps_run, n_params:int, cases:list, # training log, optimiser steps, parameter count, evaluation cases
+             ) -> dict:
+    "`record_results`' arguments for ecea.ipynb: reflectance RMSE/MAE, PSNR dB, SSIM 0-1, SAM degrees; the baselines as `reference`."
+    cols = ECEA_COLS
+    measured = {'ECEA': {k: res['ECEA'][k] for k in cols}}
+    reference = {k: {m: res[k][m] for m in cols} for k in ('FillNodata', 'temporal_LLHM')}
+    params = dict(img_size=img_size, dims=dims, depths=depths, heads=heads, ps_hidden=ps_hidden, ps_res=ps_res, mid_res=mid_res,
+                  faithful=faithful, prefilled=G.prefilled, residual=G.residual, d_width=d_width, loss=dict(adv=adv, per=per, sty=sty, l1=l1, cshe=cshe_w), vgg='vgg16:' + ','.join(vgg_layers),
+                  hole_weight=hole_weight, batch_size=batch_size, lr=lr, betas=betas, steps_run=steps_run, train_minutes=round(hist[-1]['seconds']/60, 2) if hist else None,
+                  test_cols=test_cols, n_cases=len(cases), n_params=n_params, pretrained=str(pretrained), seed=seed, device=_dev(dev), resume=resume)
+    notes = ("The paper publishes no numbers: the reference rows are baselines measured here (GDAL FillNodata; USGS temporal fill "
+             "with local linear histogram matching). Scores inside real SLC-off gaps of another date hidden on valid pixels of "
+             f"held-out tile columns {test_cols}. CPU-scale ECEA (bugs fixed), VGG16 perceptual/style, linear reflectance.")
+    measured[f'released: {released_what}'] = {k: res_rel['released'][k] for k in cols}
+    params['weights'] = released_what
+    return dict(measured=measured, reference=reference, params=params, notes=notes,
+                checks=[f'released: {released_what}'] if released_what == FIXTURE_WHAT else [])
+
+_SEG_TITLE = {'dubai': 'Dubai', 'potsdam': 'Potsdam', 'vaihingen': 'Vaihingen', 'isaid': 'iSAID'}
+
+def rsseg_page(dataset, models, backbone, encoder_weights, iters, batch_size, crop, zoom, eval_mode, n_eval, lr, seed, weights,
+               resume, output_stride, holdout, # the notebook's parameters
+               dev, # the device the run used
+               results:dict, # {model: `evaluate` scores (fractions)} of every model evaluated
+               rel_name:str, # the released (or fixture) checkpoint's row in `results`
+               structures:dict, timings:dict, # what each network is; its training and evaluation times
+               train_items:list, valid_items:list, eval_items:list, # the split
+              ) -> dict:
+    "`record_results`' arguments for rsseg_benchmark.ipynb: mIoU and per-class IoU in %; the benchmark's tables as `reference`."
+    from rsnb.weights import registry
+    SEG = _SEG_TITLE
+    measured = {k: {'miou': 100*r['miou_benchmark'], 'miou_standard': 100*r['miou'], **{f'iou_{c}': 100*v for c, v in r['iou'].items()}}
+                for k, r in results.items()}
+    reference = {k: {'miou': v} for k, v in PAPER_ROWS['rsseg_benchmark'].get(dataset, {}).items()}
+    rows = {k: dict(dataset=SEG.get(dataset, dataset), model=k.split(' (')[0] if k != rel_name else k) for k in list(measured) + list(reference)}
+    for n, e in registry().items():   # the benchmark's own tables (its README), one row per released model: mIoU, or C2FNet's per-class IoU
+        v = (e.get('paper_score') or {}).get('value')
+        if e['format'] != 'paddleseg' or e.get('dataset') not in SEG or n in reference or v is None: continue
+        reference[n] = {'miou': v} if isinstance(v, (int, float)) else {f'iou_{c}': x for c, x in v.items()}
+        rows[n] = dict(dataset=SEG[e['dataset']], model=n)
+    arch_desc = '; '.join(f"{k}: {s['desc']}" for k, s in structures.items())
+    notes = (f"{dataset}: {len(train_items)} train / {len(valid_items)} held-out images, {len(eval_items)} scored" + (f" (held-out tiles {holdout})" if dataset == 'dubai' else '') +
+             f"; {backbone} encoder from {encoder_weights or 'random init (no ImageNet weights)'}; {iters} iterations, batch {batch_size}, crop {crop}, zoom {zoom}; "
+             f"networks: {arch_desc}; eval {eval_mode}; mIoU in % with PaddleSeg's convention (all classes, empty union = 0); device {_dev(dev)}. " + (f"Released checkpoint {weights} evaluated whole-image at zoom 1." if weights else "The seeded fixture checkpoint tests the released-weights path only."))
+    params = dict(dataset=dataset, models=models, backbone=backbone, encoder_weights=encoder_weights, iters=iters, batch_size=batch_size,
+                  crop=crop, zoom=zoom, eval_mode=eval_mode, n_eval=n_eval, lr=lr, seed=seed, weights=weights, device=_dev(dev), resume=resume,
+                  structure=structures, timings=timings)
+    if any(s['output_stride'] for k, s in structures.items() if k != rel_name): params['output_stride'] = output_stride   # HRNet has none
+    return dict(measured=measured, reference=reference, params=params, notes=notes, rows=rows,
+                config=f'released weights ({weights})' if weights else None, checks=[] if weights else [rel_name])
+
+# %% ../nbs/09_repro.ipynb #pg000005
+PAGES = dict(bahri2019=bahri_page, sgsln=sgsln_page, egan=egan_page, ecea=ecea_page, rsseg_benchmark=rsseg_page)
+
+def page_record(paper:str, # slug of a paper page in `PAGES`
+                ns:dict, # the page's namespace (`globals()` of the notebook): parameters and computed objects, by name
+               ) -> dict:
+    "The arguments of `record_results` for `paper`: its page function called with the names it takes, read from `ns`."
+    import inspect
+    from rsnb.core import RsnbError
+    if paper not in PAGES: raise RsnbError(f"{paper}: no page bookkeeping in rsnb.repro (pages: {', '.join(PAGES)})")
+    f = PAGES[paper]; sig = inspect.signature(f).parameters
+    missing = [k for k, p in sig.items() if p.default is p.empty and k not in ns]
+    if missing: raise RsnbError(f"{paper}: {f.__name__} needs {', '.join(missing)}, which the page has not defined")
+    return f(**{k: ns[k] for k in sig if k in ns})
+
+def record_paper(paper:str, # slug of a paper page in `PAGES`
+                 ns:dict, # the page's namespace (`globals()`)
+                 out_dir=None, # the run folder; None: `ns['out_dir']`
+                ) -> dict:
+    "Write the results.json of a paper page from what it computed (`page_record`); the results, as `load_json` reads them."
+    from rsnb.core import load_json
+    return load_json(record_results(out_dir or ns['out_dir'], paper, **page_record(paper, ns)))
+
+# %% ../nbs/09_repro.ipynb #pg000007
+UNITS = dict(oa='%', oa_lo='%', oa_hi='%', oa_std='%', kappa='%', f1='%', f1_std='%', precision='%', recall='%', iou='%', miou='%',
+             miou_standard='%', psnr='dB', bpp='bits/pixel', ssim='0-1', ms_ssim='0-1', fits='0-1', vif='0-1', lpips='0-1', sam='degrees',
+             rmse='reflectance', mae='reflectance')   # one unit per metric on every page (per-class `iou_*` in %)
+
+def metric_unit(m:str) -> str:
+    "The unit a metric has on every paper page ('' where none is fixed)."
+    return UNITS.get(m, '%' if m.startswith('iou_') or m.endswith('_%') else '')
+
+# per paper: the headline rows of its summary, (dataset, model, metric[, answers]) regexes matched in order against the
+# full table; each picks the first row not picked yet; `answers` limits the kind of row (see `results_table`)
+SUMMARY = {
+    'bahri2019': [(ds, r'SE\+ICE', 'oa') for ds in ('UCM 80/20', 'AID 50/50', 'AID 70/30', 'NWPU 20/80', 'NWPU 30/70')]
+                 + [('AID 50/50', r'SE\+CE', 'oa'), ('.*', r'SE\+ICE, frozen backbone', 'oa'), ('.*', r'SE\+CE, frozen backbone', 'oa')],
+    'sgsln': [(ds, 'DPCD', 'f1') for ds in ('levir_cd', 'whu_cd', 'cdd', 'sysu_cd', 'levir_cd_plus', 'njds')]
+             + [('.*', 'DPCD', 'f1', ('rsnb',)), ('.*', 'DPCD, official checkpoint.*', 'f1')],
+    'egan': [('Vaihingen', 'EGA-Net lo', 'psnr'), ('Vaihingen', 'EGA-Net me', 'bpp'), ('Vaihingen', 'EGA-Net me', 'psnr'),
+             ('Vaihingen', 'EGA-Net me', 'ssim'), ('Vaihingen', 'EGA-Net me', 'lpips'), ('Vaihingen', 'EGA-Net hi', 'psnr'),
+             ('.*', 'EGA-Net GAN decoder me', 'ms_ssim'), ('.*', r'learned \(msh\) \(BD vs anchors\)', r'bd_rate_vs_jpeg2000_%')],
+    'rsseg_benchmark': [('iSAID', 'deeplabv3p-resnet50[-_]vd.*', 'miou'), ('Potsdam', 'deeplabv3p-resnet50[-_]vd.*', 'miou'),
+                        ('Potsdam', 'hrnet-(hrnet_)?w48.*', 'miou'), ('Vaihingen', 'deeplabv3p-resnet50[-_]vd.*', 'miou')]
+                       + [('.*', '.*', 'miou', ('measured', 'rsnb'))] * 4,
+    'ecea': [('.*', m, k) for m in ('ECEA', 'FillNodata', 'temporal_LLHM', 'released: .*') for k in ('rmse', 'ssim')],
+}
+SUMMARY_COLUMNS = ('dataset', 'model', 'metric', 'paper', 'rsnb', 'status')
+
+def _status(r:dict, cfg:str) -> str:
+    "What a summary row's number is: measured (at which scale), a proxy on other data, a baseline, or why there is none."
+    how, scale = r['answer'], cfg.split(':')[0] if cfg else ''
+    if how in ('measured', 'rsnb'):
+        return ('measured' if how == 'measured' else 'measured, no paper value') + (f' ({scale})' if scale and scale != 'full' else '')
+    if how == 'proxy': return 'proxy: ' + r['rsnb configuration'].removeprefix('baseline: ')
+    if how == 'status': return str(r['rsnb'])
+    if how == 'baseline': return 'baseline, measured by rsnb'
+    return 'not measured'
+
+class SummaryTable(ResultsTable):
+    "A paper's headline rows: the paper's number, rsnb's, and what rsnb's is (measured, proxy, needs ...)."
+    def _cells(self, rows):
+        out, prev = [], None
+        for r in rows:
+            u = metric_unit(r['metric'])
+            out.append([r['dataset'] if r['dataset'] != prev else '', r['model'], r['metric'] + (f' ({u})' if u and not r['metric'].endswith('%') else ''),
+                        _fmt(r['paper']), _fmt(r['rsnb']), r['status']])
+            prev = r['dataset']
+        return out
+    def __str__(self):
+        a = self._cells(self.rows)
+        w = [max([len(c)] + [len(x[i]) for x in a]) for i, c in enumerate(SUMMARY_COLUMNS)]
+        line = lambda x: '  '.join(v.rjust(w[i]) if i in (3, 4) else v.ljust(w[i]) for i, v in enumerate(x)).rstrip()
+        return '\n'.join(([self.title] if self.title else []) + [line(SUMMARY_COLUMNS), '  '.join('-' * n for n in w)]
+                         + [line(x) for x in a] + ([] if a else ['(no headline rows in these results)']))
+    __repr__ = __str__
+    def _repr_markdown_(self):
+        row = lambda x: '| ' + ' | '.join(v.replace('|', '\\|') for v in x) + ' |'
+        return '\n'.join([f'**{self.title}**', ''] * bool(self.title) + [row(SUMMARY_COLUMNS), '|:---|:---|:---|---:|---:|:---|']
+                         + [row(x) for x in self._cells(self.rows)])
+    def _repr_html_(self):
+        from html import escape
+        td = lambda x: ''.join(f'<td style="text-align:right">{escape(v)}</td>' if i in (3, 4) else f'<td>{escape(v)}</td>' for i, v in enumerate(x))
+        head = ''.join(f'<th style="text-align:{"right" if i in (3, 4) else "left"}">{escape(c)}</th>' for i, c in enumerate(SUMMARY_COLUMNS))
+        cap = f'<caption>{escape(self.title)}</caption>' if self.title else ''
+        return (f'<table class="rsnb-summary table table-sm">{cap}<thead><tr>{head}</tr></thead><tbody>'
+                + ''.join(f'<tr>{td(x)}</tr>' for x in self._cells(self.rows)) + '</tbody></table>')
+
+def summary(res, # a results dict (`load_json` of a results.json, `record_paper`, `page_results`); a string passes through
+            title:str|None=None, # the table's caption (None: 'PAPER: summary (CONFIG)')
+           ) -> SummaryTable:
+    "The paper's headline rows (`SUMMARY`, at most 8), from the full table of `res`: paper, rsnb, and the status of rsnb's number."
+    if isinstance(res, str): return res   # page_results' one line: no committed results
+    t, cfg = results_table(res, metrics='all'), run_config(res)
+    picked, rows = set(), []
+    for sel in SUMMARY.get(res.get('paper'), []):
+        ds, model, metric, kinds = (*sel, None)[:4]
+        for i, r in enumerate(t.rows):
+            if i in picked or (kinds and r['answer'] not in kinds): continue
+            if re.fullmatch(ds, r['dataset']) and re.fullmatch(model, r['model']) and re.fullmatch(metric, r['metric']):
+                picked.add(i)
+                num = r['rsnb'] if r['answer'] != 'status' else None
+                rows.append(dict(dataset=r['dataset'], model=r['model'], metric=r['metric'], paper=r['paper'], rsnb=num, status=_status(r, cfg)))
+                break
+    return SummaryTable(rows[:8], title=title if title is not None else f"{res.get('paper')}: summary" + (f' ({cfg})' if cfg else ''))
+
+CHECKS_TITLE = 'Pipeline checks (random-weight fixtures, not measurements)'
+
+def pipeline_checks(res:dict) -> ResultsTable|str:
+    "The rows of `res` that ran the released-weights path on seeded random weights (its `checks`): proof the path runs, no measurement."
+    if isinstance(res, str): return res
+    chk = [k for k in res.get('checks') or () if k in (res.get('measured') or {})]
+    if not chk: return 'No pipeline checks in this run: every rsnb row above is a measurement.'
+    t = results_table(dict(res, measured={k: res['measured'][k] for k in chk}, reference={}, checks=[], config='random-weight fixture'))
+    t.title, t.hidden, t._ONLY = CHECKS_TITLE, 0, 'run on seeded random weights: no measurement'
+    return t
+
+def page_results(paper:str) -> dict|str:
+    "The results.json of the run a paper page shows (`nbs/papers/results/PAPER.json`, written by tools/refresh_outputs.py); one line if there is none."
+    from rsnb.core import load_json
+    p = papers_dir()/'results'/f'{paper}.json'
+    if not p.exists(): return f'{paper}: no committed results yet (nbs/papers/results/{paper}.json is written by tools/refresh_outputs.py)'
+    return load_json(p)
 
 # %% ../nbs/09_repro.ipynb #yp000002
 PARAM_VALUES = 'numbers, strings, booleans, null, lists and mappings'
@@ -792,7 +1150,11 @@ def _check_args(a, overrides):
 def _table(paper, res, all_metrics=False):
     from rsnb.core import load_json
     r = load_json(res)
-    return [f'{paper}: results in {_show(res)}', '', str(results_table(r, metrics='all' if all_metrics else 'paper'))] + (['', r['notes']] if r.get('notes') else [])
+    head = [str(summary(r)), ''] if r.get('paper') in SUMMARY else []          # the headline rows, then the full table
+    chk = [k for k in r.get('checks') or () if k in (r.get('measured') or {})]
+    checks = ['', f"{CHECKS_TITLE}, left out of the table: {'; '.join(chk)} (results.json)"] if chk else []
+    return ([f'{paper}: results in {_show(res)}', ''] + head + [str(results_table(r, metrics='all' if all_metrics else 'paper'))] + checks
+            + (['', r['notes']] if r.get('notes') else []))
 
 def _run(a):
     "The command's work; returns the lines for stdout. Every name is checked before anything runs."
