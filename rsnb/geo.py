@@ -310,13 +310,23 @@ def __enter__(self:RasterWriter):
     self.dest.parent.mkdir(parents=True, exist_ok=True)
     self._final = self._stack.enter_context(atomic_write(self.dest))
     self._gtiff = Path(self._final).with_name(Path(self._final).name + '.gtiff.tif') if self.cog else Path(self._final)
-    with warnings.catch_warnings():   # an identity transform is what a raster without georeferencing gets back
-        warnings.simplefilter('ignore', NotGeoreferencedWarning)
-        self.ds = rasterio.open(self._gtiff, 'w', **self.profile)
-    if self.band_names:
-        for i, n in enumerate(self.band_names): self.ds.set_band_description(i+1, n)
-    if self.colormap: self.ds.write_colormap(1, self.colormap)
-    if self.class_names is not None: self.ds.update_tags(**class_tags(self.class_names)); self.ds.update_tags(1, **class_tags(self.class_names))
+    self.ds = None
+    try:
+        with warnings.catch_warnings():   # an identity transform is what a raster without georeferencing gets back
+            warnings.simplefilter('ignore', NotGeoreferencedWarning)
+            self.ds = rasterio.open(self._gtiff, 'w', **self.profile)
+        if self.band_names:
+            for i, n in enumerate(self.band_names): self.ds.set_band_description(i+1, n)
+        if self.colormap: self.ds.write_colormap(1, self.colormap)
+        if self.class_names is not None: self.ds.update_tags(**class_tags(self.class_names)); self.ds.update_tags(1, **class_tags(self.class_names))
+    except BaseException:   # `__exit__` is not called when `__enter__` fails (a Ctrl-C here included): clean up as it would
+        exc = sys.exc_info()
+        try:
+            if self.ds is not None: self.ds.close()
+        finally:
+            if self.cog and self._gtiff.exists(): self._gtiff.unlink()
+            self._stack.__exit__(*exc)
+        raise
     return self
 
 @patch

@@ -227,7 +227,7 @@ def _bahri_status(ds, model, metric):
     key, split, loss = m[1].lower(), f'{m[2]}/{m[3]}', 'ce' if model.endswith('CE') and not model.endswith('ICE') else 'ice'
     name = f'bahri2019-{key}-{m[2]}-{m[3]}'
     if loss == 'ice' and name in _registry_names():
-        return (f'needs {m[1]} in $RSNB_DATA/classification/{key}; released, CPU; parity: 98_parity.html',
+        return (f'needs {m[1]} in $RSNB_DATA/classification/{key}; released, CPU; parity: parity.html',
                 f'rsnb-repro bahri2019 --params released --set weights={name}')
     if key == 'aid' and split == '50/50':   # the sample is AID: a CPU run measures it
         return ('not in this run (CPU-scale on the AID sample)', f'rsnb-repro bahri2019 --set loss={loss}')
@@ -247,7 +247,7 @@ def _egan_status(ds, model, metric):
 def _rsseg_status(ds, model, metric):
     if model not in _registry_names(): return None
     key = ds.lower()
-    return (f'needs {ds} (prepare_{"isaid" if key == "isaid" else "isprs"}); released, CPU; parity: 98_parity.html',
+    return (f'needs {ds} (prepare_{"isaid" if key == "isaid" else "isprs"}); released, CPU; parity: parity.html',
             f'rsnb-repro rsseg_benchmark --params released --set weights={model}')
 
 LAYOUTS['rsseg_benchmark']['status'] = _rsseg_status

@@ -90,16 +90,24 @@ def test_all_nodata(tmp_path):
         predict_raster(lambda x: x, p, tmp_path/'o.tif', tile=64, progress=False)
     assert not (tmp_path/'o.tif').exists()
 
-def test_overlaps_io_and_model(tmp_path, scene):
-    "With a model that sleeps (GIL released) the pipelined run hides most of the sleep."
-    def slow(x): time.sleep(0.1); return x[:, :1]
-    def run(p):
-        t = time.perf_counter(); predict_raster(slow, scene, tmp_path/f'{p}.tif', tile=64, overlap=8, progress=False, pipeline=p)
-        return time.perf_counter() - t
-    seq, pip = run(False), run(True)
-    slept = 0.1 * -(-predict_raster.last_stats['run'] // 8)
-    io = seq - slept
-    assert pip < seq - min(io, slept) / 2, (seq, pip, slept)   # at least half of the reading/writing overlaps the sleeps
+def test_overlaps_io_and_model(tmp_path, scene, monkeypatch):
+    """With a model that sleeps (GIL released), the pipelined run reads windows while the model sleeps; the sequential
+    run never does. Checked on the event order (reads stamped inside the model's calls), not on wall time, so a loaded
+    machine cannot fail it (the timing figures are `benchmarks/tiled_predict_overhead.py`'s)."""
+    real, reads, calls = tiles._windows, [], []
+    def stamped(*a, **k):
+        for w in real(*a, **k): reads.append(time.perf_counter()); yield w
+    monkeypatch.setattr(tiles, '_windows', stamped)
+    def slow(x): t = time.perf_counter(); time.sleep(0.1); calls.append((t, time.perf_counter())); return x[:, :1]
+    def during(p):
+        reads.clear(); calls.clear()
+        predict_raster(slow, scene, tmp_path/f'{p}.tif', tile=64, overlap=8, progress=False, pipeline=p)
+        return sum(any(a < r < b for a, b in calls) for r in reads), len(reads)
+    (seq, n), (pip, m) = during(False), during(True)
+    assert n == m > 8 and len(calls) > 1
+    assert seq == 0, seq                     # one thing at a time
+    assert pip >= m // 2, (pip, m)          # most windows are read while the model works (122 of 130 here)
+    assert (tmp_path/'False.tif').read_bytes() == (tmp_path/'True.tif').read_bytes()
 
 @pytest.mark.parametrize('kw,msg', [(dict(tile=64, overlap=64), r'overlap must be in \[0, tile\)'), (dict(tile=0), 'tile must be at least 1'),
                                     (dict(overlap=-1), 'overlap must be at least 0'), (dict(batch_size=0), 'batch_size must be at least 1'),
