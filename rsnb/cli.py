@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse, collections, contextlib, contextvars, itertools, json, logging, os, re, shlex, signal, sys, tempfile, threading, warnings
 from pathlib import Path
 
-
 # %% auto #0
 __all__ = ['EXIT_OK', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'EXIT_TERMINATED', 'TIFF_MAGIC', 'NOT_OPTIONS',
            'LIST_SUFFIXES', 'RASTER_SUFFIXES', 'SCENES_IN_FLIGHT', 'UsageError', 'RsnbParser', 'add_output_args',
@@ -28,7 +27,6 @@ class UsageError(Exception):
     "The command line is wrong (bad option value, missing path, output exists...): exit status 2."
 
 _ARGS = contextvars.ContextVar('rsnb_cli_args', default=None)   # the parsed arguments of the running command (`cli_main`)
-
 
 # %% ../nbs/08_cli.ipynb #18c8a4ab
 class RsnbParser(argparse.ArgumentParser):
@@ -153,7 +151,6 @@ def check_output(path, # the output file
     if p.exists() and not overwrite: raise UsageError(f'{p}: output exists; pass --overwrite to replace it')
     _probe_writable(d); _clean_folder(d)
     return p
-
 
 # %% ../nbs/08_cli.ipynb #42493e6f
 def device_name(s:str) -> str:
@@ -304,7 +301,6 @@ def cli_main(parser:argparse.ArgumentParser, # built by the command (an `RsnbPar
         for line in ([res] if isinstance(res, (str, Path)) else res): print(line, file=out)
     out.flush()
     return code
-
 
 # %% ../nbs/08_cli.ipynb #4b147ea2
 def find_model(name_or_path, task:str|None=None):
@@ -563,7 +559,6 @@ def verify_geotiff(path, like=None, # RasterMeta (or path) whose grid the output
             ds.read(window=Window(0, 0, w, h)); ds.read(window=Window(ds.width - w, ds.height - h, w, h))
     except RasterError as e: raise RasterError(f'{name}: verification of the written file failed: {e}') from None
 
-
 # %% ../nbs/08_cli.ipynb #38310517
 def progress_bar(it, total:int|None=None, desc:str|None=None, enabled:bool=True):
     "`it` wrapped in a tqdm bar on stderr (or `it` itself when `enabled` is False)."
@@ -656,7 +651,6 @@ def match_by_name(files, # the scenes' first inputs
         if m is None: raise UsageError(f'{folder/f.name}: no {what} for {f} (scenes are matched by file name)')
         out.append(m)
     return out
-
 
 # %% ../nbs/08_cli.ipynb #69dab80a
 def parse_shard(s) -> tuple:
@@ -893,4 +887,3 @@ def run_many(a, # parsed arguments: `.overwrite`, `.shard`, `.quiet`, `.debug`, 
     share = f', shard {i}/{n} takes {len(mine)}' if n > 1 else ''
     lines.append(f'{len(jobs)} scenes{share}: {len(lines)} written, {count["skipped"]} skipped (already written), {count["failed"]} failed')
     return lines, EXIT_ERROR if count['failed'] else EXIT_OK
-

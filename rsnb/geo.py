@@ -421,7 +421,9 @@ def write_polygons(dst, # output .gpkg (written atomically)
     fields = dict(class_id=cls[lid + 1].astype(np.int32), area=(count[lid]*px).astype(np.float64), mean_prob=mean[lid].astype(np.float64))
     fields = {'class': np.asarray([str(names[c]) for c in fields['class_id']], dtype=object), **fields}
     dst = Path(dst)
-    with atomic_write(dst, '.tmp.gpkg', create=False) as t:
+    with atomic_write(dst, '.tmp.gpkg', create=False) as t, warnings.catch_warnings():
+        # a map without a CRS (a JPEG, a PNG) gets polygons in its own coordinates, as its class map has: no warning to print
+        warnings.filterwarnings('ignore', message="'crs' was not provided", category=UserWarning)
         pyogrio.raw.write(t, np.asarray(geoms, dtype=object), list(fields.values()), list(fields), driver='GPKG', layer=layer,
                           geometry_type='Polygon', crs=meta.crs.to_wkt() if meta.crs else None, promote_to_multi=False)
     return dst
