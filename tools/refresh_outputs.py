@@ -14,12 +14,12 @@ def refresh(fn:Path):
     from execnb.shell import CaptureShell
     from fastcore.xtras import working_directory
     from nbdev.config import get_config
-    from nbdev.test import _skip_cell
+    from rsnb.repro import cell_flags
     import torch; torch.set_num_threads(1)
     nb = read_nb(fn)
     cfg = get_config(fn.parent)
     flags = cfg.tst_flags if not isinstance(cfg.tst_flags, str) else cfg.tst_flags.split()
-    skip = _skip_cell(nb, flags, [])
+    skip = lambda c: bool(cell_flags(c) & set(flags))   # as nbdev-test: `#| slow`, `#| cuda`, `#| repro` cells are not run
     start = time.time()
     with working_directory(fn.parent):
         k = CaptureShell(fn)
