@@ -319,14 +319,8 @@ def __enter__(self:RasterWriter):
             for i, n in enumerate(self.band_names): self.ds.set_band_description(i+1, n)
         if self.colormap: self.ds.write_colormap(1, self.colormap)
         if self.class_names is not None: self.ds.update_tags(**class_tags(self.class_names)); self.ds.update_tags(1, **class_tags(self.class_names))
-    except BaseException:   # `__exit__` is not called when `__enter__` fails (a Ctrl-C here included): clean up as it would
-        exc = sys.exc_info()
-        try:
-            if self.ds is not None: self.ds.close()
-        finally:
-            if self.cog and self._gtiff.exists(): self._gtiff.unlink()
-            self._stack.__exit__(*exc)
-        raise
+    except BaseException:   # Python does not call `__exit__` when `__enter__` fails (a Ctrl-C here included): clean up through it
+        self.__exit__(*sys.exc_info()); raise
     return self
 
 @patch
@@ -352,7 +346,7 @@ def _check_written_georef(w:RasterWriter):
 def __exit__(self:RasterWriter, typ, val, tb):
     exc = (typ, val, tb)
     try:
-        self.ds.close()
+        if self.ds is not None: self.ds.close()
         if typ is None and self.cog:
             rasterio.shutil.copy(self._gtiff, self._final, driver='COG', compress=self.profile['compress'].upper(),
                                  blocksize=self.profile['blockxsize'], overviews='AUTO',
