@@ -337,6 +337,24 @@ def array_sample(a, # C×H×W array in raster units
     if not ok.any(): raise RasterError(f'{path}: no valid pixel (all nodata{" or NaN/Inf" if a.dtype.kind == "f" else ""}); nothing to process')
     return [b[ok].astype(np.float64) for b in a]
 
+def _decimated(ds, idx, oh:int, ow:int):
+    "The pixels of bands `idx` that GDAL's nearest-neighbour read at `oh`×`ow` picks, read block by block (each block decoded once)."
+    import numpy as np
+    from rasterio.windows import Window
+    H, W = ds.height, ds.width
+    rs = ((np.arange(oh) + 0.5) * H / oh).astype(np.int64); cs = ((np.arange(ow) + 0.5) * W / ow).astype(np.int64)
+    bh, bw = ds.block_shapes[idx[0] - 1]
+    out = np.empty((len(idx), oh, ow), np.result_type(*[ds.dtypes[i - 1] for i in idx]))
+    for r0 in range(0, H, bh):
+        ri = np.nonzero((rs >= r0) & (rs < r0 + bh))[0]
+        if not len(ri): continue
+        for c0 in range(0, W, bw):
+            ci = np.nonzero((cs >= c0) & (cs < c0 + bw))[0]
+            if not len(ci): continue
+            a = ds.read(idx, window=Window(c0, r0, cs[ci[-1]] + 1 - c0, rs[ri[-1]] + 1 - r0))
+            out[:, ri[0]:ri[-1] + 1, ci[0]:ci[-1] + 1] = a[:, rs[ri] - r0][:, :, cs[ci] - c0]
+    return out
+
 def raster_sample(path, bands=None, max_px:int=512):
     "(per-band list of valid values of a decimated read, RasterMeta); `RasterError` if no pixel is valid."
     from rasterio.enums import Resampling
@@ -345,7 +363,9 @@ def raster_sample(path, bands=None, max_px:int=512):
     with open_raster(path) as ds:
         idx = list(bands) if bands else list(ds.indexes)
         f = max(1, -(-max(ds.height, ds.width) // max_px))
-        a = ds.read(idx, out_shape=(len(idx), max(1, ds.height // f), max(1, ds.width // f)), resampling=Resampling.nearest)
+        shape = (len(idx), max(1, ds.height // f), max(1, ds.width // f))
+        if ds.overviews(idx[0]): a = ds.read(idx, out_shape=shape, resampling=Resampling.nearest)   # GDAL reads the overview
+        else: a = _decimated(ds, idx, *shape[1:])
     return array_sample(a, meta.nodata, path), meta
 
 def check_range(path, # the raster (for the message)

@@ -23,11 +23,11 @@ from fastcore.basics import patch
 from .core import RasterError, atomic_write, check_not_input, data_path
 
 # %% auto #0
-__all__ = ['SCALE_FACTORS', 'RasterMeta', 'open_raster', 'read_meta', 'read_raster', 'read_tensor', 'georef_diff', 'check_georef',
-           'valid_mask', 'require_valid', 'RasterWriter', 'class_tags', 'category_names_xml', 'write_category_names',
-           'write_raster', 'write_polygons', 'check_aligned', 'percentile_stretch', 'to_reflectance',
-           'from_reflectance', 'landsat_display', 'landsat_display_inv', 'rgb_composite', 'gap_mask_files',
-           'read_gap_mask']
+__all__ = ['SCALE_FACTORS', 'RasterMeta', 'open_raster', 'read_meta', 'gdal_cache', 'read_raster', 'read_tensor', 'georef_diff',
+           'check_georef', 'valid_mask', 'require_valid', 'RasterWriter', 'class_tags', 'category_names_xml',
+           'write_category_names', 'write_raster', 'write_polygons', 'check_aligned', 'percentile_stretch',
+           'to_reflectance', 'from_reflectance', 'landsat_display', 'landsat_display_inv', 'rgb_composite',
+           'gap_mask_files', 'read_gap_mask']
 
 # %% ../nbs/01_geo.ipynb #81ad667a
 @dataclass(repr=False)
@@ -121,6 +121,14 @@ def read_meta(path, # raster file
              )->RasterMeta:
     "Metadata of `path` without reading pixels."
     with open_raster(path) as ds: return _meta_from(ds, path)
+
+# %% ../nbs/01_geo.ipynb #611d02b1
+def gdal_cache(mb:float, # size of GDAL's block cache, in MiB
+              ) -> dict:
+    "`rasterio.Env` options capping GDAL's block cache at `mb` MiB (rasterio passes `GDAL_CACHEMAX` to GDAL in bytes)."
+    if not mb > 0: raise ValueError(f'gdal_cache: the cache size must be positive (MiB); got {mb}')
+    return dict(GDAL_CACHEMAX=int(mb * 2**20))
+
 
 # %% ../nbs/01_geo.ipynb #f5d0ec9e
 def _band_indexes(ds, bands, path):

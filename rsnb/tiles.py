@@ -14,7 +14,7 @@ import torch
 import rasterio
 from fastprogress.fastprogress import progress_bar
 from .core import RsnbError, RasterError, ModelError, check_not_input, default_device
-from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, check_georef, valid_mask, _band_indexes
+from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, check_georef, valid_mask, _band_indexes, gdal_cache
 
 # %% auto #0
 __all__ = ['TileError', 'DeviceError', 'pick_device', 'tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'Cancelled',
@@ -441,7 +441,7 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
     forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0])
     consume = lambda batch, y: _accumulate(strip, batch, y, wts, finite=mask_output, path=srcs[0])
     finish = lambda: _finish(strip, meta, srcs)
-    env = dict(GDAL_CACHEMAX=cache_mb)
+    env = gdal_cache(cache_mb)
     with rasterio.Env(**env), torch.inference_mode(), ExitStack() as stack:
         dss = [stack.enter_context(open_raster(s)) for s in srcs]
         try:

@@ -20,7 +20,7 @@ from affine import Affine
 from ..core import CodecError, RsnbError, atomic_write, check_not_input
 from rasterio.control import GroundControlPoint
 from rasterio.rpc import RPC
-from ..geo import RasterMeta, read_raster, write_raster, valid_mask, check_georef, _crs
+from ..geo import RasterMeta, read_raster, write_raster, valid_mask, check_georef, _crs, gdal_cache
 from ..weights import package_weights, load_model
 from .models import MeanScaleHyperprior, fit_scaling, to_unit, from_unit, snap_unit
 from ..tiles import device_turn
@@ -442,7 +442,7 @@ def compress_raster(src, # input raster (GeoTIFF, PNG, ...)
         idx = check_bands(src, meta.count, bands)
         meta = replace(meta, count=len(idx), band_names=tuple(meta.band_names[i - 1] for i in idx) if len(meta.band_names) == meta.count else ())
     else: idx = None
-    with rasterio.Env(GDAL_CACHEMAX=cache_mb), open_raster(src) as ds, staged_output(dst, lambda t: verify_rsc(t, dst)) as tmp:
+    with rasterio.Env(**gdal_cache(cache_mb)), open_raster(src) as ds, staged_output(dst, lambda t: verify_rsc(t, dst)) as tmp:
         with open(tmp, 'wb') as f: n = _encode(_RasterSource(ds, idx), meta, model_id, rate, tile, progress, f)
     return dict(src=str(src), dst=str(dst), bytes=n, bpp=8 * n / (meta.height * meta.width),
                 bpp_per_band=8 * n / (meta.height * meta.width * meta.count))
