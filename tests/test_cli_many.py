@@ -97,22 +97,23 @@ def _outputs(tool, ext):
     return sorted(f.format(n=n, ext=ext) for n in NAMES for f in ['{n}{ext}', *side])
 
 
-@pytest.mark.parametrize('tool', ['classify', 'segment', 'change', 'compress', 'decompress', 'inpaint'])
-def test_two_processes_four_scenes(env, tool, tmp_path, capsys):
+TOOLS = ['classify', 'segment', 'change', 'compress', 'decompress', 'inpaint']
+SLOW = pytest.mark.skipif(not os.environ.get('RSNB_SLOW'), reason='slow: set RSNB_SLOW=1 (test_two_shards_four_scenes checks the same split in-process)')
+
+def _by_flag(tool): return tool in ('classify', 'change', 'decompress')   # the others: by the RANK/WORLD_SIZE a launcher sets
+
+def _reference(env, tool, tmp_path, capsys):
+    "The four single-scene outputs of `tool`."
     script, main, pre, src, post, ext, single = _tools(env)[tool]
     ref = tmp_path/'ref'; ref.mkdir()
     for n in NAMES: assert main(_argv(*single(n, ref/f'{n}{ext}'), '-q')) == 0, capsys.readouterr().err
     capsys.readouterr()
-    out = tmp_path/'out'
-    # two processes at once: by --shard for the even tools, by the RANK/WORLD_SIZE a launcher sets for the others
-    by_flag = tool in ('classify', 'change', 'decompress')
-    ps = [subprocess.Popen(_argv(BIN/script, *pre, src, out, *post, '-q', *(['--shard', f'{r}/2'] if by_flag else [])),
-                           env=_env(**({} if by_flag else dict(RANK=str(r), WORLD_SIZE='2', LOCAL_RANK=str(r)))),
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
-    res = [p.communicate(timeout=600) + (p.returncode,) for p in ps]
-    for r, (o, e, code) in enumerate(res):
-        assert code == 0 and e == '', e
-        lines = o.splitlines()
+    return ref
+
+def _check_split(env, tool, out, ref, lines_by_rank, capsys):
+    "Each shard wrote its half (in job order) and together exactly the single-scene outputs; a rerun resumes."
+    script, main, pre, src, post, ext, single = _tools(env)[tool]
+    for r, lines in enumerate(lines_by_rank):
         assert lines[-1] == f'4 scenes, shard {r}/2 takes 2: 2 written, 0 skipped (already written), 0 failed'
         assert [Path(l.split(':')[0]).name for l in lines[:-1]] == [f'{n}{ext}' for n in NAMES[r::2]]
     assert sorted(p.name for p in out.iterdir()) == _outputs(tool, ext)     # nothing else (no temporary files)
@@ -126,6 +127,32 @@ def test_two_processes_four_scenes(env, tool, tmp_path, capsys):
     assert (code, o[-1], len(o)) == (0, '4 scenes: 1 written, 3 skipped (already written), 0 failed', 2)
     assert all(out.joinpath(k).stat().st_mtime_ns == v for k, v in t.items() if not k.startswith('scene2'))   # scene2 and its sidecars are new
     assert _same(out/f'scene2{ext}', ref/f'scene2{ext}')
+
+@pytest.mark.parametrize('tool', TOOLS)
+def test_two_shards_four_scenes(env, tool, tmp_path, capsys, monkeypatch):
+    "The two shards (`--shard r/2`, or RANK/WORLD_SIZE), run here one after the other, split the scenes as two processes do."
+    script, main, pre, src, post, ext, single = _tools(env)[tool]
+    ref, out, lines = _reference(env, tool, tmp_path, capsys), tmp_path/'out', []
+    for r in (0, 1):
+        if not _by_flag(tool): monkeypatch.setenv('RANK', str(r)); monkeypatch.setenv('WORLD_SIZE', '2'); monkeypatch.setenv('LOCAL_RANK', str(r))
+        code, o, e = _run(main, [*pre, src, out, *post, '-q', *(['--shard', f'{r}/2'] if _by_flag(tool) else [])], capsys)
+        assert code == 0 and e == [], e
+        lines.append(o)
+    for k in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK'): monkeypatch.delenv(k, raising=False)
+    _check_split(env, tool, out, ref, lines, capsys)
+
+@pytest.mark.parametrize('tool', [t if t == 'classify' else pytest.param(t, marks=[pytest.mark.slow, SLOW]) for t in TOOLS])
+def test_two_processes_four_scenes(env, tool, tmp_path, capsys):
+    "Two console processes at once (segment's RANK split under a real launcher: `test_accelerate_launch`)."
+    script, main, pre, src, post, ext, single = _tools(env)[tool]
+    ref, out = _reference(env, tool, tmp_path, capsys), tmp_path/'out'
+    by_flag = _by_flag(tool)
+    ps = [subprocess.Popen(_argv(BIN/script, *pre, src, out, *post, '-q', *(['--shard', f'{r}/2'] if by_flag else [])),
+                           env=_env(**({} if by_flag else dict(RANK=str(r), WORLD_SIZE='2', LOCAL_RANK=str(r)))),
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    res = [p.communicate(timeout=600) + (p.returncode,) for p in ps]
+    for r, (o, e, code) in enumerate(res): assert code == 0 and e == '', e
+    _check_split(env, tool, out, ref, [o.splitlines() for o, e, code in res], capsys)
 
 @pytest.mark.parametrize('tool', ['segment', 'compress', 'inpaint'])
 def test_bad_scene_fails_alone(env, tool, tmp_path, capsys):
