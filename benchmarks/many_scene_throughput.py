@@ -13,7 +13,7 @@ Real model: `rsnb-segment` with the shipped segmentation_lite0_fpn_dubai over a 
 about 1058x1126 px, as GeoTIFFs), against the bare forward pass (normalisation + model) over the same windows
 already in memory, in megapixels (of windows) per second, wall clock and process CPU time (the machine is shared: as the
 other benchmarks, CPU time is the figure to trust there); goal: command time / bare time <= 1.10.
-Peak RSS: a fresh process runs the simulated many-scene command over 5, 10 and 20 scenes; its RSS is sampled every
+Peak RSS: a fresh process runs the simulated many-scene command over 5, 10, 20 and 40 scenes; its RSS is sampled every
 5 ms (peak, and growth over the RSS before the run; flat = memory bounded by the queues and the scenes in flight).
 Usage: python benchmarks/many_scene_throughput.py [--repeats 3] [--skip-real] [--skip-rss]
        python benchmarks/many_scene_throughput.py --child-rss N FOLDER     (internal; RSNB_BENCH_IN_FLIGHT=1: one scene at a time)
@@ -156,7 +156,7 @@ def child_rss(n:int, folder:Path):
     shutil.rmtree(src); shutil.rmtree(out)
     print(json.dumps(dict(scenes=n, base_kb=base, peak_kb=max(peak[0], _rss_kb()), seconds=t)))
 
-def rss(folder:Path, counts=(5, 10, 20), repeats:int=2) -> list:
+def rss(folder:Path, counts=(5, 10, 20, 40), repeats:int=2) -> list:
     res = []
     for _ in range(repeats):
         for n in counts:
@@ -183,7 +183,7 @@ def main(argv=None):
                    one_scene=simulated(one, tmp/'out1', a.repeats + 2), one_scene_batch4=simulated(one, tmp/'out1', a.repeats + 2, 4), goal_one_scene=1.20)
         res['one_scene']['scene'] = res['one_scene_batch4']['scene'] = scene_path().name
         if not a.skip_real: res['real_cpu'] = real(dubai_scenes(tmp/'dubai'), tmp/'outd', a.repeats); res['goal_real_cpu'] = 1.10
-        if not a.skip_rss: res['peak_rss'] = rss(crops)
+        if not a.skip_rss: res['peak_rss'] = rss(make_scenes(tmp/'crops40', 40, seed=1))
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return save(f"many_scene_throughput_{time.strftime('%Y-%m-%d', time.gmtime())}", res)
 

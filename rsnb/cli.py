@@ -14,11 +14,12 @@ __all__ = ['EXIT_OK', 'EXIT_ERROR', 'EXIT_USAGE', 'EXIT_INTERRUPTED', 'EXIT_TERM
            'LIST_SUFFIXES', 'RASTER_SUFFIXES', 'SCENES_IN_FLIGHT', 'UsageError', 'RsnbParser', 'add_output_args',
            'add_device_arg', 'add_force_arg', 'positive_int', 'nonneg_int', 'fraction_open01', 'percentile',
            'band_list', 'check_tiling', 'check_stretch', 'check_input', 'check_output', 'device_name', 'check_device',
-           'quiet_known_warnings', 'one_line', 'Interrupted', 'signals_interrupt', 'gdal_messages', 'cli_main',
-           'find_model', 'check_card', 'array_sample', 'raster_sample', 'check_range', 'training_range', 'check_bands',
-           'stretch_limits', 'apply_stretch', 'input_stretch', 'job_options', 'job_tags', 'output_job', 'tag_output',
-           'staged_output', 'verify_geotiff', 'progress_bar', 'is_many', 'folder_files', 'list_scenes', 'match_by_name',
-           'parse_shard', 'default_shard', 'add_many_args', 'scene_jobs', 'input_folder', 'output_state', 'run_many']
+           'quiet_known_warnings', 'one_line', 'Interrupted', 'signals_interrupt', 'check_interrupt',
+           'signals_deferred', 'signals_now', 'gdal_messages', 'cli_main', 'find_model', 'check_card', 'array_sample',
+           'raster_sample', 'check_range', 'training_range', 'check_bands', 'stretch_limits', 'apply_stretch',
+           'input_stretch', 'job_options', 'job_tags', 'output_job', 'tag_output', 'staged_output', 'verify_geotiff',
+           'progress_bar', 'is_many', 'folder_files', 'list_scenes', 'match_by_name', 'parse_shard', 'default_shard',
+           'add_many_args', 'scene_jobs', 'input_folder', 'output_state', 'run_many']
 
 # %% ../nbs/08_cli.ipynb #fde7b75c
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -188,20 +189,49 @@ class Interrupted(KeyboardInterrupt):
     "SIGINT or SIGTERM while a command runs, raised in the main thread so that staged files are removed on the way out."
     def __init__(self, signum:int): super().__init__(signum); self.signum = signum
 
+_SIG = {'depth': 0, 'pending': None}   # main thread: `signals_deferred` blocks entered, and a signal held in them
+
 @contextlib.contextmanager
 def signals_interrupt():
-    "In the block, the first SIGINT or SIGTERM raises `Interrupted` (main thread only; an ignored signal stays ignored); later ones wait for the clean-up."
+    "In the block, the first SIGINT or SIGTERM raises `Interrupted` (main thread only; an ignored signal stays ignored; held in `signals_deferred`); later ones wait for the clean-up."
     if threading.current_thread() is not threading.main_thread(): yield; return
     got, old = [], {}
     def on_signal(signum, frame):
         if got: return
-        got.append(signum); raise Interrupted(signum)
+        got.append(signum)
+        if _SIG['depth']: _SIG['pending'] = signum; return     # raised at the next safe point
+        raise Interrupted(signum)
     try:
         for s in (signal.SIGINT, signal.SIGTERM):
             if signal.getsignal(s) is not signal.SIG_IGN: old[s] = signal.signal(s, on_signal)
         yield
     finally:
         for s, h in old.items(): signal.signal(s, h if h is not None else signal.SIG_DFL)
+        _SIG['pending'] = None
+
+def check_interrupt():
+    "Raise the `Interrupted` a `signals_deferred` block is holding, if any (call it where no lock is held; a no-op outside the main thread)."
+    if _SIG['pending'] is None or threading.current_thread() is not threading.main_thread(): return
+    s, _SIG['pending'] = _SIG['pending'], None
+    if s is not None: raise Interrupted(s)
+
+@contextlib.contextmanager
+def signals_deferred():
+    "In the block (main thread), a signal does not raise where it lands but at the next `check_interrupt()` or at the block's end."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    _SIG['depth'] += 1
+    try: yield
+    finally: _SIG['depth'] -= 1
+    if not _SIG['depth']: check_interrupt()
+
+@contextlib.contextmanager
+def signals_now():
+    "Inside `signals_deferred`, a block where a signal raises at once again (a long model call that takes no lock)."
+    if threading.current_thread() is not threading.main_thread(): yield; return
+    depth, _SIG['depth'] = _SIG['depth'], 0
+    try:
+        check_interrupt(); yield
+    finally: _SIG['depth'] = depth
 
 class _GdalLog(logging.Handler):
     "GDAL's messages while a command runs: those rasterio logs, and those GDAL's own handler writes (to `CPL_LOG`)."
@@ -260,6 +290,14 @@ def _with_gdal(msg:str, gdal:list) -> str:
     msg = re.sub(r'\s*See previous exception for details\.?', '', msg)
     return f"{msg}; GDAL: {'; '.join(new[-2:])}"
 
+def _interrupt_in(e:BaseException):
+    "The `Interrupted` that `e` was raised while handling, if any."
+    seen = set()
+    while e is not None and id(e) not in seen:
+        if isinstance(e, Interrupted): return e
+        seen.add(id(e)); e = e.__context__
+    return None
+
 def _describe(e:BaseException, prog:str, gdal=()) -> tuple:
     "(exit status, message) for an exception raised by a command, with the GDAL messages that explain it."
     if isinstance(e, UsageError): return EXIT_USAGE, one_line(e)
@@ -290,6 +328,8 @@ def cli_main(parser:argparse.ArgumentParser, # built by the command (an `RsnbPar
         sig = getattr(e, 'signum', signal.SIGINT)
         print(f'{prog}: interrupted ({signal.Signals(sig).name})', file=sys.stderr); return 128 + sig
     except Exception as e:
+        if (i := _interrupt_in(e)) is not None and not debug:    # an error of the clean-up after a signal: the signal is the news
+            print(f'{prog}: interrupted ({signal.Signals(i.signum).name})', file=sys.stderr); return 128 + i.signum
         if debug: raise
         code, msg = _describe(e, prog, gdal.take())
         print(f'{prog}: error: {msg}', file=sys.stderr); return code
@@ -850,8 +890,10 @@ class _Scene:
                 with gate.scene(self.k), output_job(self.ins, model, options=opts): self.line = str(one(self.ins, self.out))
             except BaseException as e: self.error = e
         self.done = _in_worker(lambda: ctx.run(work), self.name)   # a reused thread: GDAL's per-thread set-up is paid once
-    def wait(self):
-        while self.done is not None and not self.done.wait(0.1): pass   # timeouts: signals reach the main thread
+    def wait(self, check:bool=True):
+        "Until the scene's thread is done; with `check`, raising a signal held by `signals_deferred` (between waits, no lock held)."
+        while self.done is not None and not self.done.wait(0.1):
+            if check: check_interrupt()
 
 def _check_existing(a, out, ins, model, opts, complete, prog) -> tuple:
     "('run' | 'keep' | 'refuse', stderr note) for a scene whose output may already be there."
@@ -889,18 +931,20 @@ def run_many(a, # parsed arguments: `.overwrite`, `.shard`, `.quiet`, `.debug`, 
         if s.done is not None: gdal.take(s.name)   # what a scene that worked left
         if bar is not None: bar.update(1)
     try:
-        for k, (ins, out) in enumerate(mine):
-            gdal.take(threading.current_thread().name)
-            what, note = _check_existing(a, out, ins, model, opts, complete, prog)
-            s = _Scene(k, ins, out, [note] if note else [], failed=what == 'refuse')
-            if what == 'run':
-                while sum(t.done is not None for t in todo) >= in_flight: report(todo[0]); todo.popleft()   # popped once reported: an interrupt still waits for it
-                s.start(one, gate, model, opts)
-            todo.append(s)
-        while todo: report(todo[0]); todo.popleft()
+        with signals_deferred():      # a signal is raised between waits (`_Scene.wait`), never inside an event's lock
+            for k, (ins, out) in enumerate(mine):
+                check_interrupt()
+                gdal.take(threading.current_thread().name)
+                what, note = _check_existing(a, out, ins, model, opts, complete, prog)
+                s = _Scene(k, ins, out, [note] if note else [], failed=what == 'refuse')
+                if what == 'run':
+                    while sum(t.done is not None for t in todo) >= in_flight: report(todo[0]); todo.popleft()   # popped once reported: an interrupt still waits for it
+                    s.start(one, gate, model, opts)
+                todo.append(s)
+            while todo: report(todo[0]); todo.popleft()
     except BaseException:
         gate.cancel()                 # scenes waiting for the model stop; their staged outputs are removed
-        for s in todo: s.wait()
+        for s in todo: s.wait(check=False)
         raise
     finally:
         if bar is not None: bar.close()

@@ -15,6 +15,7 @@ import rasterio
 from fastprogress.fastprogress import progress_bar
 from .core import RsnbError, RasterError, ModelError, check_not_input, default_device
 from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, check_georef, valid_mask, _band_indexes, gdal_cache
+from .cli import check_interrupt, signals_deferred, signals_now
 
 # %% auto #0
 __all__ = ['TileError', 'DeviceError', 'pick_device', 'tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'Cancelled',
@@ -276,8 +277,10 @@ class _Stage:
         self.fn, self.out, self.stop, self.env, self.error, self.done = fn, out, stop, env, None, None
     def start(self): self.done = _in_worker(self.run, f'{threading.current_thread().name}/stage')   # named after its scene (GDAL messages)
     def is_alive(self) -> bool: return self.done is not None and not self.done.is_set()
-    def join(self, timeout=None):
-        if self.done is not None: self.done.wait(timeout)
+    def join(self, check:bool=True):
+        "Until `fn` has returned; with `check`, a signal held by `signals_deferred` is raised between waits."
+        while self.done is not None and not self.done.wait(0.05):
+            if check: check_interrupt()
     def put(self, item):
         "Put into the bounded queue, giving up when the pipeline is stopping."
         while not self.stop.is_set():
@@ -297,6 +300,7 @@ def _get(q:queue.Queue, stage=None, stop:threading.Event=None, others=()):
     while True:
         try: return q.get(timeout=0.05)
         except queue.Empty:
+            check_interrupt()                # main thread: a signal held by `signals_deferred`, raised where no lock is held
             for s in (stage, *others):
                 if s is not None and s.error is not None: raise s.error
             if stop is not None and stop.is_set(): raise _Stopped()
@@ -309,7 +313,7 @@ def _put_main(q:queue.Queue, item, reader:_Stage, writer:_Stage):
             if s.error is not None: raise s.error
         if not writer.is_alive(): raise RsnbError("predict_raster: the writer stage ended early")
         try: q.put(item, timeout=0.05); return
-        except queue.Full: pass
+        except queue.Full: check_interrupt()
 
 def _pipelined(batches, forward, consume, finish, queue_size, env, on_batch):
     "reader thread (`batches`) → `forward` here → writer thread (`consume`, then `finish`)."
@@ -325,22 +329,23 @@ def _pipelined(batches, forward, consume, finish, queue_size, env, on_batch):
             if item is _END: finish(); return
             consume(*item)
     reader, writer = _Stage(read, rq, stop, env), _Stage(write, None, stop, env)
-    reader.start(); writer.start()
-    try:
-        while True:
-            item = _get(rq, reader, others=(writer,))
-            if item is _END: break
-            seen, batch, xs = item
-            y = forward(batch, xs)
-            _put_main(wq, (batch, y), reader, writer)
-            on_batch(seen, len(batch))
-        _put_main(wq, _END, reader, writer)
-        writer.join()
-        if writer.error is not None: raise writer.error
-    except BaseException:
-        stop.set(); raise
-    finally:
-        stop.set(); reader.join(); writer.join()
+    with signals_deferred():      # the calling thread waits on queues: a signal is raised between waits, not in a queue's lock
+        reader.start(); writer.start()
+        try:
+            while True:
+                item = _get(rq, reader, others=(writer,))
+                if item is _END: break
+                seen, batch, xs = item
+                with signals_now(): y = forward(batch, xs)     # the model takes no lock: Ctrl-C stops it at once
+                _put_main(wq, (batch, y), reader, writer)
+                on_batch(seen, len(batch))
+            _put_main(wq, _END, reader, writer)
+            writer.join()
+            if writer.error is not None: raise writer.error
+        except BaseException:
+            stop.set(); raise
+        finally:
+            stop.set(); reader.join(check=False); writer.join(check=False)   # the stages stop within 0.05 s
 
 # %% ../nbs/04_tiles.ipynb #gate1
 class Cancelled(RsnbError):

@@ -170,3 +170,80 @@ def test_sigterm_many_scenes_in_flight(env, tmp_path, capsys):
     assert (code, o[-1], e) == (0, f'5 scenes: {5 - len(left)} written, {len(left)} skipped (already written), 0 failed', []), (o, e)
     assert all((out/n).read_bytes() == b for n, b in kept.items())
     for n in NAMES: assert (out/f'{n}{ext}').read_bytes() == (tmp_path/'ref'/f'{n}{ext}').read_bytes(), n
+
+# Where a signal lands. Raised inside an event's or a queue's lock bookkeeping (Condition.wait between releasing and
+# re-taking its lock) it leaves the lock released twice: CI once saw `RuntimeError: release unlocked lock` instead of
+# "interrupted (SIGTERM)". The main thread's waits run inside `signals_deferred`: the signal is raised by
+# `check_interrupt`, between waits.
+
+def _innermost(e):
+    tb = e.__traceback__
+    while tb.tb_next is not None: tb = tb.tb_next
+    return tb.tb_frame.f_code.co_name
+
+def _kill_later(s=0.3):
+    import os, signal
+    t = threading.Timer(s, os.kill, (os.getpid(), signal.SIGTERM)); t.start(); return t
+
+def test_signal_held_until_safe_point():
+    "In `signals_deferred` a signal raises only at `check_interrupt` (or the block's end); `signals_now` raises at once again; outside, a signal raises where it lands."
+    import signal
+    from rsnb.cli import signals_interrupt, signals_deferred, signals_now, check_interrupt, Interrupted
+    ev = threading.Event()
+    with pytest.raises(Interrupted) as e, signals_interrupt(), signals_deferred():
+        signal.raise_signal(signal.SIGTERM)
+        for _ in range(5): ev.wait(0.01)           # held: no raise inside the waits
+        check_interrupt()
+    assert (e.value.signum, _innermost(e.value)) == (signal.SIGTERM, 'check_interrupt')
+    with pytest.raises(Interrupted) as e, signals_interrupt(), signals_deferred():
+        signal.raise_signal(signal.SIGTERM); x = 1  # held until the block ends
+    assert _innermost(e.value) == 'check_interrupt'
+    with pytest.raises(Interrupted) as e, signals_interrupt(), signals_deferred(), signals_now():
+        signal.raise_signal(signal.SIGTERM); time.sleep(5)
+    assert _innermost(e.value) == 'on_signal'                        # the handler raised where the signal landed
+    tb = e.value.__traceback__
+    while tb.tb_next.tb_next is not None: tb = tb.tb_next
+    assert tb.tb_frame.f_code.co_name == 'test_signal_held_until_safe_point'
+    with signals_interrupt(), signals_deferred(): check_interrupt()   # nothing held: nothing raised
+
+def test_signal_while_run_many_waits(tmp_path):
+    "SIGTERM while `run_many` waits on its scenes: `Interrupted` comes from `check_interrupt`, the scenes finish before it propagates."
+    import signal
+    from rsnb.cli import signals_interrupt, Interrupted
+    ended = []
+    def one(ins, out):
+        time.sleep(0.8); ended.append(out); return str(out)
+    jobs = [((tmp_path/f'in{k}.tif',), tmp_path/f'out{k}.tif') for k in range(4)]
+    a = argparse.Namespace(overwrite=False, shard=(0, 1), quiet=True, debug=False, prog='t')
+    t0 = time.time(); _kill_later()
+    with pytest.raises(Interrupted) as e, signals_interrupt(): run_many(a, jobs, one, complete=lambda o, i: True)
+    assert (e.value.signum, _innermost(e.value)) == (signal.SIGTERM, 'check_interrupt')
+    assert len(ended) == 3 and time.time() - t0 < 1.5, (ended, time.time() - t0)   # the three in flight ended; the fourth never started
+
+def test_signal_while_pipeline_waits():
+    "SIGTERM while a single-scene pipeline waits for its reader: `Interrupted` from `check_interrupt`, both stages stopped."
+    import signal
+    from rsnb.cli import signals_interrupt, Interrupted
+    from rsnb.tiles import _pipelined
+    got = []
+    def batches():
+        for k in range(20): time.sleep(0.1); yield k, [k], None
+    before = threading.active_count()
+    _kill_later(0.35)
+    with pytest.raises(Interrupted) as e, signals_interrupt():
+        _pipelined(batches(), lambda b, xs: b, lambda b, y: got.append(b), lambda: None, 2, {}, lambda seen, n: None)
+    assert (e.value.signum, _innermost(e.value)) == (signal.SIGTERM, 'check_interrupt')
+    assert 1 <= len(got) <= 4, got
+
+def test_cleanup_error_after_signal_reported_as_interrupt(capsys):
+    "An error raised while cleaning up after a signal (its context is the `Interrupted`) is reported as the interrupt: exit 143, one line."
+    import signal
+    from rsnb.cli import RsnbParser, cli_main, Interrupted
+    def run(a):
+        try: raise Interrupted(signal.SIGTERM)
+        except Interrupted: raise RuntimeError('release unlocked lock')
+    assert cli_main(RsnbParser(prog='rsnb-x'), run, []) == 143
+    assert capsys.readouterr().err.splitlines() == ['rsnb-x: interrupted (SIGTERM)']
+    def bad(a): raise RuntimeError('boom')                # without a signal: still an unexpected error
+    assert cli_main(RsnbParser(prog='rsnb-x'), bad, []) == 1
+    assert 'unexpected RuntimeError: boom' in capsys.readouterr().err
