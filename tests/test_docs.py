@@ -38,10 +38,9 @@ BUILD = {}
 
 @pytest.fixture(scope='module')
 def site():
-    r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py')], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 0, r.stdout + r.stderr
-    BUILD['log'] = r.stdout + r.stderr
-    return ROOT/'_docs'
+    from conftest import docs_build
+    site, BUILD['log'] = docs_build()    # one build shared with test_docs_browser (a file lock)
+    return site
 
 def test_build_has_no_warnings(site):
     "Neither nbdev nor smalldocs warns (the keys smalldocs ignores are dropped from the processed copy); the one allowed:"

@@ -18,18 +18,10 @@ pytestmark = [pytest.mark.skipif(CHROME is None, reason='Chromium not installed 
 
 PAGES = ['index.html', 'core.html', 'geo.html', 'repro.html', 'papers/bahri2019.html', 'papers/demo.html']
 
-def _fresh(site):
-    idx = site/'index.html'
-    if not idx.exists(): return False
-    srcs = list((ROOT/'nbs').rglob('*.ipynb')) + [ROOT/'tools'/'build_docs.py', ROOT/'nbs'/'sidebar.yml', ROOT/'nbs'/'_quarto.yml']
-    return idx.stat().st_mtime > max(p.stat().st_mtime for p in srcs)
-
 @pytest.fixture(scope='module')
 def server():
-    site = ROOT/'_docs'
-    if not _fresh(site):
-        r = subprocess.run([sys.executable, str(ROOT/'tools'/'build_docs.py')], cwd=ROOT, capture_output=True, text=True)
-        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    from conftest import docs_build
+    site, _ = docs_build()               # one build shared with test_docs (a file lock)
     srv = http.server.ThreadingHTTPServer(('127.0.0.1', 0), functools.partial(Quiet, directory=str(site)))
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield site, f'http://127.0.0.1:{srv.server_address[1]}/'

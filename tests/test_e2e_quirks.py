@@ -1,5 +1,6 @@
 """Stand-ins closer to the real published files: every known quirk of a released or user-trained checkpoint, written by a
-stand-in writer and converted by the console script a user runs (`rsnb-weights convert`). Each quirky file must convert
+stand-in writer and converted by the command a user runs (`rsnb-weights convert`: its `main` in-process, and the
+installed console script itself for one success and one error). Each quirky file must convert
 to exactly the tensors its plain form converts to. Bad input (another family's file, another configuration) gives one
 line naming the file and what does not match, and writes nothing.
 
@@ -15,8 +16,16 @@ from e2e_helpers import cli, ok, ROOT
 
 PAR = ROOT/'tests'/'fixtures'/'parity'
 
-def convert(src, dst, fmt, *config):
-    return cli('rsnb-weights', 'convert', '--from', fmt, src, dst, *(('--config', *config) if config else ()))
+def convert(src, dst, fmt, *config, console=False):
+    """`rsnb-weights convert` on the file: its `main` in this process (what the console script calls, ~1.5 s of process
+    start saved a call), or with `console` the installed console script itself (one case per family does)."""
+    args = ['convert', '--from', fmt, src, dst, *(('--config', *config) if config else ())]
+    if console: return cli('rsnb-weights', *args)
+    import contextlib, io, subprocess
+    from rsnb.weights_cli import main
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err): code = main([str(a) for a in args])
+    return subprocess.CompletedProcess(['rsnb-weights', *args], code, out.getvalue(), err.getvalue())
 
 def convert_api(src, dst, fmt, config=None) -> dict:
     "The plain form's reference conversion, in-process (`convert_checkpoint`, what the console script calls)."
@@ -66,12 +75,12 @@ def test_keras225_names(tmp_path, keras_plain, layout):
     with h5py.File(src) as f:
         root = f['model_weights'] if layout == 'full' else f
         assert 'dense_1' in root and 'model_weights' in f if layout == 'full' else 'dense_1' in f
-    ok(convert(src, tmp_path/'k225', 'keras-h5-bahri', 'n_classes=30'))
+    ok(convert(src, tmp_path/'k225', 'keras-h5-bahri', 'n_classes=30', console=layout == 'full'))
     same_tensors(converted(tmp_path/'k225'), keras_plain)
 
 def test_keras_wrong_class_count(tmp_path):
     src = keras_file(tmp_path/'bahri_aid.h5')
-    one_line_error(convert(src, tmp_path/'out', 'keras-h5-bahri', 'n_classes=21'), str(src.name))
+    one_line_error(convert(src, tmp_path/'out', 'keras-h5-bahri', 'n_classes=21', console=True), str(src.name))
     nothing_written(tmp_path/'out')
 
 # --- CompressAI ---------------------------------------------------------------------------------------------------------

@@ -3,8 +3,10 @@
 
 Notebooks run through nbdev's own machinery (its cell-skipping rules, `tst_flags` from pyproject.toml, execnb's
 CaptureShell), each in a fresh process, `--workers` at a time. `pytest tests` is split by test file into shards of
-about the same expected time, each one more job in the same pool, so they overlap the notebooks and the workers stay
-busy to the end (`--pytest-after`: run them after the notebooks instead; extra pytest arguments: one unsplit run). Jobs
+about the same expected time, each one more job in the same pool (`pytest.main` in the job's process), so they overlap
+the notebooks and the workers stay busy to the end. Every job's process is forked from a multiprocessing fork server
+that has imported `PRELOAD` (torch, fastai, IPython, nbdev, rsnb's core modules) once: a job starts in milliseconds
+instead of paying ~5 s of imports (`--pytest-after`: run them after the notebooks instead; extra pytest arguments: one unsplit run). Jobs
 are submitted longest first (expected durations: the last run's on this machine, else `tools/test_durations.json`
 (measured on the 2-core machine, per notebook and per test file), else `EXPECTED`, else an estimate from the number of
 code cells), so the workers finish together. A notebook that stops on `rsnb.core.DataMissing` (dataset absent on this machine) is counted
@@ -24,6 +26,11 @@ EXPECTED = {'pytest': 420, 'nbs/papers/egan.ipynb': 70, 'nbs/papers/ecea.ipynb':
 DURATIONS = Path(os.environ.get('RSNB_TEST_DURATIONS', Path.home()/'.cache'/'rsnb'/'test_durations.json'))
 COMMITTED = ROOT/'tools'/'test_durations.json'   # `--write-expected` updates it from a whole default run
 SHARD_OVERHEAD = 6.   # s of a pytest process's start (imports, collection) beside its tests
+# Imported once by the pool's fork server; every job (a fresh process, forked from it) starts with them loaded instead
+# of paying ~5 s of imports (torch, fastai, IPython...) per notebook. Only imports: no thread, no open file, no RNG use.
+PRELOAD = ['numpy', 'torch', 'torchvision', 'rasterio', 'matplotlib', 'PIL.Image', 'fastai.vision.all', 'IPython',
+           'execnb.shell', 'nbdev.process', 'nbdev.test', 'nbdev.frontmatter', 'nbdev.config', 'fastcore.test', 'pytest',
+           'rsnb.core', 'rsnb.geo', 'rsnb.cli', 'rsnb.tiles', 'rsnb.data', 'rsnb.weights']
 
 def _run_nb(fn, flags, timeout):
     os.environ.setdefault('OMP_NUM_THREADS', '1'); os.environ['IN_TEST'] = '1'
@@ -60,16 +67,27 @@ def _file_times(xml:Path) -> dict:
     return out
 
 def _run_pytest(extra, files=None):
-    "(passed, failed, skipped, output, seconds, {file: seconds}) of `pytest` on `files` (default: all of tests/)."
+    "(passed, failed, skipped, output, seconds, {file: seconds}) of `pytest` on `files` (default: all of tests/), in this process (a pool job: the preloaded modules are already imported)."
     import tempfile
     start = time.time()
     if not (ROOT/'tests').is_dir(): return 0, 0, 0, '', 0., {}
+    os.chdir(ROOT)
     with tempfile.TemporaryDirectory() as tmp:
-        xml = Path(tmp)/'junit.xml'
-        cmd = [sys.executable, '-m', 'pytest', *(files or [str(ROOT/'tests')]), '-q', '-rs', '-p', 'no:cacheprovider',
-               f'--junitxml={xml}', '-o', 'junit_family=xunit1', *extra]
-        out = subprocess.run(cmd, cwd=ROOT, text=True, capture_output=True)
-        times = _file_times(xml)
+        xml, log = Path(tmp)/'junit.xml', Path(tmp)/'out.txt'
+        args = [*(files or [str(ROOT/'tests')]), '-q', '-rs', '-p', 'no:cacheprovider', f'--junitxml={xml}', '-o', 'junit_family=xunit1', *extra]
+        sys.stdout.flush(); sys.stderr.flush()
+        fd, saved = os.open(log, os.O_WRONLY | os.O_CREAT), (os.dup(1), os.dup(2))
+        os.dup2(fd, 1); os.dup2(fd, 2)          # the terminal report (and whatever tests write) into the log
+        try:
+            import pytest
+            code = int(pytest.main(args))
+        except BaseException:
+            code = 3; traceback.print_exc()
+        finally:
+            sys.stdout.flush(); sys.stderr.flush()
+            os.dup2(saved[0], 1); os.dup2(saved[1], 2); os.close(fd)
+        text, times = log.read_text(errors='replace'), _file_times(xml)
+    out = subprocess.CompletedProcess(args, code, text, '')
     counts = {k: 0 for k in ('passed', 'failed', 'skipped', 'error')}
     last = [l for l in out.stdout.splitlines() if re.search(r'\d+ (passed|failed|skipped|error)', l)]
     for n, k in re.findall(r'(\d+) (passed|failed|skipped|error)', last[-1] if last else ''): counts[k] = int(n)
@@ -140,7 +158,10 @@ def run_all(paths, flags, workers, timeout, pytest_extra=None):
     res, pyt, took, busy = [], [0, 0, 0], {}, {'notebooks': 0., 'pytest': 0.}
     if not keys: return res, tuple(pyt), busy
     n_shards = sum(isinstance(k, tuple) for k in keys)
-    with ProcessPoolExecutor(max(1, workers), max_tasks_per_child=1) as ex:
+    import multiprocessing as mp
+    ctx = mp.get_context('forkserver')     # a fresh process per job (max_tasks_per_child=1), forked from a preloaded server
+    ctx.set_forkserver_preload(PRELOAD)
+    with ProcessPoolExecutor(max(1, workers), mp_context=ctx, max_tasks_per_child=1) as ex:
         def submit(k):
             if k == 'pytest': return ex.submit(_run_pytest, pytest_extra)
             if isinstance(k, tuple): return ex.submit(_run_pytest, [], list(k))
