@@ -12,11 +12,18 @@ once per scene, as before issue 27) is measured too.
 Real model: `rsnb-segment` with the shipped segmentation_lite0_fpn_dubai over a folder of Dubai tiles (four of
 about 1058x1126 px, as GeoTIFFs), against the bare forward pass (normalisation + model) over the same windows
 already in memory, in megapixels (of windows) per second, wall clock and process CPU time (the machine is shared: as the
-other benchmarks, CPU time is the figure to trust there); goal: command time / bare time <= 1.10.
-Peak RSS: a fresh process runs the simulated many-scene command over 5, 10, 20 and 40 scenes; its RSS is sampled every
-5 ms (peak, and growth over the RSS before the run; flat = memory bounded by the queues and the scenes in flight).
+other benchmarks, CPU time is the figure to trust there); goal: command time / bare time <= 1.10. Both run under
+`rsnb.core.tune_allocator` (what every command sets first; without it the forward pass re-faults its activations and
+runs at about half the speed: measured separately, see the README row).
+Peak RSS: a fresh process runs the simulated many-scene command over 5, 10, 20, 40, 80 and 160 scenes (the 40 crops,
+again past 40); its RSS is sampled every 5 ms (peak, and growth over the RSS before the run; flat = memory bounded by
+the queues and the scenes in flight), and read after the run once glibc's `malloc_trim` has returned the free memory
+its arenas keep (the many-scene run's worker threads each fill an arena: the peak grows while they warm up, then stays).
+Memory in use: one fresh process runs 10 rounds of the 40 scenes and reads its RSS after each, after `malloc_trim`
+(flat = no leak: what the peak gains with more scenes is free memory the allocator keeps).
 Usage: python benchmarks/many_scene_throughput.py [--repeats 3] [--skip-real] [--skip-rss]
        python benchmarks/many_scene_throughput.py --child-rss N FOLDER     (internal; RSNB_BENCH_IN_FLIGHT=1: one scene at a time)
+       python benchmarks/many_scene_throughput.py --child-rounds R FOLDER  (internal)
 """
 import argparse, contextlib, io, json, os, resource, shutil, subprocess, sys, tempfile, time
 from dataclasses import replace
@@ -144,8 +151,10 @@ def child_rss(n:int, folder:Path):
     import threading
     torch.set_num_threads(1)
     src = Path(tempfile.mkdtemp(prefix='rsnb_rss_in_')); out = Path(tempfile.mkdtemp(prefix='rsnb_rss_out_'))
-    for f in sorted(folder.iterdir())[:n]: (src/f.name).symlink_to(f)
+    files = sorted(folder.iterdir())
+    for k in range(n): f = files[k % len(files)]; (src/f'{k:03d}_{f.name}').symlink_to(f)   # more scenes than crops: the crops again
     probs = torch.rand(BATCH, 4, TILE, TILE)
+    from rsnb.core import tune_allocator; tune_allocator()                   # as the command does
     from rsnb.cli import run_many; from rsnb.tiles import predict_raster     # imports before the baseline
     base, peak, stop = _rss_kb(), [0], threading.Event()
     def sample():
@@ -154,36 +163,65 @@ def child_rss(n:int, folder:Path):
     t = run_folder(lambda x: probs[:x.shape[0]], src, out, int(os.environ.get("RSNB_BENCH_IN_FLIGHT", 3)))
     stop.set(); th.join()
     shutil.rmtree(src); shutil.rmtree(out)
-    print(json.dumps(dict(scenes=n, base_kb=base, peak_kb=max(peak[0], _rss_kb()), seconds=t)))
+    end = _rss_kb(); import ctypes; ctypes.CDLL('libc.so.6').malloc_trim(0)     # what the allocator keeps, free, after the run
+    print(json.dumps(dict(scenes=n, base_kb=base, peak_kb=max(peak[0], end), end_kb=end, trimmed_kb=_rss_kb(), seconds=t)))
 
-def rss(folder:Path, counts=(5, 10, 20, 40), repeats:int=2) -> list:
+def child_rounds(rounds:int, folder:Path):
+    "RSS of a fresh process after each of `rounds` runs over the scenes of `folder`, each after `gc.collect` and `malloc_trim`: memory in use, not what the allocator keeps."
+    import ctypes, gc
+    torch.set_num_threads(1); libc = ctypes.CDLL('libc.so.6')
+    def trim(_): gc.collect(); libc.malloc_trim(0)
+    probs = torch.rand(BATCH, 4, TILE, TILE)
+    from rsnb.core import tune_allocator; tune_allocator()                   # as the command does
+    from rsnb.cli import run_many; from rsnb.tiles import predict_raster     # imports before the baseline
+    trim(0); base, after = _rss_kb(), []
+    for _ in range(rounds):
+        out = Path(tempfile.mkdtemp(prefix='rsnb_rss_out_'))
+        run_folder(lambda x: probs[:x.shape[0]], folder, out, int(os.environ.get("RSNB_BENCH_IN_FLIGHT", 3)))
+        shutil.rmtree(out); trim(0); after.append(_rss_kb())
+    print(json.dumps(dict(scenes_per_round=len(list(folder.iterdir())), base_kb=base, after_round_kb=after)))
+
+def rounds(folder:Path, n:int=10) -> dict:
+    p = subprocess.run([sys.executable, __file__, '--child-rounds', str(n), str(folder)], capture_output=True, text=True, check=True)
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    mb = [round(k / 1024) for k in r['after_round_kb']]
+    print(f"RSS in use (after malloc_trim) after each round of {r['scenes_per_round']} scenes: {mb} MB (before: {r['base_kb'] / 1024:.0f} MB)", flush=True)
+    return dict(scenes_per_round=r['scenes_per_round'], base_mb=r['base_kb'] / 1024, after_round_mb=[k / 1024 for k in r['after_round_kb']])
+
+def rss(folder:Path, counts=(5, 10, 20, 40, 80, 160), repeats:int=2) -> list:
     res = []
     for _ in range(repeats):
         for n in counts:
             p = subprocess.run([sys.executable, __file__, '--child-rss', str(n), str(folder)], capture_output=True, text=True, check=True)
             res.append(json.loads(p.stdout.strip().splitlines()[-1]))
     out = [dict(scenes=n, peak_mb=min(r['peak_kb'] for r in res if r['scenes'] == n) / 1024,
-                growth_mb=min(r['peak_kb'] - r['base_kb'] for r in res if r['scenes'] == n) / 1024) for n in counts]
+                growth_mb=min(r['peak_kb'] - r['base_kb'] for r in res if r['scenes'] == n) / 1024,
+                end_after_trim_mb=min(r['trimmed_kb'] for r in res if r['scenes'] == n) / 1024) for n in counts]
     print('peak RSS: ' + ', '.join(f"{r['scenes']} scenes {r['peak_mb']:.0f} MB (+{r['growth_mb']:.0f} MB over the process before the run)" for r in out), flush=True)
     return out
 
 def main(argv=None):
     ap = argparse.ArgumentParser(); ap.add_argument('--repeats', type=int, default=3); ap.add_argument('--threads', type=int, default=1)
     ap.add_argument('--skip-real', action='store_true'); ap.add_argument('--skip-rss', action='store_true')
-    ap.add_argument('--child-rss', nargs=2, default=None)
+    ap.add_argument('--child-rss', nargs=2, default=None); ap.add_argument('--child-rounds', nargs=2, default=None)
     a = ap.parse_args(argv)
     if a.child_rss: return child_rss(int(a.child_rss[0]), Path(a.child_rss[1]))
+    if a.child_rounds: return child_rounds(int(a.child_rounds[0]), Path(a.child_rounds[1]))
     torch.set_num_threads(a.threads)
+    from rsnb.core import tune_allocator
+    tuned = tune_allocator()          # as every rsnb command does first: the bare forward pass gets it too
     tmp = Path(tempfile.mkdtemp(prefix='rsnb_many_'))
     try:
         crops = make_scenes(tmp/'crops', 20)
         one = tmp/'one'; one.mkdir(); (one/'scene.tif').symlink_to(scene_path())
-        res = dict(tile=TILE, overlap=OVERLAP, batch=BATCH, output='classes (uint8, deflate)', timer='wall clock, minimum over repeats',
+        res = dict(allocator='tune_allocator' if tuned else 'glibc default', tile=TILE, overlap=OVERLAP, batch=BATCH, output='classes (uint8, deflate)', timer='wall clock, minimum over repeats',
                    scenes_1024=simulated(crops, tmp/'out20', a.repeats), goal_scenes_1024=1.15,
                    one_scene=simulated(one, tmp/'out1', a.repeats + 2), one_scene_batch4=simulated(one, tmp/'out1', a.repeats + 2, 4), goal_one_scene=1.20)
         res['one_scene']['scene'] = res['one_scene_batch4']['scene'] = scene_path().name
         if not a.skip_real: res['real_cpu'] = real(dubai_scenes(tmp/'dubai'), tmp/'outd', a.repeats); res['goal_real_cpu'] = 1.10
-        if not a.skip_rss: res['peak_rss'] = rss(make_scenes(tmp/'crops40', 40, seed=1))
+        if not a.skip_rss:
+            c40 = make_scenes(tmp/'crops40', 40, seed=1)
+            res['peak_rss'], res['rss_in_use_rounds'] = rss(c40), rounds(c40)
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return save(f"many_scene_throughput_{time.strftime('%Y-%m-%d', time.gmtime())}", res)
 

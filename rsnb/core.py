@@ -13,8 +13,8 @@ import numpy as np
 
 # %% auto #0
 __all__ = ['STAGE_MARK', 'RsnbError', 'RasterError', 'DataError', 'DataMissing', 'ModelError', 'CodecError', 'data_root',
-           'have_data', 'data_path', 'seed_everything', 'default_device', 'staging_prefix', 'atomic_write',
-           'check_not_input', 'stale_staged', 'clean_staged', 'save_json', 'load_json']
+           'have_data', 'data_path', 'seed_everything', 'default_device', 'tune_allocator', 'staging_prefix',
+           'atomic_write', 'check_not_input', 'stale_staged', 'clean_staged', 'save_json', 'load_json']
 
 # %% ../nbs/00_core.ipynb #9e1f2a3b
 # Warnings that rsnb cannot fix, raised while third-party packages are imported; they would land on every docs page
@@ -87,6 +87,24 @@ def default_device() -> 'torch.device':
     "CUDA when present, else the CPU."
     import torch
     return torch.device('cuda') if torch.cuda.is_available() else torch.device('cpu')
+
+
+# %% ../nbs/00_core.ipynb #4f4cef2a
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8   # glibc's mallopt parameters (malloc.h)
+
+def tune_allocator(mmap_mb:int=256, # blocks up to this size come from the heap (glibc: 128 KB, rising to 32 MB)
+                   trim_mb:int=512, # free memory kept at the top of the heap before it is given back
+                   arenas:int=1, # malloc arenas (glibc: 8 per core); 1: every thread allocates from the main heap
+                  ) -> bool:
+    "Keep large freed blocks (activations) for reuse instead of unmapping them (glibc only); True when applied."
+    if os.environ.get('RSNB_MALLOC', '1') == '0' or any(k.startswith('MALLOC_') for k in os.environ): return False
+    if not sys.platform.startswith('linux'): return False
+    import ctypes
+    try:
+        libc = ctypes.CDLL(None)
+        libc.gnu_get_libc_version                     # glibc, not musl (whose mallopt does nothing)
+    except (OSError, AttributeError): return False
+    return all(libc.mallopt(o, v) == 1 for o, v in ((_M_ARENA_MAX, arenas), (_M_MMAP_THRESHOLD, mmap_mb << 20), (_M_TRIM_THRESHOLD, trim_mb << 20)))
 
 
 # %% ../nbs/00_core.ipynb #63e8b93a
