@@ -213,7 +213,12 @@ def check_interrupt():
     "Raise the `Interrupted` a `signals_deferred` block is holding, if any (call it where no lock is held; a no-op outside the main thread)."
     if _SIG['pending'] is None or threading.current_thread() is not threading.main_thread(): return
     s, _SIG['pending'] = _SIG['pending'], None
-    if s is not None: raise Interrupted(s)
+    raise Interrupted(s)
+
+def _wait_set(ev:threading.Event|None, check:bool=True, poll:float=0.05):
+    "Until `ev` is set (None: nothing to wait for), in short waits; with `check`, a signal held by `signals_deferred` is raised between them, never inside the event's lock."
+    while ev is not None and not ev.wait(poll):
+        if check: check_interrupt()
 
 @contextlib.contextmanager
 def signals_deferred():
@@ -893,9 +898,8 @@ class _Scene:
             except BaseException as e: self.error = e
         self.done = _in_worker(lambda: ctx.run(work), self.name)   # a reused thread: GDAL's per-thread set-up is paid once
     def wait(self, check:bool=True):
-        "Until the scene's thread is done; with `check`, raising a signal held by `signals_deferred` (between waits, no lock held)."
-        while self.done is not None and not self.done.wait(0.1):
-            if check: check_interrupt()
+        "Until the scene's thread is done; with `check`, raising a signal held by `signals_deferred` between waits."
+        _wait_set(self.done, check, 0.1)
 
 def _check_existing(a, out, ins, model, opts, complete, prog) -> tuple:
     "('run' | 'keep' | 'refuse', stderr note) for a scene whose output may already be there."

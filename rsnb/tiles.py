@@ -15,7 +15,7 @@ import rasterio
 from fastprogress.fastprogress import progress_bar
 from .core import RsnbError, RasterError, ModelError, check_not_input, default_device
 from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, check_georef, valid_mask, _band_indexes, gdal_cache
-from .cli import check_interrupt, signals_deferred, signals_now
+from .cli import check_interrupt, signals_deferred, signals_now, _wait_set
 
 # %% auto #0
 __all__ = ['TileError', 'DeviceError', 'pick_device', 'tile_starts', 'ramp_weights', 'to_classes', 'to_change', 'Cancelled',
@@ -279,8 +279,7 @@ class _Stage:
     def is_alive(self) -> bool: return self.done is not None and not self.done.is_set()
     def join(self, check:bool=True):
         "Until `fn` has returned; with `check`, a signal held by `signals_deferred` is raised between waits."
-        while self.done is not None and not self.done.wait(0.05):
-            if check: check_interrupt()
+        _wait_set(self.done, check)
     def put(self, item):
         "Put into the bounded queue, giving up when the pipeline is stopping."
         while not self.stop.is_set():

@@ -1,5 +1,5 @@
 """The docs site builds from the notebooks, has a page per notebook, shows API tables, and its internal links work."""
-import re, subprocess, sys
+import re, sys
 from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import urlparse, unquote

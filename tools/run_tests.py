@@ -4,15 +4,15 @@
 Notebooks run through nbdev's own machinery (its cell-skipping rules, `tst_flags` from pyproject.toml, execnb's
 CaptureShell), each in a fresh process, `--workers` at a time. `pytest tests` is split by test file into shards of
 about the same expected time, each one more job in the same pool (`pytest.main` in the job's process), so they overlap
-the notebooks and the workers stay busy to the end. Every job's process is forked from a multiprocessing fork server
-that has imported `PRELOAD` (torch, fastai, IPython, nbdev, rsnb's core modules) once: a job starts in milliseconds
-instead of paying ~5 s of imports (`--pytest-after`: run them after the notebooks instead; extra pytest arguments: one unsplit run). Jobs
+the notebooks and the workers stay busy to the end (`--pytest-after`: run them after the notebooks instead; extra
+pytest arguments: one unsplit run). Every job's process is forked from a multiprocessing fork server that has imported
+`PRELOAD` (torch, fastai, IPython, nbdev, rsnb's core modules) once, instead of paying ~5 s of imports per job. Jobs
 are submitted longest first (expected durations: the last run's on this machine, else `tools/test_durations.json`
 (measured on the 2-core machine, per notebook and per test file), else `EXPECTED`, else an estimate from the number of
 code cells), so the workers finish together. A notebook that stops on `rsnb.core.DataMissing` (dataset absent on this machine) is counted
 as skipped and its message printed. Closing lines: the time of each phase, then `N passed, N failed, N skipped`.
 """
-import argparse, json, os, re, subprocess, sys, time, traceback
+import argparse, json, os, re, sys, time, traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -25,7 +25,7 @@ EXPECTED = {'pytest': 420, 'nbs/papers/egan.ipynb': 70, 'nbs/papers/ecea.ipynb':
             'nbs/papers/demo.ipynb': 7, 'nbs/00_core.ipynb': 4}
 DURATIONS = Path(os.environ.get('RSNB_TEST_DURATIONS', Path.home()/'.cache'/'rsnb'/'test_durations.json'))
 COMMITTED = ROOT/'tools'/'test_durations.json'   # `--write-expected` updates it from a whole default run
-SHARD_OVERHEAD = 6.   # s of a pytest process's start (imports, collection) beside its tests
+SHARD_OVERHEAD = 6.   # s of a pytest shard's start (collection, its test files' imports) beside its tests
 # Imported once by the pool's fork server; every job (a fresh process, forked from it) starts with them loaded instead
 # of paying ~5 s of imports (torch, fastai, IPython...) per notebook. Only imports: no thread, no open file, no RNG use.
 PRELOAD = ['numpy', 'torch', 'torchvision', 'rasterio', 'matplotlib', 'PIL.Image', 'fastai.vision.all', 'IPython',
@@ -85,15 +85,14 @@ def _run_pytest(extra, files=None):
             code = 3; traceback.print_exc()
         finally:
             sys.stdout.flush(); sys.stderr.flush()
-            os.dup2(saved[0], 1); os.dup2(saved[1], 2); os.close(fd)
+            os.dup2(saved[0], 1); os.dup2(saved[1], 2)
+            for f in (fd, *saved): os.close(f)
         text, times = log.read_text(errors='replace'), _file_times(xml)
-    out = subprocess.CompletedProcess(args, code, text, '')
     counts = {k: 0 for k in ('passed', 'failed', 'skipped', 'error')}
-    last = [l for l in out.stdout.splitlines() if re.search(r'\d+ (passed|failed|skipped|error)', l)]
+    last = [l for l in text.splitlines() if re.search(r'\d+ (passed|failed|skipped|error)', l)]
     for n, k in re.findall(r'(\d+) (passed|failed|skipped|error)', last[-1] if last else ''): counts[k] = int(n)
-    if out.returncode not in (0, 5) and not (counts['failed'] or counts['error']): counts['error'] = 1
-    return (counts['passed'], counts['failed'] + counts['error'], counts['skipped'],
-            out.stdout[-20000:] + '\n' + out.stderr[-5000:], time.time() - start, times)
+    if code not in (0, 5) and not (counts['failed'] or counts['error']): counts['error'] = 1
+    return counts['passed'], counts['failed'] + counts['error'], counts['skipped'], text[-25000:], time.time() - start, times
 
 def test_files():
     return sorted(p.relative_to(ROOT).as_posix() for p in (ROOT/'tests').glob('test_*.py')) if (ROOT/'tests').is_dir() else []
