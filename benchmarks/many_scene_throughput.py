@@ -4,7 +4,8 @@ Simulated accelerator, as `tiled_predict_overhead.py --simulate`: each scene goe
 (`staged_output`: tagging, verification and rename; `predict_raster` with tile 256, overlap 32, batches of 8, `to_classes`,
 a uint8 deflate GeoTIFF), driven by `run_many`. io-only = that run with a model that returns at once (the minimum of
 the many-scene run and of one scene after the other); model-only = a model_fn sleeping (GIL released, like a CUDA
-forward waiting for the GPU) io-only / calls per call, so model-only = io-only; the measure is
+forward waiting for the GPU) io-only / calls per call, so model-only is io-only (measured: the calls alone, back to back, since `time.sleep`
+overshoots by about 0.1 ms a call; the nominal ratio, against calls × cost, is kept too); the measure is
 wall / max(io-only, model-only) with that model (minima over the repeats; and the median over back-to-back pairs of an
 io-only run and a model run, less sensitive to the load of a shared machine). Goals: 20 scenes of 1024 px (crops of the Landsat-8 test scene)
 <= 1.15; the 2006x1515 scene alone <= 1.20 (8 calls of 8 windows; also with batches of 4: 16 calls). `in_flight=1` (one scene after the other: the pipeline fills and drains
@@ -76,14 +77,20 @@ def simulated(src:Path, out:Path, repeats:int, batch:int=BATCH) -> dict:
     for _ in range(repeats): io_many.append(run(instant, 3)); io_seq.append(run(instant, 1))
     io = min(io_many + io_seq); cost = io / n_calls
     def model(x): time.sleep(cost); return probs[:x.shape[0]]
+    def model_alone():
+        t = time.perf_counter()
+        for _ in range(n_calls): time.sleep(cost)
+        return time.perf_counter() - t
+    model_only = min(model_alone() for _ in range(3))              # measured: time.sleep overshoots (~0.1 ms a call here)
     many, seq, pairs = [], [], []
     for _ in range(repeats):
         i = run(instant, 3); many.append(run(model, 3)); seq.append(run(model, 1))
-        pairs.append(many[-1] / max(i, cost * n_calls))           # an io-only run and a model run back to back: the same machine load
+        pairs.append(many[-1] / max(i, model_only))                # an io-only run and a model run back to back: the same machine load
+    slower = max(io, model_only)
     r = dict(ratio_median_of_pairs=float(np.median(pairs)), scenes=len(list(src.iterdir())), batch=batch, model_calls=n_calls, load_average=os.getloadavg(), io_only_s=io, io_only_in_flight3_s=min(io_many), io_only_in_flight1_s=min(io_seq),
-             model_only_s=cost * n_calls, model=f'time.sleep({cost*1e3:.2f} ms) per call', wall_in_flight3_s=many, wall_in_flight1_s=seq,
-             ratio=min(many) / io, ratio_in_flight1=min(seq) / io)
-    print(f"{r['scenes']} scenes, batch {batch}, {n_calls} calls: io-only {io:.2f} s; in flight 3: {min(many):.2f} s -> {r['ratio']:.3f}; one at a time: {min(seq):.2f} s -> {r['ratio_in_flight1']:.3f}; median of back-to-back pairs {r['ratio_median_of_pairs']:.3f}", flush=True)
+             model_only_s=model_only, model_only_nominal_s=cost * n_calls, model=f'time.sleep({cost*1e3:.2f} ms) per call', wall_in_flight3_s=many, wall_in_flight1_s=seq,
+             ratio=min(many) / slower, ratio_in_flight1=min(seq) / slower, ratio_vs_nominal_model=min(many) / io)
+    print(f"{r['scenes']} scenes, batch {batch}, {n_calls} calls: io-only {io:.3f} s, model-only {model_only:.3f} s (nominal {cost * n_calls:.3f}); in flight 3: {min(many):.3f} s -> {r['ratio']:.3f}; one at a time: {min(seq):.3f} s -> {r['ratio_in_flight1']:.3f}; median of back-to-back pairs {r['ratio_median_of_pairs']:.3f}", flush=True)
     return r
 
 def dubai_scenes(folder:Path, n:int=4):

@@ -597,15 +597,16 @@ def staged_output(dst, # final output path
     from rsnb import __version__
     from rsnb.core import atomic_write
     dst = Path(dst)
-    from rsnb.geo import class_tags, write_category_names
+    from rsnb.geo import class_tags, write_category_names, announce_tags, _file_stat
     ctags = {} if class_names is None else class_tags(class_names)
+    tags = dict(RSNB_VERSION=__version__, **(_JOB.get() or {}), **ctags)
     def finish(tmp):
         if _is_tiff(tmp):
-            tag_output(tmp, dict(RSNB_VERSION=__version__, **(_JOB.get() or {}), **ctags), ctags)
+            if ann.written is None or ann.written != _file_stat(tmp): tag_output(tmp, tags, ctags)   # not written by a `RasterWriter` that tagged it
             write_category_names(tmp, None)   # a sidecar a writer left beside the staged file
         if verify is not None: verify(tmp)
         if _is_tiff(tmp): write_category_names(dst, class_names)   # before the rename: once dst appears its names are there
-    with atomic_write(dst, '.part' + dst.suffix, verify=finish, create=False) as tmp: yield tmp
+    with atomic_write(dst, '.part' + dst.suffix, verify=finish, create=False) as tmp, announce_tags(tmp, tags, ctags) as ann: yield tmp
 
 def verify_geotiff(path, like=None, # RasterMeta (or path) whose grid the output must have
                    count:int|None=None, dtype:str|None=None, name=None):

@@ -6,7 +6,7 @@ Docs: https://rsnb.github.io/rsnb/geo.html.md"""
 
 # %% ../nbs/01_geo.ipynb #8c4015b2
 from __future__ import annotations
-import re, sys, math, warnings, os, tempfile, json
+import re, sys, math, warnings, os, tempfile, json, threading
 from contextlib import contextmanager, ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,9 +25,9 @@ from .core import RasterError, atomic_write, check_not_input, data_path
 # %% auto #0
 __all__ = ['SCALE_FACTORS', 'RasterMeta', 'open_raster', 'read_meta', 'gdal_cache', 'read_raster', 'read_tensor', 'georef_diff',
            'check_georef', 'valid_mask', 'require_valid', 'RasterWriter', 'class_tags', 'category_names_xml',
-           'write_category_names', 'write_raster', 'write_polygons', 'check_aligned', 'percentile_stretch',
-           'to_reflectance', 'from_reflectance', 'landsat_display', 'landsat_display_inv', 'rgb_composite',
-           'gap_mask_files', 'read_gap_mask']
+           'write_category_names', 'announce_tags', 'write_raster', 'write_polygons', 'check_aligned',
+           'percentile_stretch', 'to_reflectance', 'from_reflectance', 'landsat_display', 'landsat_display_inv',
+           'rgb_composite', 'gap_mask_files', 'read_gap_mask']
 
 # %% ../nbs/01_geo.ipynb #81ad667a
 @dataclass(repr=False)
@@ -312,6 +312,26 @@ def write_category_names(path, # a written GeoTIFF
 
 
 # %% ../nbs/01_geo.ipynb #f361fd60
+_ANNOUNCED, _ANNOUNCED_LOCK = {}, threading.Lock()
+
+class _Announced:
+    def __init__(self, tags, band_tags): self.tags, self.band_tags, self.written = tags, band_tags, None
+
+@contextmanager
+def announce_tags(path, # the file a `RasterWriter` will create in the block (a staged output)
+                  tags:dict, # GDAL metadata of the dataset
+                  band_tags:dict|None=None): # and of band 1
+    "In the block, a `RasterWriter` creating `path` writes `tags` (and `RSNB_BANDS`, `RSNB_DTYPE`) as it creates it; the record it yields says which file got them (`written`: the file's size and mtime)."
+    key, rec = os.path.abspath(path), _Announced(tags, band_tags)
+    with _ANNOUNCED_LOCK: _ANNOUNCED[key] = rec
+    try: yield rec
+    finally:
+        with _ANNOUNCED_LOCK:
+            if _ANNOUNCED.get(key) is rec: del _ANNOUNCED[key]
+
+def _file_stat(p):
+    s = os.stat(p); return (s.st_size, s.st_mtime_ns, s.st_ino)
+
 @patch
 def __enter__(self:RasterWriter):
     self._stack = ExitStack()
@@ -327,6 +347,10 @@ def __enter__(self:RasterWriter):
             for i, n in enumerate(self.band_names): self.ds.set_band_description(i+1, n)
         if self.colormap: self.ds.write_colormap(1, self.colormap)
         if self.class_names is not None: self.ds.update_tags(**class_tags(self.class_names)); self.ds.update_tags(1, **class_tags(self.class_names))
+        with _ANNOUNCED_LOCK: self._announced = _ANNOUNCED.get(os.path.abspath(self.dest))
+        if self._announced is not None:     # tags now, with the file: no re-open to add them once it is written
+            self.ds.update_tags(**self._announced.tags, RSNB_BANDS=str(self.count), RSNB_DTYPE=self.dtype.name)
+            if self._announced.band_tags: self.ds.update_tags(1, **self._announced.band_tags)
     except BaseException:   # Python does not call `__exit__` when `__enter__` fails (a Ctrl-C here included): clean up through it
         self.__exit__(*sys.exc_info()); raise
     return self
@@ -366,7 +390,9 @@ def __exit__(self:RasterWriter, typ, val, tb):
     finally:
         if self.cog and self._gtiff.exists(): self._gtiff.unlink()
         self._stack.__exit__(*exc)   # renames the temporary file to dest only when there was no error
-    if typ is None: write_category_names(self.dest, self.class_names)
+    if typ is None:
+        write_category_names(self.dest, self.class_names)
+        if getattr(self, '_announced', None) is not None: self._announced.written = _file_stat(self.dest)
     return False
 
 # %% ../nbs/01_geo.ipynb #190ea676

@@ -14,7 +14,7 @@ import torch
 import rasterio
 from fastprogress.fastprogress import progress_bar
 from .core import RsnbError, RasterError, ModelError, check_not_input, default_device
-from .geo import RasterMeta, RasterWriter, open_raster, read_meta, check_aligned, check_georef, valid_mask, _band_indexes, gdal_cache
+from .geo import RasterMeta, RasterWriter, open_raster, read_meta, _meta_from, check_aligned, check_georef, valid_mask, _band_indexes, gdal_cache
 from .cli import check_interrupt, signals_deferred, signals_now, _wait_set
 
 # %% auto #0
@@ -88,31 +88,49 @@ def _fill_invalid(a, v):
     for b in a: b[bad] = b[v].mean(dtype=np.float64) if any_ok else 0.
     return a
 
+def _tiled(ds) -> bool:
+    "Is `ds` stored in blocks narrower than the raster (tiles)? Then a window can be read alone, decoding only its blocks."
+    return all(bw < ds.width for _, bw in ds.block_shapes)
+
+def _read_window(dss, metas, bands, r, c, h, w):
+    "A window's arrays (one per input) and where every input is valid."
+    parts = [ds.read(bands, window=((r, r+h), (c, c+w))) for ds in dss]
+    return parts, np.logical_and.reduce([valid_mask(s, m.nodata) for s, m in zip(parts, metas)])
+
 def _windows(dss, metas, bands, tile, rows, cols, skip_nodata):
-    "Yield (row, col, h, w, [C×tile×tile float32 arrays, invalid pixels filled], valid h×w) for every window, strip by strip."
+    "Yield (row, col, h, w, [C×tile×tile float32 arrays, invalid pixels filled], valid h×w) for every window, in reading order."
     H, W = metas[0].height, metas[0].width
+    one_by_one = all(_tiled(ds) for ds in dss)     # tiled inputs: window by window; striped ones: a strip (a window row) at a time
     for r in rows:
         h = min(tile, H - r)
-        strips = [ds.read(bands, window=((r, r+h), (0, W))) for ds in dss]
-        valid = np.logical_and.reduce([valid_mask(s, m.nodata) for s, m in zip(strips, metas)])
+        if not one_by_one:
+            strips = [ds.read(bands, window=((r, r+h), (0, W))) for ds in dss]
+            valid = np.logical_and.reduce([valid_mask(s, m.nodata) for s, m in zip(strips, metas)])
         for c in cols:
             w = min(tile, W - c)
-            v = valid[:, c:c+w]
+            if one_by_one: parts, v = _read_window(dss, metas, bands, r, c, h, w)
+            else: parts, v = [s[:, :, c:c+w] for s in strips], valid[:, c:c+w]
             if skip_nodata and not v.any(): yield r, c, h, w, None, v; continue
-            yield r, c, h, w, [_pad(_fill_invalid(s[:, :, c:c+w], v), tile, tile) for s in strips], v
+            yield r, c, h, w, [_pad(_fill_invalid(s, v), tile, tile) for s in parts], v
 
 # %% ../nbs/04_tiles.ipynb #8a28d587
 class _Strip:
-    def __init__(self, meta, tile, open_writer, finalize, mask_output, out_nodata, block):
+    "Blends window outputs into `tile` rows × the full width and hands each finished part to the output as soon as it is finished."
+    def __init__(self, meta, tile, rows, cols, open_writer, finalize, mask_output, out_nodata, block):
         self.meta, self.tile, self.open_writer, self.finalize = meta, tile, open_writer, finalize
         self.mask_output, self.out_nodata, self.block = mask_output, out_nodata, block
-        self.r0, self.acc, self.writer, self.pending, self.pr0, self.tmp, self.gaps = 0, None, None, [], 0, None, []
+        self.rows, self.cols = list(rows), list(cols)
+        self._ri, self._ci = {r: i for i, r in enumerate(self.rows)}, {c: j for j, c in enumerate(self.cols)}
+        self.r0, self.c0 = 0, 0                    # the buffer's first row (a window row); columns [0, c0) of its band are finished
+        self.acc, self.tmp, self.writer, self.gaps = None, None, None, []
+        self.out, self.o0, self.wcol = None, 0, []   # finished output from row o0 (a block row); of block row k from it, columns [0, wcol[k]) are written
+        self.fr, self.fc, self.fr1 = 0, 0, None      # finished so far: rows < fr, and columns [0, fc) of rows [fr, fr1)
         W = meta.width
         self.wsum = np.zeros((tile, W), np.float32); self.valid = np.zeros((tile, W), bool)
 
     def add(self, r, c, out, v, wts):
         "Accumulate window output `out` (K×h×w) with validity `v` at (r, c)."
-        if r > self.r0: self.flush(r)
+        if r > self.r0: self.advance(r, 0)
         k, h, w = out.shape
         if self.acc is None: self.acc = np.zeros((k, self.tile, self.meta.width), np.float32)
         rr, cc = slice(r - self.r0, r - self.r0 + h), slice(c, c + w)
@@ -122,64 +140,98 @@ class _Strip:
         self.wsum[rr, cc] += wts[:h, :w]
         self.valid[rr, cc] |= v
 
+    def band_end(self, r:int) -> int:
+        "The end of the band of rows that window row `r` finishes: the next window row's start, or the raster's height."
+        i = self._ri[r]
+        return self.rows[i + 1] if i + 1 < len(self.rows) else self.meta.height
+
+    def after(self, r:int, c:int) -> tuple:
+        "The window after the one at (r, c) in reading order; (height, 0) after the last."
+        i, j = self._ri[r], self._ci[c]
+        if j + 1 < len(self.cols): return r, self.cols[j + 1]
+        return (self.rows[i + 1] if i + 1 < len(self.rows) else self.meta.height), 0
+
 # %% ../nbs/04_tiles.ipynb #40596905
-def _strip_flush(self:_Strip, until:int):
-    "Finalize and write rows [r0, until); shift the buffer so it starts at `until`."
-    n = min(until, self.meta.height) - self.r0
-    if n <= 0: return
-    m = min(n, self.tile)
-    if self.acc is not None and self.wsum[:m].any():
-        ws = self.wsum[:m]
-        out = self.acc[:, :m] / np.maximum(ws, np.float32(1e-30))
-        out = self.finalize(out) if self.finalize else out
-        if out.ndim == 2: out = out[None]
-        if self.writer is None:
-            self.writer = self.open_writer(out.shape[0], out.dtype)
-            for a, b in self.gaps: self._nodata_rows(a, b)        # rows before the first window with data
-        out = out.astype(self.writer.dtype, copy=False)
-        bad = (ws == 0) | (~self.valid[:m] if self.mask_output else False)
-        if bad.any(): out = out.copy(); out[:, bad] = self.out_nodata
-        self._emit(self.r0, out)
-    else: self._nodata_rows(self.r0, self.r0 + m)
-    if n > m: self._nodata_rows(self.r0 + m, self.r0 + n)          # rows no window touched (all skipped)
-    shift = min(n, self.tile)
-    for a in ([self.acc] if self.acc is not None else []) + [self.wsum, self.valid]:
-        a[..., :self.tile-shift, :] = a[..., shift:, :]; a[..., self.tile-shift:, :] = 0
-    self.r0 += n
-_Strip.flush = _strip_flush
+def _strip_advance(self:_Strip, r:int, c:int):
+    "Every window before the one at (r, c) (reading order) is blended: finish the rows above `r` and columns [c0, c) of the band from `r`."
+    H, W = self.meta.height, self.meta.width
+    if r > self.r0:
+        r1, top = self.band_end(self.r0), min(r, self.r0 + self.tile)    # rows from r0 + tile on were touched by no window
+        self._region(self.r0, r1, self.c0, W)
+        self._region(r1, top, 0, W)
+        if r > top: self._put(top, r, 0, W, None)
+        shift = top - self.r0
+        for a in ([self.acc] if self.acc is not None else []) + [self.wsum, self.valid]:
+            a[..., :self.tile-shift, :] = a[..., shift:, :]; a[..., self.tile-shift:, :] = 0
+        self.r0, self.c0 = r, 0
+    if r < H and c > self.c0: self._region(r, self.band_end(r), self.c0, c); self.c0 = c
+_Strip.advance = _strip_advance
 
-def _strip_nodata_rows(self:_Strip, a:int, b:int):
-    "Write nodata in rows [a, b) (GDAL's fill of never-written blocks is not reliable for every band)."
-    if self.writer is None: self.gaps.append((a, b)); return
-    for s in range(a, b, self.tile):
-        self._emit(s, np.full((self.writer.count, min(self.tile, b - s), self.meta.width), self.out_nodata, self.writer.dtype))
-_Strip._nodata_rows = _strip_nodata_rows
+def _strip_region(self:_Strip, a:int, b:int, ca:int, cb:int):
+    "Normalise and finalize the finished rows [a, b) × columns [ca, cb) of the buffer, nodata where no window (or no valid input) is."
+    if a >= b or ca >= cb: return
+    ra, rb = a - self.r0, b - self.r0
+    ws = self.wsum[ra:rb, ca:cb]
+    if self.acc is None or not ws.any(): return self._put(a, b, ca, cb, None)
+    out = self.acc[:, ra:rb, ca:cb] / np.maximum(ws, np.float32(1e-30))
+    out = self.finalize(out) if self.finalize else out
+    if out.ndim == 2: out = out[None]
+    if out.ndim != 3 or out.shape[1:] != ws.shape:
+        raise RsnbError(f"finalize returned shape {tuple(out.shape)} for a block of {tuple(ws.shape)} pixels; it must work pixel by pixel (bands × rows × columns)")
+    if self.writer is None:
+        self.writer = self.open_writer(out.shape[0], out.dtype)
+        gaps, self.gaps = self.gaps, []
+        for g in gaps: self._put(*g, None)                 # parts without data before the first one with data
+    bad = (ws == 0) | (~self.valid[ra:rb, ca:cb] if self.mask_output else False)
+    self._put(a, b, ca, cb, out, bad)
+_Strip._region = _strip_region
 
-def _strip_emit(self:_Strip, row:int, out):
-    "Queue rows for writing; write whole output blocks only."
-    if self.pending and self.pr0 + sum(p.shape[1] for p in self.pending) != row: self._drain(everything=True)
-    if not self.pending: self.pr0 = row
-    self.pending.append(out)
-    self._drain()
-_Strip._emit = _strip_emit
+# %% ../nbs/04_tiles.ipynb #stripout
+def _strip_put(self:_Strip, a:int, b:int, ca:int, cb:int, out, bad=None):
+    "Hand the finished rows [a, b) × columns [ca, cb) (`out`; None: nodata) to the output, in reading order; write the blocks they complete."
+    if self.writer is None: self.gaps.append((a, b, ca, cb)); return
+    W, B = self.meta.width, self.block
+    assert a == self.fr and ca == (self.fc if self.fr1 is not None else 0), (a, ca, self.fr, self.fc)
+    if self.out is None: self.out = np.empty((self.writer.count, B + self.tile, W), self.writer.dtype)
+    s = a
+    while s < b:                 # a nodata part may be taller than the buffer: a block row at a time
+        e = min(b, (s // B + 1) * B) if out is None else b
+        dst = self.out[:, s - self.o0:e - self.o0, ca:cb]
+        if out is None: dst[...] = self.out_nodata
+        else:
+            dst[...] = out
+            if bad is not None and bad.any(): dst[:, bad] = self.out_nodata
+        if cb == W: self.fr, self.fc, self.fr1 = e, 0, None
+        else: self.fc, self.fr1 = cb, e
+        self._write_ready(); s = e
+_Strip._put = _strip_put
 
-def _strip_drain(self:_Strip, everything=False):
-    if not self.pending: return
-    buf = np.concatenate(self.pending, axis=1) if len(self.pending) > 1 else self.pending[0]
-    end = self.pr0 + buf.shape[1]
-    cut = end if everything or end >= self.meta.height else (end // self.block) * self.block
-    if cut <= self.pr0: self.pending = [buf]; return
-    self.writer.write(buf[:, :cut - self.pr0], row=self.pr0, col=0)
-    rest = buf[:, cut - self.pr0:]
-    self.pending, self.pr0 = ([rest] if rest.shape[1] else []), cut
-_Strip._drain = _strip_drain
+def _strip_write_ready(self:_Strip):
+    "Write every whole output block that is finished (each block once), in the block rows the buffer holds."
+    B, H, W = self.block, self.meta.height, self.meta.width
+    end = max(self.fr, self.fr1 or 0)                       # rows [o0, end) are (at least partly) finished
+    for k, b in enumerate(range(self.o0, min(end, H), B)):
+        be = min(b + B, H)
+        ready = W if be <= self.fr else (self.fc if self.fr1 is not None and be <= self.fr1 else 0)
+        if ready < W: ready -= ready % B
+        if k == len(self.wcol): self.wcol.append(0)
+        if ready > self.wcol[k]:
+            self.writer.write(self.out[:, b - self.o0:be - self.o0, self.wcol[k]:ready], row=b, col=self.wcol[k]); self.wcol[k] = ready
+    while self.wcol and self.wcol[0] == W:                   # drop the block rows written whole
+        keep = end - min(self.o0 + B, H)
+        if keep > 0: self.out[:, :keep] = self.out[:, B:B + keep]
+        self.o0 = min(self.o0 + B, H); self.wcol.pop(0)
+_Strip._write_ready = _strip_write_ready
 
 # %% ../nbs/04_tiles.ipynb #b9c5d064
 def to_classes(p):
     "Argmax over bands → uint8 class map (1×H×W); ties go to the lower class, as `argmax`."
+    if p.shape[0] > 256: raise ValueError(f"to_classes: {p.shape[0]} classes do not fit a uint8 class map (at most 256)")
     best, idx = p[0].copy(), np.zeros(p.shape[1:], np.uint8)
-    for k in range(1, p.shape[0]):          # a running max: several times faster than numpy's argmax over axis 0
-        m = p[k] > best; idx[m] = k; np.maximum(best, p[k], out=best)
+    m, d = np.empty(p.shape[1:], bool), np.empty(p.shape[1:], np.uint8)
+    for k in range(1, p.shape[0]):   # a running max, branch-free: idx += (k - idx) · (p[k] > best), in wrapping uint8 arithmetic
+        np.greater(p[k], best, out=m); np.subtract(np.uint8(k), idx, out=d); np.multiply(d, m, out=d); np.add(idx, d, out=idx)
+        np.maximum(best, p[k], out=best)
     return idx[None]
 
 def to_change(thresh:float=0.5):
@@ -230,14 +282,14 @@ def _accumulate(strip, batch, y, wts, finite=False, path=None):
     "Blend a batch's outputs into `strip` (checking first, if `finite`, that they are finite at valid pixels)."
     if finite: _check_finite(batch, y, path)
     for b, out in zip(batch, y): strip.add(b[0], b[1], out[:, :b[2], :b[3]], b[5], wts)
+    strip.advance(*strip.after(batch[-1][0], batch[-1][1]))     # finish (and write) what this batch completed
 
 def _finish(strip, meta, srcs):
     "Write the last rows and close the output."
-    strip.flush(meta.height)
+    strip.advance(meta.height, 0)
     if strip.writer is None:
         if len(srcs) > 1: raise RasterError(f"{srcs[0]} and {srcs[1]}: no pixel is valid in both (nodata, NaN or ±Inf); nothing to predict")
         raise RasterError(f"{srcs[0]}: all pixels are nodata ({meta.nodata}){' or NaN/±Inf' if np.dtype(meta.dtype).kind == 'f' else ''}; nothing to predict")
-    strip._drain(everything=True)
     strip.writer.__exit__(None, None, None); strip.closed = True
 
 # %% ../nbs/04_tiles.ipynb #pipe1
@@ -397,7 +449,7 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
                    overlap:int=32, # overlap between windows; blended with `ramp_weights`
                    batch_size:int=8, # windows per forward call
                    bands=None, # 1-based input bands (or descriptions) to feed; default all
-                   finalize=None, # K×h×W blended strip -> stored bands (e.g. `to_classes`)
+                   finalize=None, # per pixel: K×h×w blended block -> stored bands × h × w (e.g. `to_classes`)
                    dtype=None, # stored dtype (default: finalize's output dtype)
                    nodata=None, # stored nodata (default NaN for floats, dtype max/min for ints)
                    band_names=None, colormap:dict=None, # stored band descriptions / class colours
@@ -420,34 +472,35 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
     if queue_size is not None: queue_size = _int_opt('queue_size', queue_size, 1)
     overlap = _int_opt('overlap', overlap, 0)
     if overlap >= tile: raise TileError(f"overlap must be in [0, tile); got overlap={overlap}, tile={tile}")
-    metas = [read_meta(s) for s in srcs]
-    if len(srcs) == 2: check_aligned(metas[0], metas[1])
-    check_not_input(dst, *srcs)                        # before any compute
-    meta = check_georef(metas[0], force)
-    rows, cols = tile_starts(meta.height, tile, overlap), tile_starts(meta.width, tile, overlap)
-    if queue_size is None: queue_size = min(max(2, -(-len(cols) // batch_size)), 8)   # the writer flushes a strip per row of windows: absorb it
     if device is None and isinstance(model_fn, torch.nn.Module):
         device = next((p.device for p in model_fn.parameters()), torch.device('cpu'))
-    wts, device = ramp_weights(tile, overlap), (torch.device('cpu') if device is None else pick_device(device))
-    def open_writer(k, dt):
-        dt = np.dtype(dtype or dt)
-        strip.out_nodata = _default_nodata(dt) if nodata is None else nodata
-        return RasterWriter(dst, meta, count=k, dtype=dt, nodata=strip.out_nodata, band_names=band_names,
-                            cog=cog, colormap=colormap, inputs=srcs, compress=compress, level=level).__enter__()
-    strip = _Strip(meta, tile, open_writer, finalize, mask_output, None, block=256); strip.closed = False
-    total, n_run = len(rows) * len(cols), 0
-    pb = progress_bar(range(total), leave=False) if progress else None
-    if pb is not None: pb.update(0)
-    def on_batch(seen, n):
-        nonlocal n_run
-        n_run += n
-        if pb is not None: pb.update(seen)
-    forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0])
-    consume = lambda batch, y: _accumulate(strip, batch, y, wts, finite=mask_output, path=srcs[0])
-    finish = lambda: _finish(strip, meta, srcs)
-    env = gdal_cache(cache_mb)
-    with rasterio.Env(**env), torch.inference_mode(), ExitStack() as stack:
-        dss = [stack.enter_context(open_raster(s)) for s in srcs]
+    device, env = (torch.device('cpu') if device is None else pick_device(device)), gdal_cache(cache_mb)
+    with ExitStack() as inputs, torch.inference_mode():
+        inputs.enter_context(rasterio.Env(**env))
+        dss = [inputs.enter_context(open_raster(s)) for s in srcs]     # each input opened once: its metadata from the open file
+        metas = [_meta_from(ds, s) for ds, s in zip(dss, srcs)]
+        if len(srcs) == 2: check_aligned(metas[0], metas[1])
+        check_not_input(dst, *srcs)                    # before any compute
+        meta = check_georef(metas[0], force)
+        rows, cols = tile_starts(meta.height, tile, overlap), tile_starts(meta.width, tile, overlap)
+        if queue_size is None: queue_size = min(max(2, -(-len(cols) // batch_size)), 8)   # the writer flushes a strip per row of windows: absorb it
+        wts = ramp_weights(tile, overlap)
+        def open_writer(k, dt):
+            dt = np.dtype(dtype or dt)
+            strip.out_nodata = _default_nodata(dt) if nodata is None else nodata
+            return RasterWriter(dst, meta, count=k, dtype=dt, nodata=strip.out_nodata, band_names=band_names,
+                                cog=cog, colormap=colormap, inputs=srcs, compress=compress, level=level).__enter__()
+        strip = _Strip(meta, tile, rows, cols, open_writer, finalize, mask_output, None, block=256); strip.closed = False
+        total, n_run = len(rows) * len(cols), 0
+        pb = progress_bar(range(total), leave=False) if progress else None
+        if pb is not None: pb.update(0)
+        def on_batch(seen, n):
+            nonlocal n_run
+            n_run += n
+            if pb is not None: pb.update(seen)
+        forward = lambda batch, xs: _forward(model_fn, batch, xs, tile, device, srcs[0])
+        consume = lambda batch, y: _accumulate(strip, batch, y, wts, finite=mask_output, path=srcs[0])
+        finish = lambda: _finish(strip, meta, srcs)
         try:
             bidx = _band_indexes(dss[0], bands, srcs[0])
             wins = _windows(dss, metas, bidx, tile, rows, cols, skip_nodata)
