@@ -223,7 +223,7 @@ def main(argv=None):
         one = tmp/'one'; one.mkdir(); (one/'scene.tif').symlink_to(scene_path())
         res = dict(allocator='tune_allocator' if tuned else 'glibc default', tile=TILE, overlap=OVERLAP, batch=BATCH, output='classes (uint8, deflate)', timer='wall clock, minimum over repeats',
                    scenes_1024=simulated(crops, tmp/'out20', a.repeats), goal_scenes_1024=1.15,
-                   one_scene=simulated(one, tmp/'out1', a.repeats + 2), one_scene_batch4=simulated(one, tmp/'out1', a.repeats + 2, 4), goal_one_scene=1.20)
+                   one_scene=simulated(one, tmp/'out1', 3 * a.repeats), one_scene_batch4=simulated(one, tmp/'out1', 3 * a.repeats, 4), goal_one_scene=1.20)
         res['one_scene']['scene'] = res['one_scene_batch4']['scene'] = scene_path().name
         if not a.skip_real: res['real_cpu'] = real(dubai_scenes(tmp/'dubai'), tmp/'outd', a.repeats); res['goal_real_cpu'] = 1.10
         if not a.skip_rss:
