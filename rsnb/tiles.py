@@ -194,8 +194,8 @@ def _strip_put(self:_Strip, a:int, b:int, ca:int, cb:int, out, bad=None):
     assert a == self.fr and ca == (self.fc if self.fr1 is not None else 0), (a, ca, self.fr, self.fc)
     if self.out is None: self.out = np.empty((self.writer.count, B + self.tile, W), self.writer.dtype)
     s = a
-    while s < b:                 # a nodata part may be taller than the buffer: a block row at a time
-        e = min(b, (s // B + 1) * B) if out is None else b
+    while s < b:                 # rows no window touched may be more than the buffer holds: a block row at a time
+        e = min(b, (s // B + 1) * B) if out is None and ca == 0 and cb == W else b
         dst = self.out[:, s - self.o0:e - self.o0, ca:cb]
         if out is None: dst[...] = self.out_nodata
         else:
@@ -483,7 +483,7 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
         check_not_input(dst, *srcs)                    # before any compute
         meta = check_georef(metas[0], force)
         rows, cols = tile_starts(meta.height, tile, overlap), tile_starts(meta.width, tile, overlap)
-        if queue_size is None: queue_size = min(max(2, -(-len(cols) // batch_size)), 8)   # the writer flushes a strip per row of windows: absorb it
+        if queue_size is None: queue_size = min(max(2, -(-len(cols) // batch_size)), 8)   # some work comes once per row of windows (a band's end): absorb it
         wts = ramp_weights(tile, overlap)
         def open_writer(k, dt):
             dt = np.dtype(dtype or dt)
