@@ -321,7 +321,7 @@ class _Announced:
 def announce_tags(path, # the file a `RasterWriter` will create in the block (a staged output)
                   tags:dict, # GDAL metadata of the dataset
                   band_tags:dict|None=None): # and of band 1
-    "In the block, a `RasterWriter` creating `path` writes `tags` (and `RSNB_BANDS`, `RSNB_DTYPE`) as it creates it; the record it yields says which file got them (`written`: the file's size and mtime)."
+    "In the block, a `RasterWriter` creating `path` writes `tags` (and `RSNB_BANDS`, `RSNB_DTYPE`) as it creates it; the record it yields says which file got them (`written`: the file's size, mtime and inode once the writer has closed it)."
     key, rec = os.path.abspath(path), _Announced(tags, band_tags)
     with _ANNOUNCED_LOCK: _ANNOUNCED[key] = rec
     try: yield rec
