@@ -16,6 +16,8 @@ already in memory, in megapixels (of windows) per second, wall clock and process
 other benchmarks, CPU time is the figure to trust there); goal: command time / bare time <= 1.10. Both run under
 `rsnb.core.tune_allocator` (what every command sets first; without it the forward pass re-faults its activations and
 runs at about half the speed: measured separately, see the README row).
+Output folder size: io-only over the 20 crops into an empty output folder and into one holding 20,000 other files (GDAL
+lists a file's folder on every open, looking for sidecars; rsnb creates and re-reads its outputs without that).
 Peak RSS: a fresh process runs the simulated many-scene command over 5, 10, 20, 40, 80 and 160 scenes (the 40 crops,
 again past 40); its RSS is sampled every 5 ms (peak, and growth over the RSS before the run; flat = memory bounded by
 the queues and the scenes in flight), and read after the run once glibc's `malloc_trim` has returned the free memory
@@ -92,6 +94,17 @@ def simulated(src:Path, out:Path, repeats:int, batch:int=BATCH) -> dict:
              ratio=min(many) / slower, ratio_in_flight1=min(seq) / slower, ratio_vs_nominal_model=min(many) / io)
     print(f"{r['scenes']} scenes, batch {batch}, {n_calls} calls: io-only {io:.3f} s, model-only {model_only:.3f} s (nominal {cost * n_calls:.3f}); in flight 3: {min(many):.3f} s -> {r['ratio']:.3f}; one at a time: {min(seq):.3f} s -> {r['ratio_in_flight1']:.3f}; median of back-to-back pairs {r['ratio_median_of_pairs']:.3f}", flush=True)
     return r
+
+def big_output_folder(src:Path, out:Path, n_files:int=20000, repeats:int=4) -> dict:
+    "io-only time of the scenes of `src` into an empty output folder and into one holding `n_files` other files (GDAL lists a file's folder when it opens it)."
+    probs = torch.rand(BATCH, 4, TILE, TILE)
+    def instant(x): return probs[:x.shape[0]]
+    out.mkdir(parents=True, exist_ok=True); run_folder(instant, src, out, 3)
+    empty = min(run_folder(instant, src, out, 3) for _ in range(repeats))
+    for k in range(n_files): (out/f'other{k:05d}.tif').write_bytes(b'')
+    full = min(run_folder(instant, src, out, 3) for _ in range(repeats))
+    print(f"io-only into an empty output folder {empty:.3f} s, into one with {n_files} other files {full:.3f} s -> {full / empty:.3f}", flush=True)
+    return dict(scenes=len(list(src.iterdir())), other_files=n_files, io_only_empty_folder_s=empty, io_only_full_folder_s=full, ratio=full / empty)
 
 def dubai_scenes(folder:Path, n:int=4):
     "`n` Dubai tiles of about 1058x1126 px as GeoTIFFs (RGB uint8, no georeferencing)."
@@ -225,6 +238,7 @@ def main(argv=None):
                    scenes_1024=simulated(crops, tmp/'out20', a.repeats), goal_scenes_1024=1.15,
                    one_scene=simulated(one, tmp/'out1', 3 * a.repeats), one_scene_batch4=simulated(one, tmp/'out1', 3 * a.repeats, 4), goal_one_scene=1.20)
         res['one_scene']['scene'] = res['one_scene_batch4']['scene'] = scene_path().name
+        res['output_folder_20000_files'] = big_output_folder(crops, tmp/'out_big')
         if not a.skip_real: res['real_cpu'] = real(dubai_scenes(tmp/'dubai'), tmp/'outd', a.repeats); res['goal_real_cpu'] = 1.10
         if not a.skip_rss:
             c40 = make_scenes(tmp/'crops40', 40, seed=1)

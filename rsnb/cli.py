@@ -616,7 +616,7 @@ def verify_geotiff(path, like=None, # RasterMeta (or path) whose grid the output
     from rsnb.geo import open_raster, read_meta
     name = name or path
     try:
-        with open_raster(path) as ds:
+        with open_raster(path, sidecars=False) as ds:
             if like is not None:
                 m = like if not isinstance(like, (str, Path)) else read_meta(like)
                 if (ds.height, ds.width) != (m.height, m.width) or ds.crs != m.crs or not ds.transform.almost_equals(m.transform):

@@ -95,15 +95,18 @@ def _meta_from(ds, path, indexes=None, window=None):
                       gcps=gcps, gcps_crs=gcrs, rpcs=rpcs, uncarried=un)
 
 # %% ../nbs/01_geo.ipynb #95708bf1
+_OWN = dict(GDAL_DISABLE_READDIR_ON_OPEN='EMPTY_DIR')   # GDAL lists a file's folder on every open, looking for sidecars (.aux.xml, .ovr, world files)
+
 @contextmanager
 def open_raster(path, # raster file (anything GDAL reads: GeoTIFF, COG, PNG, JP2 ...)
+                sidecars:bool=True, # False: the file alone (`_OWN`), for re-reading a GeoTIFF rsnb just wrote
                ):
     "Open `path` read-only with rasterio; failures become `RasterError` naming the file."
     path = Path(path)
     if not path.exists(): raise RasterError(f"{path}: no such file")
     if path.is_dir(): raise RasterError(f"{path}: is a folder, not a raster file")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), rasterio.Env(**({} if sidecars else _OWN)):
             warnings.simplefilter('ignore', NotGeoreferencedWarning)
             ds = rasterio.open(path)
     except RasterioError as e:
@@ -342,7 +345,7 @@ def __enter__(self:RasterWriter):
     try:
         with warnings.catch_warnings():   # an identity transform is what a raster without georeferencing gets back
             warnings.simplefilter('ignore', NotGeoreferencedWarning)
-            self.ds = rasterio.open(self._gtiff, 'w', **self.profile)
+            with rasterio.Env(**_OWN): self.ds = rasterio.open(self._gtiff, 'w', **self.profile)   # creating lists the folder too (GDAL first deletes a dataset there)
         if self.band_names:
             for i, n in enumerate(self.band_names): self.ds.set_band_description(i+1, n)
         if self.colormap: self.ds.write_colormap(1, self.colormap)
@@ -370,7 +373,7 @@ def _check_written_georef(w:RasterWriter):
     "Re-open the written file: its CRS, transform, GCPs and RPCs must be the ones asked for."
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', NotGeoreferencedWarning)
-        with rasterio.open(w._final) as ds: got = _meta_from(ds, None)
+        with rasterio.Env(**_OWN), rasterio.open(w._final) as ds: got = _meta_from(ds, None)   # the file alone: the georeferencing must be in it
     d = georef_diff(w.meta, got)
     if d: raise RasterError(f"{w.dest}: GDAL did not write the georeferencing it was given ({'; '.join(d)}); nothing was written")
 
@@ -380,10 +383,11 @@ def __exit__(self:RasterWriter, typ, val, tb):
     try:
         if self.ds is not None: self.ds.close()
         if typ is None and self.cog:
-            rasterio.shutil.copy(self._gtiff, self._final, driver='COG', compress=self.profile['compress'].upper(),
-                                 blocksize=self.profile['blockxsize'], overviews='AUTO',
-                                 resampling=self.resampling.upper(), BIGTIFF='IF_SAFER',
-                                 **({'predictor': 'YES'} if 'predictor' in self.profile else {}))
+            with rasterio.Env(**_OWN):     # the intermediate file alone: no listing of a folder that may hold thousands of outputs
+                rasterio.shutil.copy(self._gtiff, self._final, driver='COG', compress=self.profile['compress'].upper(),
+                                     blocksize=self.profile['blockxsize'], overviews='AUTO',
+                                     resampling=self.resampling.upper(), BIGTIFF='IF_SAFER',
+                                     **({'predictor': 'YES'} if 'predictor' in self.profile else {}))
         if typ is None: _check_written_georef(self)
     except BaseException:
         exc = sys.exc_info(); raise

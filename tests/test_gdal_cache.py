@@ -78,3 +78,30 @@ def test_sample_bands_and_overviews(tmp_path):
     got, _ = raster_sample(p, bands=[3, 1], max_px=300)
     with rasterio.open(p) as ds: a = ds.read([3, 1], out_shape=(2, 300, 275), resampling=Resampling.nearest)
     for g, b in zip(got, a): np.testing.assert_array_equal(g, b.ravel().astype(np.float64))
+
+# GDAL lists a file's folder on every open, looking for sidecars: in an output folder of 20,000 files that cost ~9 ms a
+# scene (20 scenes of 1024 px: 0.78 -> 1.05 s io-only). rsnb creates and re-reads its own outputs without the listing
+# (`rsnb.geo._OWN`); inputs are still opened with it, since their sidecars (.aux.xml, world files, .ovr) can carry
+# georeferencing and nodata.
+@needs_lib
+def test_own_outputs_opened_without_folder_listing(tmp_path, monkeypatch):
+    from rsnb.cli import staged_output, verify_geotiff
+    from rsnb.tiles import to_classes
+    lib = _libgdal(); lib.CPLGetConfigOption.restype = ctypes.c_char_p; lib.CPLGetConfigOption.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    src = tmp_path/'in'/'scene.png'; src.parent.mkdir()
+    rng = np.random.default_rng(0)
+    with rasterio.open(src, 'w', driver='PNG', height=300, width=280, count=3, dtype='uint8') as ds: ds.write(rng.integers(1, 255, (3, 300, 280), dtype=np.uint8))
+    src.with_suffix('.pgw').write_text('10\n0\n0\n-10\n500005\n4000005\n')     # a world file: georeferencing in a sidecar
+    out = tmp_path/'out'; out.mkdir()
+    seen, open0 = [], rasterio.open
+    def spy(path, *a, **k):
+        seen.append((Path(str(path)).parent.name, (a[0] if a else k.get('mode', 'r')), lib.CPLGetConfigOption(b'GDAL_DISABLE_READDIR_ON_OPEN', None)))
+        return open0(path, *a, **k)
+    monkeypatch.setattr(rasterio, 'open', spy)
+    with staged_output(out/'classes.tif', lambda t: verify_geotiff(t, src, 1, 'uint8')) as t:
+        predict_raster(lambda x: x[:, :2], src, t, tile=128, overlap=16, finalize=to_classes, progress=False, cog=True)
+    monkeypatch.setattr(rasterio, 'open', open0)
+    ins, outs = [s for s in seen if s[0] == 'in'], [s for s in seen if s[0] == 'out']
+    assert ins and all(s[2] is None for s in ins)                        # inputs: sidecars looked for
+    assert {s[1] for s in outs} >= {'w', 'r'} and all(s[2] == b'EMPTY_DIR' for s in outs), outs
+    with rasterio.open(out/'classes.tif') as ds: assert ds.transform == Affine(10, 0, 500000, 0, -10, 4000010)   # the world file (pixel centres) was read
