@@ -6,7 +6,7 @@ Docs: https://rsnb.github.io/rsnb/core.html.md"""
 
 # %% ../nbs/00_core.ipynb #301c0f40
 from __future__ import annotations
-import os, sys, re, json, random, hashlib, shutil, socket, tempfile, time, contextlib, warnings
+import os, sys, re, json, random, hashlib, secrets, shutil, socket, tempfile, time, contextlib, warnings
 from pathlib import Path
 import numpy as np
 
@@ -126,10 +126,13 @@ def atomic_write(dest, # the final path
     "Yield a temporary path beside `dest`; on success (and `verify`) rename it to `dest`; on any error or interrupt delete it."
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = None
+    tmp, sfx = None, dest.suffix + '.tmp' if suffix is None else suffix
     try:
-        fd, tmp = tempfile.mkstemp(prefix=staging_prefix(dest), suffix=dest.suffix + '.tmp' if suffix is None else suffix, dir=dest.parent)
-        os.close(fd); tmp = Path(tmp)
+        while True:    # as mkstemp, but `tmp` names the file before it exists: an interrupt just after creating it still removes it
+            tmp = dest.parent/f'{staging_prefix(dest)}{secrets.token_hex(4)}{sfx}'
+            try: fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, 'O_NOFOLLOW', 0) | getattr(os, 'O_CLOEXEC', 0), 0o600); break
+            except FileExistsError: tmp = None
+        os.close(fd)
         if not create: tmp.unlink()
         yield tmp
         if not tmp.exists(): raise FileNotFoundError(2, 'the output was not written', str(dest))
