@@ -602,7 +602,7 @@ def staged_output(dst, # final output path
     tags = dict(RSNB_VERSION=__version__, **(_JOB.get() or {}), **ctags)
     def finish(tmp):
         if _is_tiff(tmp):
-            if ann.written is None or ann.written != _file_stat(tmp): tag_output(tmp, tags, ctags)   # not written by a `RasterWriter` that tagged it
+            if ann.written != _file_stat(tmp): tag_output(tmp, tags, ctags)   # not written (or since changed) by a `RasterWriter` that tagged it
             write_category_names(tmp, None)   # a sidecar a writer left beside the staged file
         if verify is not None: verify(tmp)
         if _is_tiff(tmp): write_category_names(dst, class_names)   # before the rename: once dst appears its names are there

@@ -290,7 +290,7 @@ class RasterWriter:
         self.resampling = resampling or ('mode' if classes else 'nearest' if self.dtype.kind in 'iub' else 'average')
         check_not_input(self.dest, *[p for p in (meta.path, *inputs) if p is not None])
         self.profile = _profile(meta, self.count, self.dtype, self.nodata, compress, blocksize, level)
-        self.ds = None
+        self.ds, self._announced = None, None
 
 # %% ../nbs/01_geo.ipynb #7e6ba79f
 def class_tags(names) -> dict:
@@ -371,9 +371,7 @@ def write(self:RasterWriter, arr, # C×h×w (or h×w) block
 
 def _check_written_georef(w:RasterWriter):
     "Re-open the written file: its CRS, transform, GCPs and RPCs must be the ones asked for."
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', NotGeoreferencedWarning)
-        with rasterio.Env(**_OWN), rasterio.open(w._final) as ds: got = _meta_from(ds, None)   # the file alone: the georeferencing must be in it
+    with open_raster(w._final, sidecars=False) as ds: got = _meta_from(ds, None)   # the file alone: the georeferencing must be in it
     d = georef_diff(w.meta, got)
     if d: raise RasterError(f"{w.dest}: GDAL did not write the georeferencing it was given ({'; '.join(d)}); nothing was written")
 
@@ -396,7 +394,7 @@ def __exit__(self:RasterWriter, typ, val, tb):
         self._stack.__exit__(*exc)   # renames the temporary file to dest only when there was no error
     if typ is None:
         write_category_names(self.dest, self.class_names)
-        if getattr(self, '_announced', None) is not None: self._announced.written = _file_stat(self.dest)
+        if self._announced is not None: self._announced.written = _file_stat(self.dest)
     return False
 
 # %% ../nbs/01_geo.ipynb #190ea676

@@ -92,10 +92,14 @@ def _tiled(ds) -> bool:
     "Is `ds` stored in blocks narrower than the raster (tiles)? Then a window can be read alone, decoding only its blocks."
     return all(bw < ds.width for _, bw in ds.block_shapes)
 
+def _valid(parts, metas):
+    "Where every input (arrays `parts`, one per input) is valid."
+    return np.logical_and.reduce([valid_mask(s, m.nodata) for s, m in zip(parts, metas)])
+
 def _read_window(dss, metas, bands, r, c, h, w):
     "A window's arrays (one per input) and where every input is valid."
     parts = [ds.read(bands, window=((r, r+h), (c, c+w))) for ds in dss]
-    return parts, np.logical_and.reduce([valid_mask(s, m.nodata) for s, m in zip(parts, metas)])
+    return parts, _valid(parts, metas)
 
 def _windows(dss, metas, bands, tile, rows, cols, skip_nodata):
     "Yield (row, col, h, w, [C×tile×tile float32 arrays, invalid pixels filled], valid h×w) for every window, in reading order."
@@ -105,7 +109,7 @@ def _windows(dss, metas, bands, tile, rows, cols, skip_nodata):
         h = min(tile, H - r)
         if not one_by_one:
             strips = [ds.read(bands, window=((r, r+h), (0, W))) for ds in dss]
-            valid = np.logical_and.reduce([valid_mask(s, m.nodata) for s, m in zip(strips, metas)])
+            valid = _valid(strips, metas)
         for c in cols:
             w = min(tile, W - c)
             if one_by_one: parts, v = _read_window(dss, metas, bands, r, c, h, w)
@@ -147,9 +151,8 @@ class _Strip:
 
     def after(self, r:int, c:int) -> tuple:
         "The window after the one at (r, c) in reading order; (height, 0) after the last."
-        i, j = self._ri[r], self._ci[c]
-        if j + 1 < len(self.cols): return r, self.cols[j + 1]
-        return (self.rows[i + 1] if i + 1 < len(self.rows) else self.meta.height), 0
+        j = self._ci[c]
+        return (r, self.cols[j + 1]) if j + 1 < len(self.cols) else (self.band_end(r), 0)
 
 # %% ../nbs/04_tiles.ipynb #40596905
 def _strip_advance(self:_Strip, r:int, c:int):
