@@ -8,7 +8,9 @@ forward waiting for the GPU) io-only / calls per call, so model-only is io-only 
 overshoots by about 0.1 ms a call; the nominal ratio, against calls × cost, is kept too); the measure is
 wall / max(io-only, model-only) with that model (minima over the repeats; and the median over back-to-back pairs of an
 io-only run and a model run, less sensitive to the load of a shared machine). Goals: 20 scenes of 1024 px (crops of the Landsat-8 test scene)
-<= 1.15; the 2006x1515 scene alone <= 1.20 (8 calls of 8 windows; also with batches of 4: 16 calls). `in_flight=1` (one scene after the other: the pipeline fills and drains
+<= 1.15; the 2006x1515 scene alone <= 1.20 (63 windows in batches of 8, tapered as `predict_raster` does by default:
+1, 2, 4, 8 × 6, 5, 2, 1 = 12 calls; also with batches of 4: 18 calls; and not tapered, 8 and 16 calls, for comparison;
+and with a model costing in proportion to its windows instead of per call, tapered and not). `in_flight=1` (one scene after the other: the pipeline fills and drains
 once per scene, as before issue 27) is measured too.
 Real model: `rsnb-segment` with the shipped segmentation_lite0_fpn_dubai over a folder of Dubai tiles (four of
 about 1058x1126 px, as GeoTIFFs), against the bare forward pass (normalisation + model) over the same windows
@@ -49,39 +51,42 @@ def make_scenes(folder:Path, n:int, size:int=1024, seed:int=0):
         write_raster(folder/f'crop{k:02d}.tif', img[:, r:r + size, c:c + size], m)
     return folder
 
-def simulated_one(model_fn, batch=BATCH):
+def simulated_one(model_fn, batch=BATCH, taper=True):
     "What a command does with a scene: staged, tagged and verified output of `predict_raster`."
     from rsnb.cli import staged_output, verify_geotiff
     from rsnb.tiles import predict_raster, to_classes
     def one(ins, out):
         with staged_output(out, lambda t: verify_geotiff(t, ins[0], 1, 'uint8', out)) as tmp:
             predict_raster(model_fn, ins[0], tmp, tile=TILE, overlap=OVERLAP, batch_size=batch, finalize=to_classes,
-                           dtype='uint8', nodata=255, progress=False)
+                           dtype='uint8', nodata=255, progress=False, taper=taper)
         return out.name
     return one
 
-def run_folder(model_fn, src:Path, out:Path, in_flight:int, batch:int=BATCH) -> float:
+def run_folder(model_fn, src:Path, out:Path, in_flight:int, batch:int=BATCH, taper:bool=True) -> float:
     from rsnb.cli import run_many, scene_jobs, list_scenes
     t = time.perf_counter()
-    lines, code = run_many(_args(), scene_jobs(list_scenes(src), out, '.tif'), simulated_one(model_fn, batch), model='simulated', in_flight=in_flight)
+    lines, code = run_many(_args(), scene_jobs(list_scenes(src), out, '.tif'), simulated_one(model_fn, batch, taper), model='simulated', in_flight=in_flight)
     assert code == 0, lines
     return time.perf_counter() - t
 
-def simulated(src:Path, out:Path, repeats:int, batch:int=BATCH) -> dict:
-    "wall / max(io-only, model-only) for the scenes of `src`, three scenes in flight and one at a time."
+def simulated(src:Path, out:Path, repeats:int, batch:int=BATCH, taper:bool=True, per_window:bool=False) -> dict:
+    """wall / max(io-only, model-only) for the scenes of `src`, three scenes in flight and one at a time.
+    The simulated model costs io-only / calls per call, whatever its size (as `tiled_predict_overhead.py`); with
+    `per_window`, io-only / windows per window (a call of b windows: b times that)."""
     probs = torch.rand(batch, 4, TILE, TILE, generator=torch.Generator().manual_seed(0))
-    calls = [0]
-    run = lambda fn, k: run_folder(fn, src, out, k, batch)
-    def instant(x): calls[0] += 1; return probs[:x.shape[0]]
+    calls, sizes = [0], []
+    run = lambda fn, k: run_folder(fn, src, out, k, batch, taper)
+    def instant(x): calls[0] += 1; sizes.append(x.shape[0]); return probs[:x.shape[0]]
     run(instant, 3); run(instant, 1)                                                # warm-up (page cache, GDAL, allocators)
-    calls[0] = 0; run(instant, 3); n_calls = calls[0]
+    calls[0] = 0; sizes.clear(); run(instant, 3); n_calls, n_windows, schedule = calls[0], sum(sizes), list(sizes)
     io_many, io_seq = [], []
     for _ in range(repeats): io_many.append(run(instant, 3)); io_seq.append(run(instant, 1))
     io = min(io_many + io_seq); cost = io / n_calls
-    def model(x): time.sleep(cost); return probs[:x.shape[0]]
+    dt = (lambda b: io * b / n_windows) if per_window else (lambda b: cost)
+    def model(x): time.sleep(dt(x.shape[0])); return probs[:x.shape[0]]
     def model_alone():
         t = time.perf_counter()
-        for _ in range(n_calls): time.sleep(cost)
+        for b in schedule: time.sleep(dt(b))
         return time.perf_counter() - t
     model_only = min(model_alone() for _ in range(3))              # measured: time.sleep overshoots (~0.1 ms a call here)
     many, seq, pairs = [], [], []
@@ -89,10 +94,11 @@ def simulated(src:Path, out:Path, repeats:int, batch:int=BATCH) -> dict:
         i = run(instant, 3); many.append(run(model, 3)); seq.append(run(model, 1))
         pairs.append(many[-1] / max(i, model_only))                # an io-only run and a model run back to back: the same machine load
     slower = max(io, model_only)
-    r = dict(ratio_median_of_pairs=float(np.median(pairs)), scenes=len(list(src.iterdir())), batch=batch, model_calls=n_calls, load_average=os.getloadavg(), io_only_s=io, io_only_in_flight3_s=min(io_many), io_only_in_flight1_s=min(io_seq),
-             model_only_s=model_only, model_only_nominal_s=cost * n_calls, model=f'time.sleep({cost*1e3:.2f} ms) per call', wall_in_flight3_s=many, wall_in_flight1_s=seq,
+    r = dict(ratio_median_of_pairs=float(np.median(pairs)), scenes=len(list(src.iterdir())), batch=batch, taper=taper, model_calls=n_calls, windows=n_windows,
+             batch_sizes=schedule if len(schedule) <= 32 else None, cost='per window' if per_window else 'per call', load_average=os.getloadavg(), io_only_s=io, io_only_in_flight3_s=min(io_many), io_only_in_flight1_s=min(io_seq),
+             model_only_s=model_only, model_only_nominal_s=cost * n_calls, model=f'time.sleep({io / n_windows * 1e3:.2f} ms) per window' if per_window else f'time.sleep({cost*1e3:.2f} ms) per call', wall_in_flight3_s=many, wall_in_flight1_s=seq,
              ratio=min(many) / slower, ratio_in_flight1=min(seq) / slower, ratio_vs_nominal_model=min(many) / io)
-    print(f"{r['scenes']} scenes, batch {batch}, {n_calls} calls: io-only {io:.3f} s, model-only {model_only:.3f} s (nominal {cost * n_calls:.3f}); in flight 3: {min(many):.3f} s -> {r['ratio']:.3f}; one at a time: {min(seq):.3f} s -> {r['ratio_in_flight1']:.3f}; median of back-to-back pairs {r['ratio_median_of_pairs']:.3f}", flush=True)
+    print(f"{r['scenes']} scenes, batch {batch}{'' if taper else ' (not tapered)'}, {n_calls} calls, cost per {'window' if per_window else 'call'}: io-only {io:.3f} s, model-only {model_only:.3f} s (nominal {cost * n_calls:.3f}); in flight 3: {min(many):.3f} s -> {r['ratio']:.3f}; one at a time: {min(seq):.3f} s -> {r['ratio_in_flight1']:.3f}; median of back-to-back pairs {r['ratio_median_of_pairs']:.3f}", flush=True)
     return r
 
 def big_output_folder(src:Path, out:Path, n_files:int=20000, repeats:int=4) -> dict:
@@ -236,8 +242,11 @@ def main(argv=None):
         one = tmp/'one'; one.mkdir(); (one/'scene.tif').symlink_to(scene_path())
         res = dict(allocator='tune_allocator' if tuned else 'glibc default', tile=TILE, overlap=OVERLAP, batch=BATCH, output='classes (uint8, deflate)', timer='wall clock, minimum over repeats',
                    scenes_1024=simulated(crops, tmp/'out20', a.repeats), goal_scenes_1024=1.15,
-                   one_scene=simulated(one, tmp/'out1', 3 * a.repeats), one_scene_batch4=simulated(one, tmp/'out1', 3 * a.repeats, 4), goal_one_scene=1.20)
-        res['one_scene']['scene'] = res['one_scene_batch4']['scene'] = scene_path().name
+                   one_scene=simulated(one, tmp/'out1', 3 * a.repeats), one_scene_batch4=simulated(one, tmp/'out1', 3 * a.repeats, 4), goal_one_scene=1.20,
+                   one_scene_not_tapered=simulated(one, tmp/'out1', 3 * a.repeats, taper=False), one_scene_batch4_not_tapered=simulated(one, tmp/'out1', 3 * a.repeats, 4, taper=False),
+                   one_scene_cost_per_window=simulated(one, tmp/'out1', 3 * a.repeats, per_window=True),
+                   one_scene_cost_per_window_not_tapered=simulated(one, tmp/'out1', 3 * a.repeats, taper=False, per_window=True))
+        for k in [k for k in res if k.startswith('one_scene')]: res[k]['scene'] = scene_path().name
         res['output_folder_20000_files'] = big_output_folder(crops, tmp/'out_big')
         if not a.skip_real: res['real_cpu'] = real(dubai_scenes(tmp/'dubai'), tmp/'outd', a.repeats); res['goal_real_cpu'] = 1.10
         if not a.skip_rss:

@@ -80,13 +80,19 @@ def _pad(a, th, tw):
     mode = 'reflect' if ph < a.shape[-2] and pw < a.shape[-1] else 'edge'
     return np.pad(a, [(0, 0)] * (a.ndim - 2) + [(0, ph), (0, pw)], mode=mode)
 
-def _fill_invalid(a, v):
-    "`a` (C×h×w) as float32 with its invalid pixels (`v` False) set to the band's mean over the valid ones (0 if none)."
-    a = a.astype(np.float32)
-    if v.all(): return a
+def _fill_invalid(a, v, out=None):
+    "`a` (C×h×w) as float32 (in `out` if given) with its invalid pixels (`v` False) set to the band's mean over the valid ones (0 if none)."
+    if out is None: out = a.astype(np.float32)
+    else: np.copyto(out, a, casting='unsafe')
+    if v.all(): return out
     bad, any_ok = ~v, v.any()
-    for b in a: b[bad] = b[v].mean(dtype=np.float64) if any_ok else 0.
-    return a
+    for b in out: b[bad] = b[v].mean(dtype=np.float64) if any_ok else 0.
+    return out
+
+def _put_window(dst, a, v):
+    "Window `a` (C×h×w as read) as float32, invalid pixels filled, into `dst` (its C×tile×tile slot of a batch), padded."
+    if a.shape[-2:] == dst.shape[-2:]: _fill_invalid(a, v, dst)
+    else: dst[...] = _pad(_fill_invalid(a, v), *dst.shape[-2:])     # a raster smaller than a window
 
 def _tiled(ds) -> bool:
     "Is `ds` stored in blocks narrower than the raster (tiles)? Then a window can be read alone, decoding only its blocks."
@@ -102,7 +108,7 @@ def _read_window(dss, metas, bands, r, c, h, w):
     return parts, _valid(parts, metas)
 
 def _windows(dss, metas, bands, tile, rows, cols, skip_nodata):
-    "Yield (row, col, h, w, [C×tile×tile float32 arrays, invalid pixels filled], valid h×w) for every window, in reading order."
+    "Yield (row, col, h, w, [C×h×w arrays as read, one per input; None if skipped], valid h×w) for every window, in reading order."
     H, W = metas[0].height, metas[0].width
     one_by_one = all(_tiled(ds) for ds in dss)     # tiled inputs: window by window; striped ones: a strip (a window row) at a time
     for r in rows:
@@ -115,7 +121,7 @@ def _windows(dss, metas, bands, tile, rows, cols, skip_nodata):
             if one_by_one: parts, v = _read_window(dss, metas, bands, r, c, h, w)
             else: parts, v = [s[:, :, c:c+w] for s in strips], valid[:, c:c+w]
             if skip_nodata and not v.any(): yield r, c, h, w, None, v; continue
-            yield r, c, h, w, [_pad(_fill_invalid(s, v), tile, tile) for s in parts], v
+            yield r, c, h, w, parts, v
 
 # %% ../nbs/04_tiles.ipynb #8a28d587
 class _Strip:
@@ -251,27 +257,41 @@ def _to_np(y):
     return y.detach().float().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y, np.float32)
 
 # %% ../nbs/04_tiles.ipynb #25c22a63
-def _stack(batch, n_src, tile, with_mask, pin=False):
-    "CPU float32 tensors (one per source, then the mask) of a batch of windows."
-    xs = [torch.from_numpy(np.stack([b[4][i] for b in batch]).astype(np.float32, copy=False)) for i in range(n_src)]   # windows are float32 already: no second copy
+def _tensors(bufs, batch, tile, with_mask, pin=False):
+    "CPU float32 tensors (one per source, then the mask) of a batch whose windows are in `bufs`' first slots."
+    xs = [torch.from_numpy(b[:len(batch)]) for b in bufs]
     if with_mask: xs.append(torch.from_numpy(np.stack([_pad(b[5][None], tile, tile) for b in batch]).astype(np.float32)))
     return [x.pin_memory() for x in xs] if pin else xs
 
-def _batches(wins, batch_size, n_src, tile, with_mask, pin=False):
-    "Yield (windows seen so far, batch, tensors) for the windows that have data."
-    batch, seen = [], 0
-    for win in wins:
+def _batch_sizes(n:int, b:int, taper:bool=True) -> list:
+    "Sizes of the batches for `n` windows: `b` each; with `taper`, in a scene of at least 4 batches, 1, 2, 4, … up to `b` at the start and back down to 1 at the end."
+    head = [1 << i for i in range(b.bit_length()) if 1 << i < b] if taper and n >= 4 * b else []
+    tail = head[::-1]
+    full, r = divmod(n - 2 * sum(head), b)
+    if r and tail and tail[0] + r <= b: tail[0] += r; r = 0          # the remainder joins the end's largest batch
+    return head + [b] * full + ([r] if r else []) + tail
+
+def _batches(wins, sizes, tile, with_mask, pin=False):
+    """Yield (windows seen so far, batch, tensors) for the windows that have data, in batches of `sizes` (`_batch_sizes`).
+    Each window goes straight into its slot of the batch's arrays (no copy to stack them); the batch keeps its position and validity."""
+    sizes, batch, seen, bufs = iter(sizes), [], 0, None
+    size = next(sizes)
+    for r, c, h, w, parts, v in wins:
         seen += 1
-        if win[4] is None: continue
-        batch.append(win)
-        if len(batch) == batch_size: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin); batch = []
-    if batch: yield seen, batch, _stack(batch, n_src, tile, with_mask, pin)
+        if parts is None: continue
+        if not batch: bufs = [np.empty((size, p.shape[0], tile, tile), np.float32) for p in parts]
+        for buf, p in zip(bufs, parts): _put_window(buf[len(batch)], p, v)
+        batch.append((r, c, h, w, None, v))
+        if len(batch) == size:
+            yield seen, batch, _tensors(bufs, batch, tile, with_mask, pin)
+            batch, size = [], next(sizes, size)
+    if batch: yield seen, batch, _tensors(bufs, batch, tile, with_mask, pin)
 
 def _forward(model_fn, batch, xs, tile, device, path):
     "Forward one batch on `device` (in its scene's turn, `device_turn`); the B×K×t×t float32 outputs as numpy, shape checked."
     with device_turn(): y = _to_np(model_fn(*[x.to(device, non_blocking=True) for x in xs]))
     if y.ndim != 4 or y.shape[0] != len(batch) or y.shape[-2:] != (tile, tile):
-        raise ModelError(f"{path}: model_fn returned shape {tuple(y.shape)} for a batch of {len(batch)} windows "
+        raise ModelError(f"{path}: model_fn returned shape {tuple(y.shape)} for a batch of {len(batch)} window{'s' if len(batch) > 1 else ''} "
                          f"of {tile}×{tile}; expected (B, K, {tile}, {tile})")
     return y
 
@@ -467,6 +487,7 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
                    level:int=1, # compression level (deflate 1: fastest, files barely larger than at GDAL's default 6)
                    pipeline:bool=True, # read and write in background threads while the model runs (same output)
                    queue_size:int|None=None, # batches held between stages when pipelining (None: a row of windows, 2 to 8)
+                   taper:bool=True, # smaller first and last batches (1, 2, 4, …) in a scene of at least 4 batches: the model starts sooner, the writer ends sooner
                    force:bool=False, # write even if `src`'s georeferencing cannot be carried (`rsnb.geo.check_georef`), without it
                   )->Path:
     "Predict `model_fn` over `src` window by window with blended overlaps, writing a georeferenced `dst`."
@@ -507,7 +528,7 @@ def predict_raster(model_fn, # callable: batch B×C×t×t (, batch2) (, mask) ->
         try:
             bidx = _band_indexes(dss[0], bands, srcs[0])
             wins = _windows(dss, metas, bidx, tile, rows, cols, skip_nodata)
-            batches = _batches(wins, batch_size, len(srcs), tile, with_mask, pin=device.type == 'cuda')
+            batches = _batches(wins, _batch_sizes(total, batch_size, taper), tile, with_mask, pin=device.type == 'cuda')
             if pipeline: _pipelined(batches, forward, consume, finish, queue_size, env, on_batch)
             else:
                 for seen, batch, xs in batches: consume(batch, forward(batch, xs)); on_batch(seen, len(batch))

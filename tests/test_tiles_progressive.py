@@ -1,6 +1,6 @@
 """`rsnb.tiles._Strip` finishes and writes blended pixels column by column: on random rasters, nodata layouts and window
 grids the output is the input (identity model) where valid and nodata elsewhere, every 256×256 output block is written
-exactly once, the pipelined and sequential paths write the same bytes, and a striped input gives the same pixels."""
+exactly once (batches of equal size or tapered), the pipelined and sequential paths write the same bytes, and a striped input gives the same pixels."""
 import numpy as np, pytest, rasterio
 from hypothesis import example, given, settings, strategies as st, HealthCheck
 from rasterio.transform import from_origin
@@ -23,14 +23,15 @@ _hole = st.tuples(*[_edge] * 4).map(lambda t: (min(t[0], t[1]), max(t[0], t[1]),
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(h=st.integers(20, 620), w=st.integers(20, 620), tile_ov=st.sampled_from([(48, 0), (64, 8), (100, 0), (128, 16), (96, 40), (300, 20)]),
-       batch=st.integers(1, 5), holes=st.lists(_hole, max_size=3), classes=st.booleans(), seed=st.integers(0, 99))
-@example(h=600, w=600, tile_ov=(100, 0), batch=2, holes=[(0.0, 1.0, 0.7, 1.0)], classes=False, seed=0)   # windows skipped at every row's end: a band's nodata remainder across a block row
-def test_progressive_strip(tmp_path, h, w, tile_ov, batch, holes, classes, seed):
+       batch=st.integers(1, 5), holes=st.lists(_hole, max_size=3), classes=st.booleans(), seed=st.integers(0, 99), taper=st.booleans())
+@example(h=600, w=600, tile_ov=(100, 0), batch=2, holes=[(0.0, 1.0, 0.7, 1.0)], classes=False, seed=0, taper=False)   # windows skipped at every row's end: a band's nodata remainder across a block row
+@example(h=600, w=600, tile_ov=(100, 0), batch=4, holes=[(0.0, 1.0, 0.7, 1.0)], classes=True, seed=0, taper=True)     # the same, batches tapered (1, 2, 4, …)
+def test_progressive_strip(tmp_path, h, w, tile_ov, batch, holes, classes, seed, taper):
     tile, ov = tile_ov
     a, src = _raster(tmp_path/'s.tif', h, w, holes, seed)
     ok = valid_mask(a, 0)
     model = (lambda x: x[:, :2]) if classes else (lambda x: x)
-    kw = dict(tile=tile, overlap=ov, batch_size=batch, progress=False, finalize=to_classes if classes else None)
+    kw = dict(tile=tile, overlap=ov, batch_size=batch, progress=False, finalize=to_classes if classes else None, taper=taper)
     writes, write0 = [], RasterWriter.write
     def logged(self, arr, row=0, col=0): writes.append((row, col) + np.shape(arr)[-2:]); return write0(self, arr, row, col)
     RasterWriter.write = logged
