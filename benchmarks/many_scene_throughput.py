@@ -74,11 +74,11 @@ def simulated(src:Path, out:Path, repeats:int, batch:int=BATCH, taper:bool=True,
     The simulated model costs io-only / calls per call, whatever its size (as `tiled_predict_overhead.py`); with
     `per_window`, io-only / windows per window (a call of b windows: b times that)."""
     probs = torch.rand(batch, 4, TILE, TILE, generator=torch.Generator().manual_seed(0))
-    calls, sizes = [0], []
+    sizes = []
     run = lambda fn, k: run_folder(fn, src, out, k, batch, taper)
-    def instant(x): calls[0] += 1; sizes.append(x.shape[0]); return probs[:x.shape[0]]
+    def instant(x): sizes.append(x.shape[0]); return probs[:x.shape[0]]
     run(instant, 3); run(instant, 1)                                                # warm-up (page cache, GDAL, allocators)
-    calls[0] = 0; sizes.clear(); run(instant, 3); n_calls, n_windows, schedule = calls[0], sum(sizes), list(sizes)
+    sizes.clear(); run(instant, 3); schedule = list(sizes); n_calls, n_windows = len(schedule), sum(schedule)
     io_many, io_seq = [], []
     for _ in range(repeats): io_many.append(run(instant, 3)); io_seq.append(run(instant, 1))
     io = min(io_many + io_seq); cost = io / n_calls

@@ -260,7 +260,7 @@ def _to_np(y):
 def _tensors(bufs, batch, tile, with_mask, pin=False):
     "CPU float32 tensors (one per source, then the mask) of a batch whose windows are in `bufs`' first slots."
     xs = [torch.from_numpy(b[:len(batch)]) for b in bufs]
-    if with_mask: xs.append(torch.from_numpy(np.stack([_pad(b[5][None], tile, tile) for b in batch]).astype(np.float32)))
+    if with_mask: xs.append(torch.from_numpy(np.stack([_pad(v[None], tile, tile) for *_, v in batch]).astype(np.float32)))
     return [x.pin_memory() for x in xs] if pin else xs
 
 def _batch_sizes(n:int, b:int, taper:bool=True) -> list:
@@ -273,7 +273,7 @@ def _batch_sizes(n:int, b:int, taper:bool=True) -> list:
 
 def _batches(wins, sizes, tile, with_mask, pin=False):
     """Yield (windows seen so far, batch, tensors) for the windows that have data, in batches of `sizes` (`_batch_sizes`).
-    Each window goes straight into its slot of the batch's arrays (no copy to stack them); the batch keeps its position and validity."""
+    Each window goes straight into its slot of the batch's arrays (no copy to stack them); the batch lists each window's (row, col, h, w, valid h×w)."""
     sizes, batch, seen, bufs = iter(sizes), [], 0, None
     size = next(sizes)
     for r, c, h, w, parts, v in wins:
@@ -281,7 +281,7 @@ def _batches(wins, sizes, tile, with_mask, pin=False):
         if parts is None: continue
         if not batch: bufs = [np.empty((size, p.shape[0], tile, tile), np.float32) for p in parts]
         for buf, p in zip(bufs, parts): _put_window(buf[len(batch)], p, v)
-        batch.append((r, c, h, w, None, v))
+        batch.append((r, c, h, w, v))
         if len(batch) == size:
             yield seen, batch, _tensors(bufs, batch, tile, with_mask, pin)
             batch, size = [], next(sizes, size)
@@ -297,14 +297,14 @@ def _forward(model_fn, batch, xs, tile, device, path):
 
 def _check_finite(batch, y, path):
     "`ModelError` if an output `y` is NaN or ±Inf at a valid pixel of its window (in the writer: off the model's thread)."
-    for (r, c, h, w, _, v), out in zip(batch, y):
+    for (r, c, h, w, v), out in zip(batch, y):
         if not (np.isfinite(out[:, :h, :w]).all(0) | ~v).all():
             raise ModelError(f"{path}: the model returned NaN or Inf for valid pixels of the window at row {r}, col {c}")
 
 def _accumulate(strip, batch, y, wts, finite=False, path=None):
     "Blend a batch's outputs into `strip` (checking first, if `finite`, that they are finite at valid pixels)."
     if finite: _check_finite(batch, y, path)
-    for b, out in zip(batch, y): strip.add(b[0], b[1], out[:, :b[2], :b[3]], b[5], wts)
+    for (r, c, h, w, v), out in zip(batch, y): strip.add(r, c, out[:, :h, :w], v, wts)
     strip.advance(*strip.after(batch[-1][0], batch[-1][1]))     # finish (and write) what this batch completed
 
 def _finish(strip, meta, srcs):
